@@ -1,0 +1,1 @@
+"""One module per ``eksft`` sub-command; see ``eksft/cli.py``."""

@@ -1,0 +1,210 @@
+"""EKSFT: Entropy-KL Selective Fine-Tuning (paper Algorithm 1, sections 4.1-4.3; contract in docs/method.md).
+
+The loss is split in two so the logits path here and the fused head (``eksft.losses.fused``) share every decision:
+
+1. :func:`plan_eksft` takes *detached* per-target statistics and returns the masks and per-target coefficients;
+2. the caller forms ``loss = sum(ce_w * -logp) - sum(entropy_w * H) + sum(kl_w * KL)`` with gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .selection import SCOPES, SELECTIONS, combine, iou, official_select, paper_select
+from .tokens import (
+    NORMALIZATIONS,
+    check_choice,
+    check_fraction,
+    check_inputs,
+    check_nonnegative,
+    denominator,
+    entropy_from_logprobs,
+    gather_targets,
+    kl_from_logprobs,
+    log_softmax32,
+    mean_or_zero,
+    zero_loss,
+)
+from .types import LossResult
+
+VARIANTS = ("paper", "official")
+
+
+@dataclass
+class EksftPlan:
+    """Masks and coefficients over the N valid targets (all ``(N,)``)."""
+
+    mask: torch.Tensor  # bool: taken out of cross-entropy
+    mask_entropy: torch.Tensor  # bool: M_H
+    mask_kl: torch.Tensor  # bool: M_KL
+    ce_weight: torch.Tensor  # coefficient on -log p(y)
+    entropy_weight: torch.Tensor  # coefficient on the entropy statistic (subtracted: a bonus)
+    kl_weight: torch.Tensor  # coefficient on the KL statistic (added: a penalty)
+    metrics: dict[str, float]
+
+
+def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant) -> None:
+    check_fraction("rho", rho)
+    check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
+    check_choice("selection", selection, SELECTIONS)
+    check_choice("scope", scope, SCOPES)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("variant", variant, VARIANTS)
+
+
+def plan_eksft(
+    logp: torch.Tensor,
+    entropy: torch.Tensor,
+    kl: torch.Tensor,
+    seq: torch.Tensor,
+    *,
+    rho: float,
+    lambda_entropy: float,
+    lambda_kl: float,
+    selection: str,
+    scope: str,
+    normalization: str,
+    variant: str,
+    num_items_in_batch=None,
+    vocab_size: int | None = None,
+) -> EksftPlan:
+    """Select the masked targets and weight every term. Inputs are detached fp32 ``(N,)`` statistics.
+
+    ``paper``: ``entropy`` = H_j and ``kl`` = KL_j of the row scoring target j.
+    ``official``: ``entropy`` = H and ``kl`` = sum_v p_v (p_v - log q_v) of row j itself (the authors' off-by-one and
+    penalty); the entropy term is divided by log V (``vocab_size`` required).
+    """
+    logp, entropy, kl = logp.detach().float(), entropy.detach().float(), kl.detach().float()
+    n = logp.numel()
+    groups = seq if scope == "sequence" else None
+    select = paper_select if variant == "paper" else official_select
+    m_h, thr_h = select(entropy, rho, groups)
+    m_kl, thr_kl = select(kl, rho, groups)
+    m = combine(m_h, m_kl, selection)
+    keep = ~m
+
+    h_set, kl_set = (m, m) if variant == "paper" else (m_h, m_kl)
+    h_scale = 1.0 if variant == "paper" else 1.0 / math.log(vocab_size)
+    n_keep, n_h, n_kl = int(keep.sum()), int(h_set.sum()), int(kl_set.sum())
+
+    # Term values as the paper defines them (means over their sets), used by the official lambda rule and logged.
+    ce_term = float(-(logp[keep]).sum()) / max(n_keep, 1)
+    entropy_term = float((entropy[h_set] * h_scale).sum()) / max(n_h, 1)
+    kl_term = float(kl[kl_set].sum()) / max(n_kl, 1)
+
+    lam_h, lam_kl = lambda_entropy, lambda_kl
+    if variant == "official":  # their per-micro-step rule, from the base value each time (no compounding)
+        lam_h = lambda_entropy * (1.05 if entropy_term < 0.5 else 0.95)
+        lam_kl = lambda_kl * (1.05 if kl_term > 2.0 else 0.95)
+
+    d_ce = denominator(n_keep, normalization, num_items_in_batch, n)
+    d_h = denominator(n_h, normalization, num_items_in_batch, n)
+    d_kl = denominator(n_kl, normalization, num_items_in_batch, n)
+    ce_w = keep.float() / d_ce
+    ent_w = h_set.float() * (lam_h * h_scale / d_h)
+    kl_w = kl_set.float() * (lam_kl / d_kl)
+
+    metrics = {
+        "ce": ce_term,
+        "entropy_term": entropy_term,
+        "kl_term": kl_term,
+        "lambda_entropy": lam_h,
+        "lambda_kl": lam_kl,
+        "masked_fraction": (n - n_keep) / n,
+        "entropy_masked_fraction": int(m_h.sum()) / n,
+        "kl_masked_fraction": int(m_kl.sum()) / n,
+        "iou_entropy_kl": iou(m_h, m_kl),
+        "entropy_masked_mean": mean_or_zero(entropy[m]),
+        "entropy_unmasked_mean": mean_or_zero(entropy[keep]),
+        "kl_masked_mean": mean_or_zero(kl[m]),
+        "kl_unmasked_mean": mean_or_zero(kl[keep]),
+        "entropy_mean": mean_or_zero(entropy),
+        "kl_mean": mean_or_zero(kl),
+        "entropy_threshold": thr_h,
+        "kl_threshold": thr_kl,
+        "num_targets": float(n),
+    }
+    return EksftPlan(m, m_h, m_kl, ce_w, ent_w, kl_w, metrics)
+
+
+def eksft_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_logits: torch.Tensor,
+    *,
+    rho: float = 0.2,
+    lambda_entropy: float = 0.05,
+    lambda_kl: float = 0.05,
+    selection: str = "union",
+    scope: str = "micro_batch",
+    normalization: str = "mean",
+    variant: str = "paper",
+    ignore_index: int = -100,
+    num_items_in_batch=None,
+    position_ids: torch.Tensor | None = None,
+) -> LossResult:
+    """EKSFT loss: L = L_CE(M̄) - λ_H·L_H(M) + λ_KL·L_KL(M), with M = Top-K(H, ρ) ∪ Top-K(KL, ρ).
+
+    Args:
+        logits: ``(B, T, V)`` policy logits, unshifted. Gradients flow into these.
+        labels: ``(B, T)`` token ids, ``ignore_index`` on prompt and padding. Unshifted.
+        ref_logits: ``(B, T, V)`` frozen reference logits for the same batch (detached here).
+        rho: share of valid targets selected by each statistic, in [0, 1]; 0 is plain SFT.
+        lambda_entropy: weight of the entropy bonus on masked targets.
+        lambda_kl: weight of the KL(policy || reference) penalty on masked targets.
+        selection: ``union`` (paper), ``intersection``, ``entropy`` or ``kl``.
+        scope: ``micro_batch`` (one top-k over the micro-batch, paper) or ``sequence`` (one per sequence).
+        normalization: ``mean`` (each term over its own set, paper) or ``tokens`` (every term summed and divided by
+            ``num_items_in_batch``, invariant to gradient accumulation with ``scope="sequence"``).
+        variant: ``paper`` (method.md) or ``official`` (the authors' code; see docs/losses.md).
+        num_items_in_batch: valid targets in the whole optimiser step (``tokens`` normalisation only).
+        position_ids: ``(B, T)``; for packed batches, sequences restart where it is 0 (used by ``scope="sequence"``).
+    """
+    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant)
+    check_inputs(logits, labels, ignore_index, ref_logits)
+    t = gather_targets(logits, labels, ignore_index, position_ids)
+    if t.n == 0:
+        return empty_result(logits, labels)
+
+    if variant == "paper":
+        logz = log_softmax32(t.rows)  # (N, V) fp32
+        ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
+        h_stat = entropy_from_logprobs(logz)
+        kl_stat = kl_from_logprobs(logz, ref_logz)
+        logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    else:
+        # Authors' code: statistics from row j (not j-1) at label position j; CE still scores target j with row j-1.
+        logp = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+        same = log_softmax32(logits[t.valid])
+        ref_same = log_softmax32(ref_logits[t.valid]).detach()
+        h_stat = entropy_from_logprobs(same)
+        kl_stat = (same.exp() * (same.exp() - ref_same)).sum(-1)  # Σ p (p - log q): their "KL" (= KL + H + Σp²)
+
+    plan = plan_eksft(
+        logp, h_stat, kl_stat, t.seq,
+        rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope=scope,
+        normalization=normalization, variant=variant, num_items_in_batch=num_items_in_batch,
+        vocab_size=logits.shape[-1],
+    )  # fmt: skip
+    loss = (plan.ce_weight * -logp).sum() - (plan.entropy_weight * h_stat).sum() + (plan.kl_weight * kl_stat).sum()
+    plan.metrics["loss"] = float(loss.detach())
+    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
+
+
+EKSFT_METRICS = (
+    "ce", "entropy_term", "kl_term", "lambda_entropy", "lambda_kl", "masked_fraction", "entropy_masked_fraction",
+    "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean", "entropy_unmasked_mean", "kl_masked_mean",
+    "kl_unmasked_mean", "entropy_mean", "kl_mean", "entropy_threshold", "kl_threshold", "num_targets", "loss",
+)  # fmt: skip
+
+
+def empty_result(logits: torch.Tensor, labels: torch.Tensor, metric_names=EKSFT_METRICS) -> LossResult:
+    """No valid target: a zero loss with zero gradient, every metric 0, nothing masked."""
+    return LossResult(
+        loss=zero_loss(logits),
+        metrics={k: 0.0 for k in metric_names},
+        mask=torch.zeros(labels.shape, dtype=torch.bool, device=labels.device),
+    )

@@ -1,0 +1,197 @@
+"""Shared plumbing for the logits-path losses: argument checks, the shift to valid targets, fp32 token statistics,
+and the one place where token losses are normalised.
+
+Conventions (``docs/losses.md``): logits ``(B, T, V)`` and labels ``(B, T)`` are *unshifted*, as in Hugging Face
+causal LMs; row ``t`` predicts token ``t + 1``, so target ``j`` (``labels[:, j] != ignore_index``, ``j >= 1``) is
+scored by row ``j - 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+NORMALIZATIONS = ("mean", "tokens")
+
+
+# ----------------------------------------------------------------------------------------------------------- checks
+def check_logits(name: str, logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor of shape (B, T, V), got {type(logits).__name__}.")
+    if logits.dim() != 3:
+        raise ValueError(f"`{name}` must have shape (B, T, V); got {tuple(logits.shape)}.")
+    if not logits.is_floating_point():
+        raise ValueError(f"`{name}` must be a floating-point tensor; got dtype {logits.dtype}.")
+    if logits.numel() and not bool(torch.isfinite(logits).all()):
+        raise ValueError(
+            f"`{name}` contains NaN or inf values. Check the model's forward pass (overflow in fp16/bf16, "
+            "a diverged run) before computing the loss."
+        )
+
+
+def check_inputs(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int,
+    ref_logits: torch.Tensor | None = None,
+    *,
+    ref_name: str = "ref_logits",
+) -> None:
+    check_logits("logits", logits)
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError("`labels` must be an integer tensor of shape (B, T).")
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"`labels` has shape {tuple(labels.shape)} but `logits` has shape {tuple(logits.shape)}; "
+            "labels must be (B, T) matching the first two dimensions of logits (unshifted, HF convention)."
+        )
+    valid = labels != ignore_index
+    if valid.any():
+        lv = labels[valid]
+        if int(lv.min()) < 0 or int(lv.max()) >= logits.shape[-1]:
+            raise ValueError(
+                f"`labels` contains ids outside [0, {logits.shape[-1]}) that are not ignore_index={ignore_index}; "
+                "the tokenizer and the model's vocabulary disagree."
+            )
+    if ref_logits is not None:
+        check_logits(ref_name, ref_logits)
+        if ref_logits.shape != logits.shape:
+            raise ValueError(
+                f"`{ref_name}` has shape {tuple(ref_logits.shape)} but `logits` has shape {tuple(logits.shape)}; "
+                "the reference must see the same batch and have the same vocabulary as the policy."
+            )
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+
+
+def check_nonnegative(**values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+
+
+def check_fraction(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
+
+
+# ---------------------------------------------------------------------------------------------------- valid targets
+@dataclass
+class Targets:
+    """The valid targets of a batch, flattened. ``N`` = number of valid targets.
+
+    ``valid`` is ``(B, T)`` bool over *label* positions (True at j when label j is scored); ``rows`` are the
+    ``(N, V)`` logit rows that score them (row j-1), ``tokens`` the ``(N,)`` target ids, ``seq`` the ``(N,)``
+    sequence index (batch row, or packed-sequence id when ``position_ids`` are given).
+    """
+
+    valid: torch.Tensor  # (B, T) bool
+    rows: torch.Tensor  # (N, V), model dtype
+    tokens: torch.Tensor  # (N,)
+    seq: torch.Tensor  # (N,) int64
+
+    @property
+    def n(self) -> int:
+        return int(self.tokens.numel())
+
+    def scatter(self, flags: torch.Tensor) -> torch.Tensor:
+        """(N,) bool -> (B, T) bool aligned with labels."""
+        out = torch.zeros_like(self.valid)
+        out[self.valid] = flags
+        return out
+
+
+def valid_label_mask(labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """(B, T) bool: label positions j >= 1 whose label is scored (position 0 has no row predicting it)."""
+    valid = labels != ignore_index
+    valid[:, 0] = False
+    return valid
+
+
+def sequence_ids(labels: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) int64 id of the sequence each position belongs to.
+
+    Without ``position_ids`` each batch row is one sequence. With them (padding-free / packed batches), a new
+    sequence starts wherever ``position_ids == 0``.
+    """
+    B, T = labels.shape
+    if position_ids is None:
+        return torch.arange(B, device=labels.device)[:, None].expand(B, T)
+    if position_ids.shape != labels.shape:
+        raise ValueError(f"`position_ids` has shape {tuple(position_ids.shape)}; expected {tuple(labels.shape)}.")
+    starts = (position_ids == 0).long()
+    starts[:, 0] = 1
+    flat = starts.reshape(-1).cumsum(0) - 1  # rows never share a sequence: every row starts a new one
+    return flat.reshape(B, T)
+
+
+def gather_targets(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, position_ids: torch.Tensor | None = None
+) -> Targets:
+    valid = valid_label_mask(labels, ignore_index)
+    rows = logits[:, :-1][valid[:, 1:]]  # row j-1 scores label j
+    return Targets(valid=valid, rows=rows, tokens=labels[valid].long(), seq=sequence_ids(labels, position_ids)[valid])
+
+
+def same_position_rows(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Rows at the label positions themselves (row j for label j): the authors' off-by-one, see docs/losses.md."""
+    return logits[valid]
+
+
+# ------------------------------------------------------------------------------------------------- token statistics
+def log_softmax32(rows: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(rows.float(), dim=-1)
+
+
+def entropy_from_logprobs(logz: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum_v p_v log p_v, per row (nats)."""
+    return -(logz.exp() * logz).sum(-1)
+
+
+def kl_from_logprobs(logz: torch.Tensor, ref_logz: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) = sum_v p_v (log p_v - log q_v), per row; gradient flows through p only (q is detached)."""
+    return (logz.exp() * (logz - ref_logz.detach())).sum(-1)
+
+
+def target_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """(B, T) fp32 log-probability of each label under ``logits`` (0 where the label is ignored).
+
+    This is the layout PSFT's ``old_logps`` and IW-SFT's reference log-probs use.
+    """
+    t = gather_targets(logits, labels, ignore_index)
+    out = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)
+    out[t.valid] = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- normalising
+def denominator(count: int, normalization: str, num_items_in_batch, n_local: int) -> float:
+    """The one place token sums become losses.
+
+    ``mean``: divide each term by the number of tokens it sums over (paper Eq. 14-15, exact for one micro-batch).
+    ``tokens``: divide every term by the valid-target count of the whole optimiser step across processes
+    (``num_items_in_batch`` in transformers; the local count when not given), so splitting a step into
+    micro-batches does not change the gradient.
+    """
+    if normalization == "mean":
+        return float(max(count, 1))
+    if num_items_in_batch is None:
+        return float(max(n_local, 1))
+    n = float(num_items_in_batch.item() if isinstance(num_items_in_batch, torch.Tensor) else num_items_in_batch)
+    if n <= 0:
+        raise ValueError(f"`num_items_in_batch` must be > 0, got {n}.")
+    return n
+
+
+def zero_loss(logits: torch.Tensor) -> torch.Tensor:
+    """A zero that is still attached to the graph (zero gradient, never NaN)."""
+    return logits.reshape(-1)[:1].sum() * 0.0
+
+
+def mean_or_zero(x: torch.Tensor) -> float:
+    return float(x.float().mean()) if x.numel() else 0.0
