@@ -16,6 +16,7 @@ from .tokens import (
     entropy_from_logprobs,
     gather_targets,
     log_softmax32,
+    upcast,
     zero_loss,
 )
 from .types import LossResult
@@ -79,7 +80,7 @@ def iw_sft_loss(
     ref_rows = ref_logits[:, :-1][t.valid[:, 1:]]
     ref_logp = log_softmax32(ref_rows).gather(-1, t.tokens[:, None]).squeeze(-1).detach()
     _, inverse, counts = torch.unique(t.seq, return_inverse=True, return_counts=True)
-    diff = torch.zeros(counts.numel(), device=logp.device).index_add_(0, inverse, (logp.detach() - ref_logp))
+    diff = torch.zeros(counts.numel(), dtype=logp.dtype, device=logp.device).index_add_(0, inverse, (logp.detach() - ref_logp))
     w_seq = (diff / counts).exp().clamp(0.0, clip)  # (S,)
     w = w_seq[inverse]
     return finish(-w * logp, logz, logp, t, normalization, num_items_in_batch,
@@ -105,7 +106,7 @@ def psft_loss(
     t = prepare(logits, labels, ignore_index, normalization)
     if t.n == 0:
         return empty(logits, "ratio_mean", "clip_fraction")
-    old = old_logps[t.valid].float().detach()
+    old = upcast(old_logps[t.valid]).detach()
     if not bool(torch.isfinite(old).all()):
         raise ValueError("`old_logps` contains NaN or inf at valid label positions.")
     logz = log_softmax32(t.rows)
@@ -145,6 +146,6 @@ def gem_loss(
         return empty(logits)
     logz = log_softmax32(t.rows)
     logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
-    s = torch.softmax(t.rows.float().detach() / beta, dim=-1)
+    s = torch.softmax(upcast(t.rows.detach()) / beta, dim=-1)
     per_token = -logp + (s * logz).sum(-1)
     return finish(per_token, logz, logp, t, normalization, num_items_in_batch)

@@ -26,6 +26,7 @@ from .tokens import (
     kl_from_logprobs,
     log_softmax32,
     mean_or_zero,
+    upcast,
     zero_loss,
 )
 from .types import LossResult
@@ -35,15 +36,46 @@ VARIANTS = ("paper", "official")
 
 @dataclass
 class EksftPlan:
-    """Masks and coefficients over the N valid targets (all ``(N,)``)."""
+    """Masks and coefficients over the N valid targets (masks are ``(N,)`` bool).
 
-    mask: torch.Tensor  # bool: taken out of cross-entropy
-    mask_entropy: torch.Tensor  # bool: M_H
-    mask_kl: torch.Tensor  # bool: M_KL
-    ce_weight: torch.Tensor  # coefficient on -log p(y)
-    entropy_weight: torch.Tensor  # coefficient on the entropy statistic (subtracted: a bonus)
-    kl_weight: torch.Tensor  # coefficient on the KL statistic (added: a penalty)
+    The objective is ``sum_{keep}(-logp) / ce_denominator - entropy_coef * sum_{entropy_set} H
+    + kl_coef * sum_{kl_set} KL`` (:meth:`objective`); ``*_weight`` give the same as per-target coefficients, the
+    form the fused head needs for its gradient.
+    """
+
+    mask: torch.Tensor  # taken out of cross-entropy (M)
+    mask_entropy: torch.Tensor  # M_H
+    mask_kl: torch.Tensor  # M_KL
+    entropy_set: torch.Tensor  # where the entropy bonus applies (M for paper, M_H for official)
+    kl_set: torch.Tensor  # where the KL penalty applies (M for paper, M_KL for official)
+    ce_denominator: float
+    entropy_coef: float  # lambda_H (x 1/log V for official) / denominator
+    kl_coef: float  # lambda_KL / denominator
     metrics: dict[str, float]
+
+    @property
+    def keep(self) -> torch.Tensor:
+        return ~self.mask
+
+    @property
+    def ce_weight(self) -> torch.Tensor:
+        return self.keep.float() / self.ce_denominator
+
+    @property
+    def entropy_weight(self) -> torch.Tensor:
+        return self.entropy_set.float() * self.entropy_coef
+
+    @property
+    def kl_weight(self) -> torch.Tensor:
+        return self.kl_set.float() * self.kl_coef
+
+    def objective(self, logp: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
+        """The loss from per-target statistics that carry gradients. Written as masked sums so that rho = 0 gives
+        bit-for-bit the same value as ``sft_loss``."""
+        ce = (-logp * self.keep.to(logp.dtype)).sum() / self.ce_denominator
+        bonus = (entropy * self.entropy_set.to(entropy.dtype)).sum()
+        penalty = (kl * self.kl_set.to(kl.dtype)).sum()
+        return ce - self.entropy_coef * bonus + self.kl_coef * penalty
 
 
 def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant) -> None:
@@ -77,7 +109,7 @@ def plan_eksft(
     ``official``: ``entropy`` = H and ``kl`` = sum_v p_v (p_v - log q_v) of row j itself (the authors' off-by-one and
     penalty); the entropy term is divided by log V (``vocab_size`` required).
     """
-    logp, entropy, kl = logp.detach().float(), entropy.detach().float(), kl.detach().float()
+    logp, entropy, kl = upcast(logp.detach()), upcast(entropy.detach()), upcast(kl.detach())
     n = logp.numel()
     groups = seq if scope == "sequence" else None
     select = paper_select if variant == "paper" else official_select
@@ -103,9 +135,6 @@ def plan_eksft(
     d_ce = denominator(n_keep, normalization, num_items_in_batch, n)
     d_h = denominator(n_h, normalization, num_items_in_batch, n)
     d_kl = denominator(n_kl, normalization, num_items_in_batch, n)
-    ce_w = keep.float() / d_ce
-    ent_w = h_set.float() * (lam_h * h_scale / d_h)
-    kl_w = kl_set.float() * (lam_kl / d_kl)
 
     metrics = {
         "ce": ce_term,
@@ -127,7 +156,7 @@ def plan_eksft(
         "kl_threshold": thr_kl,
         "num_targets": float(n),
     }
-    return EksftPlan(m, m_h, m_kl, ce_w, ent_w, kl_w, metrics)
+    return EksftPlan(m, m_h, m_kl, h_set, kl_set, d_ce, lam_h * h_scale / d_h, lam_kl / d_kl, metrics)
 
 
 def eksft_loss(
@@ -189,7 +218,7 @@ def eksft_loss(
         normalization=normalization, variant=variant, num_items_in_batch=num_items_in_batch,
         vocab_size=logits.shape[-1],
     )  # fmt: skip
-    loss = (plan.ce_weight * -logp).sum() - (plan.entropy_weight * h_stat).sum() + (plan.kl_weight * kl_stat).sum()
+    loss = plan.objective(logp, h_stat, kl_stat)
     plan.metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
 

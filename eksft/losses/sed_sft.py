@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from .baselines import empty, finish, prepare
-from .tokens import check_fraction, check_nonnegative, gather_targets, log_softmax32
+from .tokens import check_fraction, check_nonnegative, gather_targets, log_softmax32, upcast
 from .types import LossResult
 
 
 def topk_mass(rows: torch.Tensor, k: int) -> torch.Tensor:
     """S_k per row: the total probability of the k most likely tokens, fp32, detached. ``rows`` is ``(N, V)``."""
-    probs = torch.softmax(rows.detach().float(), dim=-1)
+    probs = torch.softmax(upcast(rows.detach()), dim=-1)
     return probs.topk(min(k, probs.shape[-1]), dim=-1).values.sum(-1)
 
 

@@ -144,8 +144,13 @@ def same_position_rows(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
 
 
 # ------------------------------------------------------------------------------------------------- token statistics
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """At least fp32: fp16/bf16 statistics are computed in fp32, fp64 stays fp64 (gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def log_softmax32(rows: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(rows.float(), dim=-1)
+    return torch.log_softmax(upcast(rows), dim=-1)
 
 
 def entropy_from_logprobs(logz: torch.Tensor) -> torch.Tensor:
@@ -159,13 +164,14 @@ def kl_from_logprobs(logz: torch.Tensor, ref_logz: torch.Tensor) -> torch.Tensor
 
 
 def target_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """(B, T) fp32 log-probability of each label under ``logits`` (0 where the label is ignored).
+    """(B, T) fp32 (fp64 for fp64 logits) log-probability of each label under ``logits`` (0 where the label is ignored).
 
     This is the layout PSFT's ``old_logps`` and IW-SFT's reference log-probs use.
     """
     t = gather_targets(logits, labels, ignore_index)
-    out = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)
-    out[t.valid] = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+    logp = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+    out = torch.zeros(labels.shape, dtype=logp.dtype, device=logits.device)
+    out[t.valid] = logp
     return out
 
 

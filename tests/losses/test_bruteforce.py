@@ -1,0 +1,103 @@
+"""Each loss against an independent per-token loop (tests/losses/reference.py): loss and gradient w.r.t. logits,
+random inputs with random ignored positions. CPU, fp64, a few seconds."""
+
+import pytest
+import torch
+
+from eksft.losses import (
+    asft_loss,
+    dft_loss,
+    eksft_loss,
+    gem_loss,
+    global_reg_loss,
+    iw_sft_loss,
+    psft_loss,
+    random_mask_loss,
+    sed_sft_loss,
+    sft_loss,
+    target_logprobs,
+)
+
+from . import reference as R
+from .conftest import make_batch
+
+
+def compare(lib_fn, ref_fn, seed, **batch_kw):
+    logits, labels, ref = make_batch(seed=seed, dtype=torch.float64, **batch_kw)
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    out = lib_fn(a, labels, ref)
+    expected = ref_fn(b, labels, ref)
+    expected_loss = expected[0] if isinstance(expected, tuple) else expected
+    torch.testing.assert_close(out.loss, expected_loss, rtol=1e-9, atol=1e-10)
+    out.loss.backward()
+    expected_loss.backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10)
+    assert a.grad.abs().sum() > 0
+    return out, expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("selection", ["union", "intersection", "entropy", "kl"])
+@pytest.mark.parametrize("scope", ["micro_batch", "sequence"])
+@pytest.mark.parametrize("rho", [0.1, 0.2, 0.45])
+def test_eksft_paper(seed, selection, scope, rho):
+    out, (_, mask) = compare(
+        lambda x, y, r: eksft_loss(x, y, r, rho=rho, selection=selection, scope=scope, lambda_entropy=0.3, lambda_kl=0.2),
+        lambda x, y, r: R.eksft_paper(x, y, r, rho=rho, lam_h=0.3, lam_kl=0.2, selection=selection, scope=scope),
+        seed,
+    )
+    assert torch.equal(out.mask, mask)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("selection", ["union", "intersection"])
+@pytest.mark.parametrize("rho", [0.2, 0.5])
+def test_eksft_official(seed, selection, rho):
+    compare(
+        lambda x, y, r: eksft_loss(x, y, r, rho=rho, selection=selection, variant="official"),
+        lambda x, y, r: R.eksft_official(x, y, r, rho=rho, selection=selection),
+        seed,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_comparison_losses(seed):
+    compare(lambda x, y, r: sft_loss(x, y), lambda x, y, r: R.sft(x, y), seed)
+    compare(lambda x, y, r: dft_loss(x, y), lambda x, y, r: R.dft(x, y), seed)
+    compare(lambda x, y, r: iw_sft_loss(x, y, r), lambda x, y, r: R.iw_sft(x, y, r), seed)
+    compare(lambda x, y, r: iw_sft_loss(x, y, r, clip=1.01), lambda x, y, r: R.iw_sft(x, y, r, clip=1.01), seed)
+    compare(lambda x, y, r: asft_loss(x, y, r, lambda_kl=0.3), lambda x, y, r: R.asft(x, y, r, lam=0.3), seed)
+    compare(lambda x, y, r: gem_loss(x, y, beta=0.5), lambda x, y, r: R.gem(x, y, beta=0.5), seed)
+    compare(lambda x, y, r: global_reg_loss(x, y, r), lambda x, y, r: R.global_reg(x, y, r), seed)
+    compare(lambda x, y, r: sed_sft_loss(x, y, tau=0.6, k=2), lambda x, y, r: R.sed_sft(x, y, 0.6, k=2), seed)
+    compare(lambda x, y, r: sed_sft_loss(x, y, tau=0.8, k=3, lambda_sed=2.0),
+            lambda x, y, r: R.sed_sft(x, y, 0.8, lam=2.0, k=3), seed)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_psft_with_moved_policy(seed):
+    """Old policy = the reference logits, so the ratio is far from 1 and some tokens are clipped."""
+    logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
+    old = target_logprobs(ref, labels)
+    out, _ = compare(lambda x, y, r: psft_loss(x, y, old), lambda x, y, r: R.psft(x, y, old), seed)
+    assert 0 < out.metrics["clip_fraction"] < 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_mask(seed):
+    logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
+    fixed = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed).mask
+    out, _ = compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed),
+                     lambda x, y, r: R.masked(x, y, r, fixed), seed)  # fmt: skip
+    n = int((labels[:, 1:] != -100).sum())
+    assert int(out.mask.sum()) == -(-3 * n // 10)  # exactly ceil(0.3 n)
+    other = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed + 100).mask
+    assert not torch.equal(other, fixed) or n < 4
+
+
+def test_masks_only_on_valid_targets():
+    logits, labels, ref = make_batch(seed=5, dtype=torch.float64)
+    out = eksft_loss(logits, labels, ref, rho=1.0)
+    assert not out.mask[labels == -100].any()
+    assert not out.mask[:, 0].any()  # position 0 is never a target: no row predicts it
