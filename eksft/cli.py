@@ -13,6 +13,11 @@ import sys
 #: command name -> module. Add a line here to add a command.
 COMMANDS = {
     "losses": "eksft.commands.losses",
+    "train": "eksft.commands.train",
+    "eval": "eksft.commands.eval",
+    "drift": "eksft.commands.drift",
+    "probe": "eksft.commands.probe",
+    "masks": "eksft.commands.masks",
 }
 
 

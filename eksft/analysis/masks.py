@@ -1,0 +1,95 @@
+"""Mask statistics over training steps from ``RUN_DIR/metrics.jsonl`` (paper Appendix F: IoU of M_H and M_KL).
+
+Each line of ``metrics.jsonl`` is one JSON object per logging step with a ``step`` key. Lines without any of
+:data:`MASK_METRICS` (e.g. pure ``eval_*`` lines) are skipped; other keys on a line (``loss``, ``learning_rate``)
+are ignored. A key may carry a ``train/`` or ``train_`` prefix, as some loggers add one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MASK_METRICS = (
+    "masked_fraction", "entropy_masked_fraction", "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean",
+    "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean", "entropy_mean", "kl_mean",
+)  # fmt: skip
+PREFIXES = ("", "train/", "train_")
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """``{"steps": [...], "series": {metric: [value or None per step]}}`` from one run's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; pass a training run folder that has metrics.jsonl")
+    steps, series = [], {m: [] for m in MASK_METRICS}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {i}: not valid JSON ({err.msg}); fix or delete the line") from err
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path} line {i}: expected a JSON object, got {type(rec).__name__}")
+        values = {m: next((rec[p + m] for p in PREFIXES if p + m in rec), None) for m in MASK_METRICS}
+        if all(v is None for v in values.values()):
+            continue  # an eval or summary line
+        if "step" not in rec:
+            raise ValueError(f"{path} line {i}: mask metrics without a 'step' key; every logging line needs one")
+        steps.append(rec["step"])
+        for m, v in values.items():
+            series[m].append(None if v is None else float(v))
+    if not steps:
+        raise ValueError(f"{path} has no line with any of {list(MASK_METRICS)}; was the run trained with eksft?")
+    return {"steps": steps, "series": {m: v for m, v in series.items() if any(x is not None for x in v)}}
+
+
+def summarize_run(run: dict) -> dict:
+    """Mean of each metric over all logged steps and over the last quarter of them."""
+    out = {}
+    for m, vals in run["series"].items():
+        xs = [v for v in vals if v is not None]
+        tail = xs[-max(1, len(xs) // 4) :]
+        out[m] = {"mean": sum(xs) / len(xs), "last_quarter_mean": sum(tail) / len(tail), "last": xs[-1]}
+    return out
+
+
+def plot_masks(runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in MASK_METRICS if any(m in r["series"] for r in runs.values())]
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        for name, r in runs.items():
+            if m in r["series"]:
+                pts = [(s, v) for s, v in zip(r["steps"], r["series"][m]) if v is not None]
+                ax.plot([s for s, _ in pts], [v for _, v in pts], label=name, linewidth=1.2)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_masks(run_dirs: list[str], out_dir: str | Path) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [Path(d).resolve().name for d in run_dirs]
+    if len(set(names)) != len(names):  # two runs named the same in different folders: keep the full paths
+        names = [str(d) for d in run_dirs]
+    runs = {name: read_run(d) for name, d in zip(names, run_dirs)}
+    report = {name: {"run_dir": str(d), "summary": summarize_run(r), **r}
+              for (name, r), d in zip(runs.items(), run_dirs)}  # fmt: skip
+    (out / "masks.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot_masks(runs, out / "masks.png")
+    return report

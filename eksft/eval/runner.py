@@ -1,0 +1,175 @@
+"""``eksft eval`` end to end: load benchmarks, sample, check answers, resume, write results (docs/evaluation.md).
+
+Resuming: every finished problem's ``n`` samples are appended to ``samples.jsonl`` at once. A rerun with the same
+output folder reads that file, keeps the problems that have all ``n`` samples, drops partial ones (a crash
+mid-write) and samples only what is missing. Settings that change the samples are stored in ``run_config.json``;
+resuming with different ones is refused rather than silently mixing two protocols.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .benchmarks import load_benchmark
+from .report import side_by_side, summarize, write_outputs
+from .sampling import SamplingConfig, choose_backend, make_sampler
+from .verify import EXTRACTIONS, check_answer, parse_gold
+
+
+@dataclass
+class EvalConfig:
+    models: list[str]
+    benchmarks: list[str]
+    output_dir: str
+    ks: list[int] = field(default_factory=lambda: [1, 8, 32])
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seed: int = 0
+    backend: str = "auto"
+    dtype: str = "auto"
+    gguf_file: str | None = None
+    limit: int | None = None  # first problems of each benchmark
+    extraction: str = "last_boxed"
+    verify_timeout: int = 5  # seconds per math-verify parse / comparison
+    problem_column: str | None = None
+    answer_column: str | None = None
+    id_column: str | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        n = self.sampling.n
+        if n < 1:
+            raise ValueError(f"--n {n}: need at least one sample per problem")
+        too_big = [k for k in self.ks if k > n]
+        if too_big:
+            raise ValueError(f"--k {too_big} exceeds --n {n}: pass@k needs at least k samples per problem; raise --n "
+                             f"to {max(too_big)} or drop those k")  # fmt: skip
+        if any(k < 1 for k in self.ks) or not self.ks:
+            raise ValueError(f"--k {self.ks}: every k must be a positive integer")
+        if self.extraction not in EXTRACTIONS:
+            raise ValueError(f"--answer-extraction {self.extraction!r}: choose one of {EXTRACTIONS}")
+        if self.sampling.temperature < 0 or self.sampling.max_new_tokens < 1:
+            raise ValueError("--temperature must be >= 0 and --max-new-tokens >= 1")
+        if not self.models or not self.benchmarks:
+            raise ValueError("give at least one MODEL and one --benchmark")
+
+    def sample_settings(self) -> dict:
+        """What the samples depend on; a resumed run must match it."""
+        return {"sampling": asdict(self.sampling), "seed": self.seed, "extraction": self.extraction}
+
+
+def problem_seed(seed: int, benchmark: str, problem_id: str) -> int:
+    """A stable per-problem seed (crc32, not ``hash``: Python salts string hashes per process)."""
+    return (seed * 1_000_003 + zlib.crc32(f"{benchmark}\0{problem_id}".encode())) % 2**63
+
+
+def read_samples(path: Path, n: int) -> dict:
+    """``(model, benchmark, problem_id) -> lines`` of problems with all ``n`` samples; rewrites away partial ones."""
+    if not path.exists():
+        return {}
+    groups, complete = {}, {}
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):  # a line cut short by the interruption
+                continue
+            raise ValueError(f"{path} line {i}: not valid JSON; delete the line or the file to resample") from None
+        groups.setdefault((rec["model"], rec["benchmark"], rec["problem_id"]), []).append(rec)
+    complete = {key: recs for key, recs in groups.items() if len(recs) == n}
+    if len(complete) != len(groups) or sum(map(len, groups.values())) != len([x for x in lines if x.strip()]):
+        with path.open("w") as f:  # keep only whole problems so the file stays consistent
+            for recs in complete.values():
+                f.writelines(json.dumps(r) + "\n" for r in recs)
+    return complete
+
+
+def _check_resume(out: Path, cfg: EvalConfig) -> None:
+    path = out / "run_config.json"
+    settings = cfg.sample_settings()
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ValueError(f"{out} holds samples made with other settings ({diff}: {[old.get(k) for k in diff]}); "
+                             "use a new --output-dir, or delete samples.jsonl and run_config.json there")  # fmt: skip
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def evaluate(cfg: EvalConfig, log=print) -> dict:
+    """Run the evaluation; return ``{benchmark: {model: metrics}}`` (also written to ``cfg.output_dir``)."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    # Every benchmark loads (and every gold answer parses) before a model is touched: bad data fails in seconds.
+    benches = [load_benchmark(b, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
+                              id_column=cfg.id_column, limit=cfg.limit) for b in cfg.benchmarks]  # fmt: skip
+    names = [b.name for b in benches]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two benchmarks share a name {names}; rename one of the files")
+    golds = {(b.name, p["id"]): parse_gold(p["answer"], cfg.verify_timeout) for b in benches for p in b.problems}
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, cfg)
+    samples_path = out / "samples.jsonl"
+    done = read_samples(samples_path, cfg.sampling.n)
+    backend = choose_backend(cfg.backend)
+
+    for model in cfg.models:
+        todo = {b.name: [p for p in b.problems if (model, b.name, p["id"]) not in done] for b in benches}
+        if not any(todo.values()):
+            continue
+        log(f"[eval] {model}: loading ({backend} backend)")
+        sampler = make_sampler(backend, model, cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
+        for bench in benches:
+            problems = todo[bench.name]
+            skipped = len(bench.problems) - len(problems)
+            bar = tqdm(total=len(bench.problems), initial=skipped, desc=f"{_short(model)} | {bench.name}",
+                       unit="problem", disable=not cfg.progress)  # fmt: skip
+            for start in range(0, len(problems), sampler.group_size):
+                group = problems[start : start + sampler.group_size]
+                prompts = [sampler.prompt(p["problem"]) for p in group]
+                seeds = [problem_seed(cfg.seed, bench.name, p["id"]) for p in group]
+                results = sampler.sample(prompts, seeds)
+                with samples_path.open("a") as f:
+                    for p, prompt, seed, samples in zip(group, prompts, seeds, results):
+                        recs = [_record(model, bench.name, p, prompt, seed, j, s, golds[(bench.name, p["id"])], cfg)
+                                for j, s in enumerate(samples)]  # fmt: skip
+                        f.writelines(json.dumps(r) + "\n" for r in recs)
+                        done[(model, bench.name, p["id"])] = recs
+                    f.flush()
+                bar.update(len(group))
+            bar.close()
+        del sampler  # free the model before loading the next one
+
+    results = {}
+    for bench in benches:
+        results[bench.name] = {}
+        for model in cfg.models:
+            lines = [r for p in bench.problems for r in done[(model, bench.name, p["id"])]]
+            results[bench.name][model] = summarize(lines, cfg.ks)
+    config = {"models": cfg.models, "benchmarks": cfg.benchmarks, "ks": cfg.ks, "backend": backend,
+              "dtype": cfg.dtype, "limit": cfg.limit, **cfg.sample_settings()}  # fmt: skip
+    write_outputs(out, results, config)
+    log(side_by_side(results))
+    return results
+
+
+def _short(model: str) -> str:
+    return Path(model.rstrip("/")).name or model
+
+
+def _record(model, bench, problem, prompt, seed, index, sample, gold, cfg: EvalConfig) -> dict:
+    verdict = check_answer(gold, sample.text, extraction=cfg.extraction, timeout=cfg.verify_timeout)
+    return {
+        "model": model, "benchmark": bench, "problem_id": problem["id"], "sample_index": index, "seed": seed,
+        "problem": problem["problem"], "gold": problem["answer"], "prompt": prompt, "completion": sample.text,
+        "answer": verdict.answer, "correct": verdict.correct, "num_tokens": sample.num_tokens,
+        "truncated": sample.truncated, "mean_entropy": sample.mean_entropy,
+    }  # fmt: skip

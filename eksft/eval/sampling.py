@@ -1,0 +1,169 @@
+"""Prompts and sampling backends for ``eksft eval``: batched Hugging Face ``generate`` and (optional) vLLM.
+
+Both backends take a list of prompts with one seed each and return ``n`` :class:`Sample` per prompt. Seeding per
+problem (not per run) is what makes resumed runs produce the samples an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 32  # samples per problem
+    temperature: float = 1.0  # paper protocol; 0 means greedy
+    top_p: float = 1.0  # 1.0 and top_k 0: the full distribution, whatever the checkpoint's generation_config says
+    top_k: int = 0
+    max_new_tokens: int = 8192
+    batch_size: int = 32  # sequences per generate call (HF backend)
+    chat_template: bool = True  # False for base models: the raw prompt text
+    instruction: str = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclass
+class Sample:
+    text: str
+    num_tokens: int  # response tokens, eos excluded
+    truncated: bool  # hit max_new_tokens before an end-of-sequence token
+    mean_entropy: float | None  # mean entropy (nats) of the sampling distribution over the response; None on vLLM
+
+
+def build_prompt(tokenizer, problem: str, cfg: SamplingConfig) -> str:
+    """The problem followed by the instruction (paper, section 5), in the chat template unless disabled."""
+    text = f"{problem}\n\n{cfg.instruction}".strip()
+    if not cfg.chat_template:
+        return text + "\n"
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("the tokenizer has no chat template; pass --no-chat-template to prompt a base model with "
+                         "the raw problem text")  # fmt: skip
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
+
+
+def vllm_available() -> bool:
+    import torch
+
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+def choose_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend {name!r} is not supported; choose one of {BACKENDS}")
+    if name == "auto":
+        return "vllm" if vllm_available() else "hf"
+    if name == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("backend 'vllm' needs vLLM: pip install 'eksft[vllm]' (in its own environment, see "
+                         "docs/ecosystem.md), or use --backend hf")  # fmt: skip
+    return name
+
+
+class _EntropyRecorder:
+    """Logits processor that records, per step, the entropy of the distribution tokens are sampled from.
+
+    Custom processors run before transformers' temperature/top-k/top-p warpers, so the temperature is applied here.
+    Only ``(B,)`` floats per step are kept: storing ``(B, V)`` scores for 8k steps would not fit in memory.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.steps = []
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        logz = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        self.steps.append(-(logz.exp() * logz).nan_to_num().sum(-1))  # (B,); 0·log 0 = 0 under -inf logits
+        return scores
+
+
+class HFSampler:
+    """Batched ``model.generate``; same seed and batch size give the same samples."""
+
+    group_size = 1  # prompts per call: one problem's n samples already fill a batch
+
+    def __init__(self, model, tokenizer, cfg: SamplingConfig):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos.add(tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos)
+
+    def prompt(self, problem: str) -> str:
+        return build_prompt(self.tokenizer, problem, self.cfg)
+
+    def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
+        return [self._sample_one(p, s) for p, s in zip(prompts, seeds)]
+
+    def _sample_one(self, prompt: str, seed: int) -> list[Sample]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        cfg = self.cfg
+        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=not cfg.chat_template)
+        enc = enc.to(self.model.device)
+        torch.manual_seed(seed)
+        out = []
+        while len(out) < cfg.n:
+            b = min(cfg.batch_size, cfg.n - len(out))
+            recorder = _EntropyRecorder(cfg.temperature)
+            sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
+            with torch.no_grad():
+                gen = self.model.generate(
+                    input_ids=enc["input_ids"].repeat(b, 1), attention_mask=enc["attention_mask"].repeat(b, 1),
+                    max_new_tokens=cfg.max_new_tokens, logits_processor=LogitsProcessorList([recorder]),
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+                    **(sampling if cfg.temperature > 0 else {"do_sample": False}),
+                )  # fmt: skip
+            new = gen[:, enc["input_ids"].shape[1] :].cpu()  # (b, steps)
+            entropy = torch.stack(recorder.steps, 1).cpu() if recorder.steps else torch.zeros(b, 0)  # (b, steps)
+            is_eos = torch.isin(new, torch.tensor(self.eos_ids))
+            for row in range(b):
+                hits = is_eos[row].nonzero()
+                length = int(hits[0]) if len(hits) else new.shape[1]  # tokens before eos
+                steps = min(length + 1, new.shape[1])  # the eos decision is a sampled step too
+                ent = float(entropy[row, :steps].mean()) if steps else math.nan
+                text = self.tokenizer.decode(new[row, :length], skip_special_tokens=True)
+                out.append(Sample(text, length, not len(hits), None if math.isnan(ent) else ent))
+        return out
+
+
+class VLLMSampler:
+    """vLLM ``LLM.generate`` over many problems at once; per-problem seeds through ``SamplingParams(seed=...)``."""
+
+    group_size = 64
+
+    def __init__(self, name_or_path: str, cfg: SamplingConfig, dtype: str = "auto"):
+        from vllm import LLM  # optional extra: only imported when this backend is chosen
+
+        self.cfg = cfg
+        self.llm = LLM(model=str(name_or_path), dtype=dtype, seed=0)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def prompt(self, problem: str) -> str:
+        return build_prompt(self.tokenizer, problem, self.cfg)
+
+    def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        params = [SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or -1,
+                                 max_tokens=cfg.max_new_tokens, seed=s) for s in seeds]  # fmt: skip
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[Sample(o.text, len(o.token_ids), o.finish_reason == "length", None) for o in req.outputs]
+                for req in outputs]  # fmt: skip
+
+
+def make_sampler(backend: str, name_or_path: str, cfg: SamplingConfig, *, dtype: str = "auto",
+                 gguf_file: str | None = None):  # fmt: skip
+    if backend == "vllm":
+        return VLLMSampler(name_or_path, cfg, dtype)
+    from eksft.models.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, gguf_file=gguf_file)
+    return HFSampler(model, tokenizer, cfg)

