@@ -12,12 +12,15 @@ import sys
 
 #: command name -> module. Add a line here to add a command.
 COMMANDS = {
+    "demo": "eksft.commands.demo",
     "losses": "eksft.commands.losses",
     "train": "eksft.commands.train",
     "eval": "eksft.commands.eval",
     "drift": "eksft.commands.drift",
     "probe": "eksft.commands.probe",
     "masks": "eksft.commands.masks",
+    "rl": "eksft.commands.rl",
+    "pipeline": "eksft.commands.pipeline",
 }
 
 

@@ -1,0 +1,215 @@
+"""Loss-head benchmark (issue 7): peak memory and forward+backward time of the loss head alone.
+
+Each (case, implementation) runs in its own subprocess under an address-space cap (``RLIMIT_AS``), one at a time, so
+a case that does not fit fails alone (reported as ``"status": "oom"``) and never takes the shared machine down.
+Prints one JSON line per run and one ``"ratios"`` line per case, measured side by side in this run.
+
+    .venv/bin/python benchmarks/loss_head.py --quick            # small subset, about a minute on 2 cores
+    .venv/bin/python benchmarks/loss_head.py --target           # T=2048, V=151936, d=2560 (the issue's targets)
+    .venv/bin/python benchmarks/loss_head.py --T 1024 2048 --V 49152 --d 576 --impl eksft_fused sft_trl
+
+Implementations (all fp32, inputs: policy and reference hidden states and lm_head weights; the policy's hidden
+states and weight get gradients, as in full fine-tuning):
+
+* ``eksft_logits``: ``eksft_loss`` on full ``(B, T, V)`` policy and reference logits (the plain path).
+* ``eksft_fused``: ``eksft_head_loss`` (this issue).
+* ``sft_torch``: plain ``torch.nn.functional.cross_entropy`` on full logits.
+* ``sft_trl``: TRL's own chunked log-prob head (``trl.kernels.ChunkedLogProbFunction``, what ``SFTTrainer``'s default
+  loss calls), on the valid rows only (TRL does that on GPU; on CPU it scores every row, which is slower).
+
+Memory is the process's peak RSS (``ru_maxrss``) minus its RSS once the inputs exist: it counts the weight gradient,
+which every implementation must produce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+IMPLS = ("eksft_logits", "eksft_fused", "sft_torch", "sft_trl")
+ALL_T, ALL_V, ALL_D = (1024, 2048, 4096), (49152, 151936), (576, 2560)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def make_inputs(T: int, V: int, d: int, seed: int = 0, frozen_head: bool = False):
+    """Inputs built in place (no temporaries), so the RSS high-water mark before the run is the inputs' own size."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(1, T, d, generator=g).requires_grad_()
+    weight = torch.randn(V, d, generator=g).mul_(d**-0.5).requires_grad_(not frozen_head)
+    ref_hidden = torch.randn(1, T, d, generator=g)
+    ref_weight = torch.randn(V, d, generator=g).mul_(d**-0.5)
+    labels = torch.randint(0, V, (1, T), generator=g)
+    labels[:, : T // 4] = -100  # a prompt: a quarter of the positions are not scored
+    return hidden, weight, ref_hidden, ref_weight, labels
+
+
+def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: int) -> float:
+    """One forward+backward of the loss head; returns the loss value."""
+    import torch
+    import torch.nn.functional as F
+
+    from eksft.losses import eksft_loss
+    from eksft.losses.fused import eksft_head_loss, head_logits
+
+    if impl == "eksft_logits":
+        with torch.no_grad():
+            ref_logits = head_logits(ref_hidden, ref_weight)
+        loss = eksft_loss(head_logits(hidden, weight), labels, ref_logits).loss
+    elif impl == "eksft_fused":
+        loss = eksft_head_loss(hidden, weight, labels, ref_hidden, ref_weight, chunk_size=chunk_size).loss
+    elif impl == "sft_torch":
+        logits = head_logits(hidden, weight)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    elif impl == "sft_trl":
+        from trl.kernels import ChunkedLogProbFunction
+        from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+        mask = labels[:, 1:] != -100
+        logps = ChunkedLogProbFunction.apply(
+            hidden[:, :-1][mask], weight, None, labels[:, 1:][mask], 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0,
+            ("log_probs",),
+        )[0]  # fmt: skip
+        loss = -logps.sum() / mask.sum()
+    else:
+        raise ValueError(f"`impl` must be one of {IMPLS}, got {impl!r}.")
+    loss.backward()
+    return float(loss.detach())
+
+
+def worker(args) -> dict:
+    """Runs in the capped subprocess: build inputs, then ``repeats`` timed forward+backward steps."""
+    import torch
+
+    torch.manual_seed(0)
+    inputs = make_inputs(args.T, args.V, args.d, frozen_head=args.frozen_head)
+    hidden, weight = inputs[0], inputs[1]
+    # Warm the code paths on a tiny problem so import and first-call costs are not timed or counted.
+    tiny = make_inputs(16, 64, 8, seed=1)
+    step(args.impl, *tiny, args.chunk_size)
+    base_rss, base_peak = rss_bytes(), peak_rss_bytes()
+    out = {"T": args.T, "V": args.V, "d": args.d, "impl": args.impl, "dtype": "float32",
+           "frozen_head": args.frozen_head, "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]}
+    times, cpu = [], []
+    try:
+        for _ in range(args.repeats):
+            hidden.grad = weight.grad = None
+            start, cpu_start = time.perf_counter(), cpu_seconds()
+            loss = step(args.impl, *inputs, args.chunk_size)
+            times.append(time.perf_counter() - start)
+            cpu.append(cpu_seconds() - cpu_start)
+    except (MemoryError, RuntimeError) as e:  # torch raises RuntimeError("... can't allocate memory ...")
+        if "alloc" not in str(e).lower() and not isinstance(e, MemoryError):
+            raise
+        out.update(status="oom", error=str(e).splitlines()[0][:160], runs_done=len(times))
+    else:
+        out.update(status="ok", loss=loss, time_s=round(statistics.median(times), 3), times_s=[round(t, 3) for t in times],
+                   cpu_s=round(statistics.median(cpu), 3))  # CPU seconds: less sensitive to other users' load
+    out.update(
+        peak_above_inputs_gb=round((peak_rss_bytes() - base_rss) / 1e9, 3),
+        inputs_rss_gb=round(base_rss / 1e9, 3),
+        pre_run_peak_gb=round(base_peak / 1e9, 3),
+    )
+    return out
+
+
+def run_case(T, V, d, impl, args) -> dict:
+    cap = int(args.mem_cap_gb * 1e9)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--T", str(T), "--V", str(V), "--d", str(d),
+           "--impl", impl, "--repeats", str(args.repeats), "--chunk-size", str(args.chunk_size)]  # fmt: skip
+    cmd += ["--frozen-head"] if args.frozen_head else []
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=args.timeout,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"T": T, "V": V, "d": d, "impl": impl, "status": "timeout", "timeout_s": args.timeout}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
+        status = "oom" if "alloc" in tail.lower() or proc.returncode in (-9, 137) else "error"
+        return {"T": T, "V": V, "d": d, "impl": impl, "status": status, "returncode": proc.returncode, "error": tail}
+    return json.loads(lines[-1])
+
+
+def ratios(rows: list[dict]) -> dict:
+    """Side-by-side ratios for one case; None where a run failed (the failure is in its own line)."""
+    by = {r["impl"]: r for r in rows if r.get("status") == "ok"}
+
+    def ratio(a, b, key):
+        return round(by[a][key] / by[b][key], 3) if a in by and b in by and by[b][key] > 0 else None
+
+    r = rows[0]
+    return {
+        "ratios": True, "T": r["T"], "V": r["V"], "d": r["d"], "frozen_head": r.get("frozen_head"),
+        "fused_over_logits_memory": ratio("eksft_fused", "eksft_logits", "peak_above_inputs_gb"),
+        "fused_over_trl_memory": ratio("eksft_fused", "sft_trl", "peak_above_inputs_gb"),
+        "fused_over_trl_time": ratio("eksft_fused", "sft_trl", "time_s"),
+        "fused_over_trl_cpu": ratio("eksft_fused", "sft_trl", "cpu_s"),
+        "fused_over_logits_time": ratio("eksft_fused", "eksft_logits", "time_s"),
+        "trl_over_torch_sft_memory": ratio("sft_trl", "sft_torch", "peak_above_inputs_gb"),
+    }  # fmt: skip
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--T", type=int, nargs="+", default=list(ALL_T))
+    p.add_argument("--V", type=int, nargs="+", default=list(ALL_V))
+    p.add_argument("--d", type=int, nargs="+", default=list(ALL_D))
+    p.add_argument("--impl", nargs="+", default=list(IMPLS), choices=IMPLS)
+    p.add_argument("--quick", action="store_true", help="T=1024, V=49152, d=576 only (about a minute)")
+    p.add_argument("--target", action="store_true", help="T=2048, V=151936, d=2560 only (the issue's targets)")
+    p.add_argument("--repeats", type=int, default=3, help="timed forward+backward steps per run; the median is reported")
+    p.add_argument("--chunk-size", type=int, default=128, help="eksft_fused: valid targets per block")
+    p.add_argument("--mem-cap-gb", type=float, default=14.0, help="address-space cap of each subprocess")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    p.add_argument("--frozen-head", action="store_true", help="lm_head weight frozen (LoRA-style): no (V, d) gradient")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        args.T, args.V, args.d, args.impl = args.T[0], args.V[0], args.d[0], args.impl[0]
+    elif args.quick:
+        args.T, args.V, args.d = [1024], [49152], [576]
+    elif args.target:
+        args.T, args.V, args.d = [2048], [151936], [2560]
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.worker:
+        print(json.dumps(worker(args)), flush=True)
+        return
+    for T in args.T:
+        for V in args.V:
+            for d in args.d:
+                rows = []
+                for impl in args.impl:  # strictly one subprocess at a time: the machine is shared
+                    rows.append(run_case(T, V, d, impl, args))
+                    print(json.dumps(rows[-1]), flush=True)
+                print(json.dumps(ratios(rows)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

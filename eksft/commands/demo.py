@@ -1,0 +1,44 @@
+"""``eksft demo``: train SFT and EKSFT (and any ``--methods``) from a real pretrained model on this CPU, evaluate
+every model, and write ``report.md`` / ``report.html``. The README's main command. Details: docs/demo.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 15 min; --quick about 3)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from eksft.demo.config import FIELDS
+
+    for f in FIELDS:
+        text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+        elif f.name == "methods":
+            p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)",
+                           type=lambda s: [m.strip() for m in s.split(",") if m.strip()])  # fmt: skip
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                           help=f"{text} (default: {f.default})")  # fmt: skip
+
+
+def run(args) -> int:
+    from eksft.demo.config import DemoConfig, with_quick
+    from eksft.demo.run import run_demo
+
+    explicit = {k for k in vars(args) if not k.startswith("_") and k != "command"}
+    cfg = with_quick(DemoConfig(**{k: getattr(args, k) for k in explicit}), explicit)
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        run_demo(cfg, log=log)
+    except ValueError as err:
+        print(f"eksft demo: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,30 @@
+"""``eksft pipeline CONFIG.yaml``: for each method, SFT -> eval -> DAPO -> eval, resumable, one report (docs/rl.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Compare SFT methods end to end: SFT -> eval -> RL (DAPO) -> eval, resumable, with one report."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="pipeline YAML (methods, sft, rl, data, eval; see docs/rl.md)")
+    p.add_argument("--output_dir", default=None, help="override the config's output_dir")
+    p.add_argument("--stages", nargs="+", default=None, choices=["sft", "sft_eval", "rl", "rl_eval"],
+                   help="run only these stages (finished ones are skipped anyway)")  # fmt: skip
+    p.add_argument("--report_only", action="store_true", help="rewrite the report from finished stages; train nothing")
+
+
+def run(args) -> int:
+    import os
+
+    from eksft.pipeline import load_pipeline_config, run_pipeline
+    from eksft.pipeline.report import write_report
+
+    pc = load_pipeline_config(args.config, {"output_dir": args.output_dir, "stages": args.stages})
+    if args.report_only:
+        write_report(pc, os.path.join(pc.output_dir, "report"))
+        print(f"report: {os.path.join(pc.output_dir, 'report', 'report.md')}")
+        return 0
+    run_pipeline(pc)
+    return 0

@@ -1,0 +1,193 @@
+"""The demo, stage by stage: data → train each method → evaluate every model → held-out entropy/KL → drift →
+mask statistics → token heat map → report. Each stage writes into ``output_dir`` and a rerun skips what is done.
+
+Everything is built from the project's public pieces (``eksft.train``, ``eksft.eval``, ``eksft.analysis``,
+``eksft.losses``); the demo adds only orchestration and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from eksft.data.synthetic import INSTRUCTION, problem_key, training_records
+
+from .config import DemoConfig
+
+BASE = "base"
+
+
+def log_stage(log, text: str) -> None:
+    log(f"=== [demo] {text}")
+
+
+def prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, list[dict]]:
+    """Training records as chat messages (so TRL applies the same chat template as evaluation) and held-out worked
+    solutions that are neither trained on nor in the evaluation set (the generator excludes evaluation problems)."""
+    records = training_records(cfg.task, cfg.train_size + cfg.heldout_solutions)
+    train, heldout = records[: cfg.train_size], records[cfg.train_size :]
+    seen = {problem_key(r["problem"]) for r in train}
+    heldout = [r for r in heldout if problem_key(r["problem"]) not in seen]
+    path = out / "data" / "train.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for r in train:
+            msgs = [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}]
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    (out / "data" / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in heldout))
+    return path, heldout
+
+
+def train_method(cfg: DemoConfig, base: str, method: str, seed: int, run_dir: Path, train_file: Path, log) -> dict:
+    """Train one method (skipped when ``demo_train.json`` says it finished); return its record."""
+    marker = run_dir / "demo_train.json"
+    if marker.exists():
+        log(f"[demo] {method} seed {seed}: already trained, skipping ({run_dir})")
+        return json.loads(marker.read_text())
+    from eksft.train.config import EKSFTConfig
+    from eksft.train.run import train
+
+    tcfg = EKSFTConfig(
+        model_name_or_path=base, train_file=str(train_file), output_dir=str(run_dir), loss_type=method,
+        max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
+        learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.0,
+        adam_beta2=0.95, logging_steps=1, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        max_length=256, gradient_checkpointing=False, dtype="float32", rho=cfg.rho,
+        lambda_entropy=cfg.lambda_entropy, lambda_kl=cfg.lambda_kl,
+        sed_calibration_samples=min(64, cfg.train_size), psft_updates_per_batch=min(8, cfg.steps),
+    )  # fmt: skip
+    start = time.time()
+    train(tcfg)
+    record = {"method": method, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start}
+    marker.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+@torch.no_grad()
+def heldout_statistics(base: str, models: dict[str, str], heldout: list[dict]) -> dict[str, dict]:
+    """Per model: mean NLL, mean token entropy and mean KL(model ‖ base) over the response tokens of held-out worked
+    solutions (teacher-forced). Uses ``eksft_loss`` with ρ = 0 purely for its fp32 statistics."""
+    from eksft.analysis.probe import build_inputs
+    from eksft.losses import eksft_loss
+    from eksft.models.loading import load_model, load_tokenizer
+
+    tok = load_tokenizer(base)
+    inputs = [build_inputs(tok, r["problem"], r["completion"], instruction=INSTRUCTION, chat_template=True)
+              for r in heldout]  # fmt: skip
+    base_model = load_model(base, dtype="float32", device="cpu")
+    base_logits = [base_model(ids).logits for ids, _ in inputs]
+    del base_model
+    out = {}
+    for label, path in models.items():
+        model = load_model(path, dtype="float32", device="cpu") if path != base else None
+        sums = {"nll": 0.0, "entropy": 0.0, "kl": 0.0}
+        n = 0
+        for (ids, labels), ref in zip(inputs, base_logits):
+            logits = model(ids).logits if model is not None else ref
+            m = eksft_loss(logits, labels, ref, rho=0.0).metrics
+            k = m["num_targets"]
+            sums["nll"] += m["ce"] * k
+            sums["entropy"] += m["entropy_mean"] * k
+            sums["kl"] += m["kl_mean"] * k
+            n += k
+        out[label] = {key: value / max(n, 1) for key, value in sums.items()}
+        del model
+    return out
+
+
+def machine() -> dict:
+    import os
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__}  # fmt: skip
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+
+
+def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path, heldout: list[dict], log) -> dict:
+    from eksft.eval.runner import EvalConfig, evaluate
+    from eksft.eval.sampling import SamplingConfig
+
+    sd = out / f"seed{seed}"
+    runs = {}
+    for method in cfg.methods:
+        log_stage(log, f"seed {seed}: training {method} ({cfg.steps} steps x {cfg.batch_size} sequences)")
+        runs[method] = train_method(cfg, base, method, seed, sd / method, train_file, log)
+    models = {BASE: base, **{m: r["run_dir"] for m, r in runs.items()}}
+
+    log_stage(log, f"seed {seed}: sampling {cfg.samples} answers to {cfg.eval_problems} held-out problems per model")
+    sampling = SamplingConfig(n=cfg.samples, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    ecfg = EvalConfig(models=list(models.values()), benchmarks=[cfg.task], output_dir=str(sd / "eval"), ks=cfg.ks,
+                      sampling=sampling, seed=seed, dtype="float32", limit=cfg.eval_problems, backend="hf")  # fmt: skip
+    start = time.time()
+    results = evaluate(ecfg, log=log)[cfg.task]
+    eval_seconds = time.time() - start
+    by_label = {label: results[path] for label, path in models.items()}
+
+    log_stage(log, f"seed {seed}: entropy and KL to the base model on {len(heldout)} held-out solutions")
+    heldout_stats = heldout_statistics(base, models, heldout)
+
+    drift = None
+    if Path(base).is_dir():
+        from eksft.analysis.drift import compute_drift
+
+        log_stage(log, f"seed {seed}: parameter drift")
+        report = compute_drift(base, [r["run_dir"] for r in runs.values()])
+        names = list(report)
+        drift = {m: report[name]["share_above"] for m, name in zip(runs, names)}
+    return {"seed": seed, "models": models, "runs": runs, "eval": by_label, "heldout": heldout_stats,
+            "drift": drift, "eval_seconds": eval_seconds}  # fmt: skip
+
+
+def run_demo(cfg: DemoConfig, log=print) -> dict:
+    """Run the whole demo; return the summary that ``report.json`` holds."""
+    from eksft.models.smollm import resolve_model_path
+
+    from .report import write_report
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    start = time.time()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_stage(log, f"model {cfg.model}")
+    base = resolve_model_path(cfg.model)
+    train_file, heldout = prepare_data(cfg, out)
+    log(f"[demo] {cfg.train_size} training records of {cfg.task} -> {train_file}; {len(heldout)} held-out solutions")
+    seeds = [run_seed(cfg, base, s, out, train_file, heldout, log) for s in range(cfg.seeds)]
+
+    extras = {}
+    first = seeds[0]
+    log_stage(log, "token heat map of one held-out solution under each model")
+    from eksft.analysis.probe import run_probe
+
+    sample = heldout[0]
+    run_probe(list(first["models"].values()), sample["problem"], sample["completion"], out / "probe",
+              instruction=INSTRUCTION, chat_template=True)  # fmt: skip
+    extras["probe"] = out / "probe" / "probe.png"
+    masked_runs = [r["run_dir"] for m, r in first["runs"].items() if m in ("eksft", "random_mask")]
+    if masked_runs:
+        from eksft.analysis.masks import run_masks
+
+        log_stage(log, "mask statistics of the EKSFT run")
+        extras["masks"] = run_masks(masked_runs, out / "masks")
+    if first["drift"] is not None:
+        from eksft.analysis.drift import run_drift
+
+        run_drift(base, [r["run_dir"] for r in first["runs"].values()], out / "drift")
+    summary = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "base_model": base,
+               "machine": machine(), "wall_seconds": time.time() - start, "peak_rss_gb": peak_rss_gb(),
+               "seeds": seeds}  # fmt: skip
+    paths = write_report(summary, out)
+    log_stage(log, f"done in {summary['wall_seconds'] / 60:.1f} min; report: {paths[0]} and {paths[1]}")
+    return summary

@@ -1,0 +1,157 @@
+"""``PipelineConfig``: one YAML for ``eksft pipeline``: the methods to compare, the shared SFT config, the RL config,
+the data split and the evaluation settings (docs/rl.md, "eksft pipeline").
+
+``sft`` and ``rl`` are a path (relative to the pipeline file, ``include:`` works as in ``eksft train``) or an inline
+mapping of fields. The pipeline owns ``output_dir``, ``seed`` and (with a ``data`` section) the data fields of both:
+every method sees the same seed and the same records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from eksft.commands.train import load_yaml
+
+STAGES = ("sft", "sft_eval", "rl", "rl_eval")
+TOP_KEYS = {"output_dir", "seed", "methods", "sft", "rl", "data", "eval", "stages", "launcher"}
+EVAL_KEYS = {"benchmarks", "n", "ks", "max_new_tokens", "limit", "batch_size", "backend", "temperature", "top_p",
+             "top_k", "dtype", "chat_template"}  # fmt: skip
+DATA_KEYS = {"train_file", "sft_samples", "rl_samples"}
+OWNED = ("output_dir", "seed")  # set per method and stage by the pipeline; a value in sft/rl would be misleading
+
+
+@dataclass
+class EvalSettings:
+    benchmarks: list[str]
+    n: int = 32  # samples per problem (paper: 32)
+    ks: list[int] | None = None  # default: [1, the largest k <= n up to 32]
+    max_new_tokens: int = 8192  # paper: 8k response tokens
+    limit: int | None = None  # first problems of each benchmark
+    batch_size: int = 32
+    backend: str = "auto"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    dtype: str = "auto"
+    chat_template: bool = True
+
+    def __post_init__(self):
+        if not self.benchmarks:
+            raise ValueError("pipeline eval.benchmarks: give at least one benchmark (built-in name or file).")
+        if self.n < 1:
+            raise ValueError(f"pipeline eval.n: need at least 1 sample per problem, got {self.n}.")
+        if self.ks is None:
+            self.ks = sorted({1, min(32, self.n)})
+        if any(k < 1 or k > self.n for k in self.ks):
+            raise ValueError(f"pipeline eval.ks {self.ks}: every k must be in [1, n={self.n}]; raise eval.n or drop k.")
+
+    @property
+    def table_k(self) -> int:
+        """The paper reports pass@32; with fewer samples, the largest k available."""
+        return max(k for k in self.ks if k <= 32) if any(k <= 32 for k in self.ks) else max(self.ks)
+
+
+@dataclass
+class DataSplit:
+    """One source cut into SFT records ``[0, sft_samples)`` and RL records ``[sft_samples, + rl_samples)``."""
+
+    train_file: str
+    sft_samples: int
+    rl_samples: int | None = None
+
+
+@dataclass
+class PipelineConfig:
+    output_dir: str
+    methods: dict[str, dict]  # method name -> EKSFTConfig overrides (loss_type defaults to the name)
+    sft: dict  # shared EKSFTConfig fields
+    rl: dict  # RLConfig fields
+    eval: EvalSettings
+    seed: int = 0
+    data: DataSplit | None = None
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    launcher: str | None = None  # e.g. "accelerate launch --num_processes 8 -m eksft.cli": SFT/RL as subprocesses
+    source: str | None = None  # the YAML file this came from
+
+
+def _section(value, name: str, base_dir: str) -> dict:
+    if value is None:
+        raise ValueError(f"pipeline `{name}`: missing; give a config path or an inline mapping of fields.")
+    if isinstance(value, str):
+        values = load_yaml(os.path.join(base_dir, value))
+    elif isinstance(value, dict):
+        values = dict(value)
+        if "include" in values:
+            values = {**load_yaml(os.path.join(base_dir, values.pop("include"))), **values}
+    else:
+        raise ValueError(f"pipeline `{name}`: expected a path or a mapping, got {type(value).__name__}.")
+    for key in OWNED:
+        values.pop(key, None)
+    return values
+
+
+def _methods(value) -> dict[str, dict]:
+    from eksft.losses import LOSSES
+
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict) or not value:
+        raise ValueError("pipeline `methods`: give a list of method names (e.g. [sft, eksft]) or a mapping "
+                         "name: {field: value} of per-method SFT overrides.")  # fmt: skip
+    out = {}
+    for name, overrides in value.items():
+        overrides = dict(overrides or {})
+        overrides.setdefault("loss_type", name)
+        if overrides["loss_type"] not in LOSSES:
+            raise ValueError(f"pipeline methods.{name}: loss_type {overrides['loss_type']!r} is not a loss of "
+                             f"eksft.losses ({sorted(LOSSES)}); set `loss_type:` under the method.")  # fmt: skip
+        if not str(name).replace("-", "_").replace(".", "_").isidentifier():
+            raise ValueError(f"pipeline methods.{name}: use letters, digits, '_', '-' or '.' (it names a folder).")
+        out[str(name)] = overrides
+    return out
+
+
+def _check_keys(values: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+
+
+def pipeline_config_from(values: dict, base_dir: str = ".", source: str | None = None) -> PipelineConfig:
+    _check_keys(values, TOP_KEYS, f"pipeline config {source or ''}".strip())
+    if not values.get("output_dir"):
+        raise ValueError("pipeline `output_dir`: missing; every stage writes under it (rerun to resume).")
+    ev = values.get("eval") or {}
+    _check_keys(ev, EVAL_KEYS, "pipeline `eval`")
+    data = values.get("data")
+    if data is not None:
+        _check_keys(data, DATA_KEYS, "pipeline `data`")
+        if "train_file" not in data or "sft_samples" not in data:
+            raise ValueError("pipeline `data`: needs train_file and sft_samples (rl_samples: optional, default all "
+                             "the rest of the file).")  # fmt: skip
+        data = DataSplit(**data)
+    stages = list(values.get("stages") or STAGES)
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise ValueError(f"pipeline `stages`: {bad} unknown; choose from {list(STAGES)}.")
+    return PipelineConfig(
+        output_dir=values["output_dir"], methods=_methods(values.get("methods")),
+        sft=_section(values.get("sft"), "sft", base_dir), rl=_section(values.get("rl"), "rl", base_dir),
+        eval=EvalSettings(**ev), seed=int(values.get("seed", 0)), data=data, stages=stages,
+        launcher=values.get("launcher"), source=source,
+    )  # fmt: skip
+
+
+def load_pipeline_config(path: str, overrides: dict | None = None) -> PipelineConfig:
+    """Read a pipeline YAML; ``overrides`` replace top-level keys (``--output_dir``, ``--stages``)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"pipeline config {path!r} does not exist.")
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping, got {type(values).__name__}.")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return pipeline_config_from(values, os.path.dirname(path) or ".", path)

@@ -1,0 +1,126 @@
+"""The pipeline's report: two tables in the paper's layout (stage 1: after SFT, stage 2: after RL), one row per
+method, pass@1 (= avg@n) and pass@K per benchmark and their average, in percent; ``report.json`` with the same
+numbers (fractions) and the stage times; pass@k plots with one curve per method.
+
+K is 32 (the paper's pass@32) or, with fewer samples, the largest k in ``eval.ks`` (EvalSettings.table_k); the
+header says which. A stage that has not run shows ``-``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+STAGE_TITLES = {"sft_eval": "Stage 1: after SFT", "rl_eval": "Stage 2: after SFT -> RL (DAPO)"}
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def collect(pc, stage: str) -> dict:
+    """``{method: {benchmark: summary}}`` of the finished evaluations of ``stage`` (sft_eval or rl_eval)."""
+    from .run import DONE, stage_dir
+
+    out = {}
+    for method in pc.methods:
+        folder = stage_dir(pc, method, stage)
+        data = _read_json(os.path.join(folder, "results.json")) if os.path.isfile(os.path.join(folder, DONE)) else None
+        if data is None:
+            continue
+        # eksft eval keys results by model path; the pipeline evaluates one model per folder.
+        out[method] = {bench: next(iter(per_model.values())) for bench, per_model in data["results"].items()}
+    return out
+
+
+def stage_rows(pc, results: dict) -> dict:
+    """``{method: {"benchmarks": {bench: {pass@1, pass@K}}, "average": {...}}}``, fractions in [0, 1]."""
+    k = pc.eval.table_k
+    keys = ("pass@1", f"pass@{k}")
+    rows = {}
+    for method, per_bench in results.items():
+        benches = {b: {key: s.get(key) for key in keys} for b, s in per_bench.items()}
+        average = {key: sum(v[key] for v in benches.values()) / len(benches) for key in keys} if benches else {}
+        rows[method] = {"benchmarks": benches, "average": average}
+    return rows
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def markdown_table(pc, rows: dict) -> str:
+    k = pc.eval.table_k
+    benches = [_bench_name(b) for b in pc.eval.benchmarks]
+    head = ["Method"] + [f"{b} pass@1" for b in benches] + [f"{b} pass@{k}" for b in benches] + \
+        ["Average pass@1", f"Average pass@{k}"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in pc.methods:
+        row = rows.get(method)
+        cells = [method]
+        for key in ("pass@1", f"pass@{k}"):
+            cells += [_pct(row["benchmarks"].get(b, {}).get(key)) if row else "-" for b in benches]
+        cells += [_pct(row["average"].get(key)) if row else "-" for key in ("pass@1", f"pass@{k}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _bench_name(spec: str) -> str:
+    """The name eksft eval gives a benchmark: built-ins and layouts keep theirs, files their stem."""
+    from eksft.eval.benchmarks import LAYOUTS
+
+    head, sep, tail = spec.partition(":")
+    if spec in LAYOUTS or not (sep or os.path.sep in spec or "." in spec):
+        return spec
+    return Path(tail if sep and head in LAYOUTS else spec).stem
+
+
+def _stage_seconds(pc) -> dict:
+    from .run import DONE, stage_dir
+
+    out = {}
+    for method in pc.methods:
+        for stage in ("sft", "sft_eval", "rl", "rl_eval"):
+            info = _read_json(os.path.join(stage_dir(pc, method, stage), DONE))
+            if info:
+                out.setdefault(method, {})[stage] = info.get("seconds")
+    return out
+
+
+def write_report(pc, out_dir: str) -> dict:
+    """Write report.md, report.json and the pass@k plots; return the JSON content."""
+    from eksft.eval.report import plot_pass_at_k
+
+    os.makedirs(out_dir, exist_ok=True)
+    k = pc.eval.table_k
+    report = {"k": k, "n": pc.eval.n, "benchmarks": [_bench_name(b) for b in pc.eval.benchmarks],
+              "methods": list(pc.methods), "seed": pc.seed, "stages": {}, "seconds": _stage_seconds(pc)}  # fmt: skip
+    md = [f"# EKSFT pipeline report: {os.path.basename(os.path.abspath(pc.output_dir))}", "",
+          f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
+          f"problem at temperature {pc.eval.temperature}, max {pc.eval.max_new_tokens} new tokens"
+          + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "") + f"; seed {pc.seed}.",
+          ""]  # fmt: skip
+    for stage, title in STAGE_TITLES.items():
+        results = collect(pc, stage)
+        rows = stage_rows(pc, results)
+        report["stages"][stage] = rows
+        md += [f"## {title}", "", markdown_table(pc, rows), ""]
+        if results:  # one figure per benchmark, one curve per method
+            by_bench = {}
+            for method, per_bench in results.items():
+                for bench, summary in per_bench.items():
+                    by_bench.setdefault(f"{bench} {stage.replace('_eval', '')}", {})[method] = summary
+            plots = plot_pass_at_k(Path(out_dir), by_bench)
+            md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    seconds = report["seconds"]
+    if seconds:
+        md += ["## Stage wall time (s)", "", "| Method | sft | sft_eval | rl | rl_eval |", "|---|---|---|---|---|"]
+        md += [f"| {m} | " + " | ".join(str(s.get(st, "-")) for st in ("sft", "sft_eval", "rl", "rl_eval")) + " |"
+               for m, s in seconds.items()]  # fmt: skip
+    Path(out_dir, "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    Path(out_dir, "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report

@@ -1,0 +1,189 @@
+"""``run_pipeline(config)``: for every method, SFT (eksft.train) -> evaluation (eksft.eval) -> DAPO (eksft.rl) ->
+evaluation, then one report (report.py). docs/rl.md, "eksft pipeline".
+
+Layout under ``output_dir``::
+
+    data/<name>.jsonl            the built-in set written once, when data.train_file is synthetic:NAME
+    <method>/sft/                SFT model, metrics.jsonl, config.yaml (the resolved EKSFTConfig fields), DONE.json
+    <method>/sft_eval/           eksft eval outputs of the SFT model
+    <method>/rl/                 DAPO model, metrics.jsonl, config.yaml, DONE.json
+    <method>/rl_eval/            eksft eval outputs of the RL model
+    report/                      report.md, report.json, pass@k plots
+
+Resuming: a stage is finished when its ``DONE.json`` exists (written last, so a folder left by a crash never counts).
+An unfinished training stage resumes from its last checkpoint; an unfinished evaluation resumes through
+``eksft eval``'s own samples.jsonl bookkeeping.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import yaml
+
+from eksft.commands.rl import config_from_values
+
+from .config import PipelineConfig
+from .report import write_report
+
+DONE = "DONE.json"
+
+
+def stage_dir(pc: PipelineConfig, method: str, stage: str) -> str:
+    return os.path.join(pc.output_dir, method, stage)
+
+
+def is_done(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, DONE))
+
+
+def mark_done(path: str, info: dict) -> None:
+    tmp = os.path.join(path, DONE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+    os.replace(tmp, os.path.join(path, DONE))  # atomic: the marker is whole or absent
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+def data_file(pc: PipelineConfig) -> str | None:
+    """The file both stages read; a built-in synthetic set is written once (SFT trains on files)."""
+    from eksft.rl.config import SYNTHETIC_PREFIX
+    from eksft.rl.data import write_synthetic_jsonl
+
+    if pc.data is None:
+        return None
+    src = pc.data.train_file
+    if not src.startswith(SYNTHETIC_PREFIX):
+        return src
+    if pc.data.rl_samples is None:
+        raise ValueError("pipeline data.rl_samples: built-in synthetic sets are unbounded; set how many RL prompts.")
+    name = src[len(SYNTHETIC_PREFIX) :]
+    path = os.path.join(pc.output_dir, "data", f"{name}-{pc.data.sft_samples}+{pc.data.rl_samples}.jsonl")
+    if not os.path.exists(path):
+        write_synthetic_jsonl(name, pc.data.sft_samples + pc.data.rl_samples, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def sft_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
+    from eksft.models.smollm import resolve_model_path
+
+    values = {**pc.sft, **pc.methods[method], "output_dir": stage_dir(pc, method, "sft"), "seed": pc.seed}
+    if values.get("model_name_or_path"):  # `eksft train` does not know the smollm2 alias; its cached folder it does
+        values["model_name_or_path"] = resolve_model_path(values["model_name_or_path"])
+    if train_file is not None:  # records [0, sft_samples)
+        values.update(train_file=train_file, max_samples=pc.data.sft_samples)
+    return values
+
+
+def rl_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
+    values = {**pc.rl, "model_name_or_path": stage_dir(pc, method, "sft"), "output_dir": stage_dir(pc, method, "rl"),
+              "seed": pc.seed}  # fmt: skip
+    if train_file is not None:  # the disjoint rest: [sft_samples, sft_samples + rl_samples)
+        values.update(train_file=train_file, skip_samples=pc.data.sft_samples, max_samples=pc.data.rl_samples)
+    return values
+
+
+# ------------------------------------------------------------------------------------------------------ stages
+
+
+def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
+    """One training stage (kind 'train' or 'rl'), in this process or through ``pc.launcher``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    config_path = os.path.join(out, "config.yaml")
+    with open(config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(values, f, sort_keys=False)
+    resume = get_last_checkpoint(out)
+    if resume:
+        log(f"[pipeline]   resuming from {resume}")
+    if pc.launcher:  # multi-GPU: e.g. "accelerate launch --num_processes 8 -m eksft.cli"
+        cmd = [*shlex.split(pc.launcher), kind, config_path, *(["--resume_from_checkpoint", resume] if resume else [])]
+        log(f"[pipeline]   $ {shlex.join(cmd)}")
+        code = subprocess.run(cmd).returncode
+        if code != 0:
+            raise RuntimeError(f"pipeline stage {out}: `{shlex.join(cmd)}` exited with {code}; fix the error above "
+                               "and rerun the pipeline (finished stages are skipped, this one resumes).")  # fmt: skip
+        return
+    if kind == "train":
+        from eksft.train import EKSFTConfig, train
+
+        train(config_from_values(values, EKSFTConfig, where=f"pipeline sft ({out})"), resume_from_checkpoint=resume)
+    else:
+        from eksft.rl import RLConfig, train_rl
+
+        train_rl(config_from_values(values, RLConfig, where=f"pipeline rl ({out})"), resume_from_checkpoint=resume)
+
+
+def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
+    from eksft.eval.runner import EvalConfig, evaluate
+    from eksft.eval.sampling import SamplingConfig
+
+    e = pc.eval
+    sampling = SamplingConfig(n=e.n, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
+                              max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                              chat_template=e.chat_template)  # fmt: skip
+    cfg = EvalConfig(models=[model_dir], benchmarks=list(e.benchmarks), output_dir=out, ks=list(e.ks),
+                     sampling=sampling, seed=pc.seed, backend=e.backend, dtype=e.dtype, limit=e.limit,
+                     progress=False)  # fmt: skip
+    evaluate(cfg, log=lambda text: None)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_stage(pc: PipelineConfig, method: str, stage: str, train_file: str | None, log=print) -> bool:
+    """Run one stage unless its DONE.json exists; True when it ran."""
+    out = stage_dir(pc, method, stage)
+    if is_done(out):
+        log(f"[pipeline] {method}/{stage}: done already, skipped")
+        return False
+    needs = {"sft_eval": "sft", "rl": "sft", "rl_eval": "rl"}.get(stage)
+    if needs and not is_done(stage_dir(pc, method, needs)):
+        raise RuntimeError(f"pipeline {method}/{stage} needs {method}/{needs}, which has not finished: add "
+                           f"'{needs}' to `stages` (or run it first).")  # fmt: skip
+    log(f"[pipeline] {method}/{stage}: running")
+    start = time.time()
+    if stage == "sft":
+        _train("train", sft_values(pc, method, train_file), out, pc, log)
+    elif stage == "rl":
+        _train("rl", rl_values(pc, method, train_file), out, pc, log)
+    else:
+        model = stage_dir(pc, method, "sft" if stage == "sft_eval" else "rl")
+        _evaluate(model, out, pc, log)
+    _free_memory()
+    seconds = time.time() - start
+    mark_done(out, {"method": method, "stage": stage, "seconds": round(seconds, 1),
+                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    log(f"[pipeline] {method}/{stage}: finished in {seconds:.1f} s")
+    return True
+
+
+def run_pipeline(pc: PipelineConfig, log=print) -> dict:
+    """Every method through ``pc.stages``, then the report; returns the report's JSON content."""
+    os.makedirs(pc.output_dir, exist_ok=True)
+    train_file = data_file(pc)
+    with open(os.path.join(pc.output_dir, "pipeline_config.json"), "w", encoding="utf-8") as f:
+        json.dump({"source": pc.source, "argv": sys.argv, "methods": pc.methods, "sft": pc.sft, "rl": pc.rl,
+                   "eval": vars(pc.eval), "seed": pc.seed, "data": vars(pc.data) if pc.data else None,
+                   "data_file": train_file, "stages": pc.stages}, f, indent=2, default=str)  # fmt: skip
+    for method in pc.methods:
+        for stage in pc.stages:
+            run_stage(pc, method, stage, train_file, log)
+    report = write_report(pc, os.path.join(pc.output_dir, "report"))
+    log(f"[pipeline] report: {os.path.join(pc.output_dir, 'report', 'report.md')}")
+    return report

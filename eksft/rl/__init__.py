@@ -1,0 +1,7 @@
+"""The RL stage after SFT: DAPO on TRL's ``GRPOTrainer`` (``eksft rl``; docs/rl.md)."""
+
+from .config import RLConfig
+from .rewards import MathAccuracyReward, reward_functions
+from .run import build_rl_trainer, train_rl
+
+__all__ = ["RLConfig", "MathAccuracyReward", "build_rl_trainer", "reward_functions", "train_rl"]

@@ -1,0 +1,132 @@
+"""``RLConfig``: one typed config for ``eksft rl``: TRL's ``GRPOConfig`` with DAPO defaults plus the data, reward
+and model fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text
+and the field table of docs/rl.md.
+
+DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/ecosystem.md): token-level loss
+(``loss_type="dapo"``), clip-higher (``epsilon_high=0.28``), truncated completions left out of the loss
+(``mask_truncated_completions=True``), soft overlong punishment (``overlong_buffer_len``), no KL term (``beta=0``),
+temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong groups) is not in TRL;
+``frac_reward_zero_std`` in metrics.jsonl shows how many groups carry no signal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+import torch
+from trl import GRPOConfig
+
+from eksft.eval.verify import EXTRACTIONS
+from eksft.train.config import DATA_FORMATS
+
+#: ``train_file: synthetic:NAME`` draws prompts from eksft.data.synthetic.training_records(NAME, ...).
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+def _f(default, help_text, **kw):
+    return field(default=default, metadata={"help": help_text, **kw})
+
+
+def vllm_usable() -> bool:
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+@dataclass
+class RLConfig(GRPOConfig):
+    # ------------------------------------------------------------------------------------------------ DAPO
+    # TRL's defaults already give dapo loss, temperature 1.0, beta 0 and lr 1e-6; these two differ from TRL's.
+    epsilon_high: float | None = _f(0.28, "DAPO clip-higher: upper clip is 1 + epsilon_high (lower: 1 - epsilon).")
+    mask_truncated_completions: bool = _f(True, "DAPO: completions cut at max_completion_length get no loss.")
+    overlong_buffer_len: int = _f(4096, "DAPO soft overlong punishment: completions longer than "
+                                  "max_completion_length - overlong_buffer_len get a linear penalty down to -1 at "
+                                  "max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = off.")  # fmt: skip
+    overlong_penalty_factor: float = _f(1.0, "Weight of the overlong penalty against the 0/1 accuracy reward "
+                                        "(becomes reward_weights = [1, factor]).")  # fmt: skip
+    prompts_per_generation: int | None = _f(None, "Prompt batch: prompts sampled per rollout batch (DAPO: 512). Sets "
+                                            "generation_batch_size = prompts_per_generation * num_generations; the "
+                                            "optimiser takes (generation_batch_size / completions per optimiser "
+                                            "step) updates on each rollout batch.")  # fmt: skip
+    use_vllm: bool | None = _f(None, "vLLM rollouts. Unset: on when vLLM is installed and a GPU is present, else "
+                               "HF generate. true without vLLM + GPU is an error.")  # fmt: skip
+    # ------------------------------------------------------------------------------------------------ reward
+    answer_extraction: str = _f("last_boxed", "Accuracy reward: how the answer is read from a completion "
+                                "(eksft.eval.verify; last_boxed = the final \\boxed{}, none = wrong).",
+                                choices=list(EXTRACTIONS))  # fmt: skip
+    verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).")
+    # ------------------------------------------------------------------------------------------------ model
+    model_name_or_path: str | None = _f(None, "Policy to start from: an SFT output folder, a hub name, "
+                                        "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+    dtype: str = _f("auto", "Weights dtype when loading: auto, float32 or bfloat16.",
+                    choices=["auto", "float32", "bfloat16"])  # fmt: skip
+    # ------------------------------------------------------------------------------------------------ data
+    train_file: str | None = _f(None, "Prompts with gold answers: a .json/.jsonl/.parquet file (same formats as "
+                                "eksft train), a hub dataset name, or 'synthetic:NAME' (a built-in set of "
+                                "eksft.data.synthetic, disjoint from the evaluation sets).")  # fmt: skip
+    train_split: str = _f("train", "Split of a hub dataset.")
+    skip_samples: int = _f(0, "Skip the first N records: with SFT on the first N, RL gets the disjoint rest "
+                           "(the paper's split: 3k SFT / 43k RL).")  # fmt: skip
+    max_samples: int | None = _f(None, "Use at most N records after skip_samples.")
+    data_format: str = _f("auto", "Record format: prompt_completion, messages, sharegpt, or auto (by columns). "
+                          "Records with a prompt column and no completion are prompt-only.",
+                          choices=list(DATA_FORMATS))  # fmt: skip
+    prompt_column: str = _f("prompt", "Column holding the prompt (text or messages).")
+    completion_column: str = _f("completion", "Column holding the worked solution; only read for the gold answer "
+                                "when answer_column is missing (its last \\boxed{}).")  # fmt: skip
+    messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
+    conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
+    system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
+    system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
+    answer_column: str = _f("answer", "Column holding the gold answer (checked with math-verify, gold first).")
+    instruction: str | None = _f(None, "Appended to every text prompt after a blank line, e.g. 'Please reason step "
+                                 "by step, and put your final answer within \\boxed{}.' (the synthetic sets "
+                                 "already include it).")  # fmt: skip
+    chat_template: bool = _f(True, "Wrap text prompts as a user message so the tokenizer's chat template applies "
+                             "(as eksft eval prompts). false: raw text, for base models.")  # fmt: skip
+
+    # TRL defaults bf16 to True, which fails on CPU; as in EKSFTConfig, default it to "where available".
+    bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+        if self.use_vllm is None:
+            self.use_vllm = vllm_usable()
+        elif self.use_vllm and not vllm_usable():
+            raise ValueError("RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU; install 'eksft[vllm]' on a "
+                             "GPU machine or set use_vllm: false (HF generate).")  # fmt: skip
+        self.validate_rl()
+        if self.prompts_per_generation is not None:  # before GRPOConfig derives steps_per_generation from it
+            if self.generation_batch_size is not None or self.steps_per_generation is not None:
+                raise ValueError("RLConfig.prompts_per_generation: set it or generation_batch_size / "
+                                 "steps_per_generation, not both.")  # fmt: skip
+            self.generation_batch_size = self.prompts_per_generation * (self.num_generations or 1)
+        if self.reward_weights is None:
+            self.reward_weights = [1.0, self.overlong_penalty_factor] if self.overlong_buffer_len > 0 else [1.0]
+        super().__post_init__()
+
+    def validate_rl(self) -> None:
+        """Fail early, naming the field and the fix (style.md rule 4)."""
+
+        def bad(name, msg):
+            raise ValueError(f"RLConfig.{name}: {msg}")
+
+        if self.answer_extraction not in EXTRACTIONS:
+            bad("answer_extraction", f"{self.answer_extraction!r}; choose one of {list(EXTRACTIONS)}.")
+        if self.data_format not in DATA_FORMATS:
+            bad("data_format", f"{self.data_format!r}; choose one of {list(DATA_FORMATS)}.")
+        if self.skip_samples < 0:
+            bad("skip_samples", f"must be >= 0, got {self.skip_samples}.")
+        if self.max_samples is not None and self.max_samples < 1:
+            bad("max_samples", f"must be >= 1 or unset, got {self.max_samples}.")
+        if self.overlong_buffer_len < 0:
+            bad("overlong_buffer_len", f"must be >= 0, got {self.overlong_buffer_len}.")
+        if self.max_completion_length is not None and self.overlong_buffer_len >= self.max_completion_length:
+            bad("overlong_buffer_len", f"{self.overlong_buffer_len} must be below max_completion_length "
+                f"({self.max_completion_length}): the penalty starts at their difference. Lower it (or 0 = off).")  # fmt: skip
+        if self.prompts_per_generation is not None and self.prompts_per_generation < 1:
+            bad("prompts_per_generation", f"must be >= 1 or unset, got {self.prompts_per_generation}.")
+        n_rewards = 2 if self.overlong_buffer_len > 0 else 1
+        if self.reward_weights is not None and len(self.reward_weights) != n_rewards:
+            bad("reward_weights", f"needs {n_rewards} weights (accuracy{', overlong' if n_rewards == 2 else ''}), "
+                f"got {self.reward_weights}; or leave it unset and use overlong_penalty_factor.")  # fmt: skip

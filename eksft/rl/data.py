@@ -1,0 +1,149 @@
+"""Prompts and gold answers for the DAPO stage, from the same sources as training (docs/rl.md, "Data").
+
+RL needs only a prompt and a gold answer per record. Sources: a local JSON / JSONL / Parquet file or hub dataset read
+by :func:`eksft.data.formats.read_source` (so SFT files work unchanged), or ``synthetic:NAME`` (the built-in sets of
+:mod:`eksft.data.synthetic`). The gold answer is the ``answer_column``; records without one fall back to the last
+``\\boxed{}`` of their worked solution. Every gold answer is parsed with math-verify here, so a bad record fails
+before any rollout, naming the file and line.
+
+The paper's split (3k records for SFT, the disjoint 43k for RL) is ``skip_samples`` / ``max_samples``:
+:func:`split_slice` is the one definition the pipeline uses for both stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from datasets import Dataset
+
+from eksft.data import synthetic
+from eksft.data.formats import Columns, RecordError, _messages, _sharegpt, _system, _text, read_source
+from eksft.eval.verify import last_boxed, parse_gold
+
+from .config import SYNTHETIC_PREFIX, RLConfig
+
+
+def split_slice(skip: int, size: int | None) -> slice:
+    """Records ``[skip, skip + size)``: SFT takes ``split_slice(0, n_sft)``, RL ``split_slice(n_sft, n_rl)``."""
+    return slice(skip, None if size is None else skip + size)
+
+
+def synthetic_rows(name: str, part: slice) -> tuple[list[dict], list[str]]:
+    """Records ``part`` of the built-in training stream ``name`` (prompt, completion, problem, answer, source)."""
+    if part.stop is None:
+        raise ValueError(f"train_file {SYNTHETIC_PREFIX}{name}: built-in sets are unbounded; set max_samples.")
+    rows = synthetic.training_records(name, part.stop)[part]
+    return rows, [f"{SYNTHETIC_PREFIX}{name} record {part.start + i + 1}" for i in range(len(rows))]
+
+
+def write_synthetic_jsonl(name: str, size: int, path: str, *, chat: bool = True) -> str:
+    """The first ``size`` records of ``name`` as a JSONL file ``eksft train`` and ``eksft rl`` both read.
+
+    ``chat=True`` writes conversational prompt/completion (one user and one assistant message), so SFT trains in
+    the chat template that ``eksft eval`` and the RL stage prompt with.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in synthetic.training_records(name, size):
+            if chat:
+                rec = {**rec, "prompt": [{"role": "user", "content": rec["prompt"]}],
+                       "completion": [{"role": "assistant", "content": rec["completion"]}]}  # fmt: skip
+            f.write(json.dumps(rec) + "\n")
+    return path
+
+
+def _columns(cfg: RLConfig) -> Columns:
+    return Columns(prompt=cfg.prompt_column, completion=cfg.completion_column, messages=cfg.messages_column,
+                   conversations=cfg.conversations_column, system=cfg.system_column,
+                   system_prompt=cfg.system_prompt)  # fmt: skip
+
+
+def _format(row: dict, cfg: RLConfig, cols: Columns, where: str) -> str:
+    if cfg.data_format != "auto":
+        return cfg.data_format
+    if cols.conversations in row:
+        return "sharegpt"
+    if cols.messages in row:
+        return "messages"
+    if cols.prompt in row:
+        return "prompt_completion"
+    raise RecordError(f"{where}: no prompt: expected a {cols.prompt!r}, {cols.messages!r} or {cols.conversations!r} "
+                      f"column, the record has {sorted(row)}. Set prompt_column (or data_format).")  # fmt: skip
+
+
+def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
+    """One raw record -> ``{"prompt": str | messages, "answer": gold string}``."""
+    fmt = _format(row, cfg, cols, where)
+    completion = None
+    if fmt in ("messages", "sharegpt"):
+        name = cols.messages if fmt == "messages" else cols.conversations
+        if name not in row:
+            raise RecordError(f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column).")
+        messages = (_messages if fmt == "messages" else _sharegpt)(row[name], where, name)
+        if messages[-1]["role"] == "assistant":  # a training conversation: its last answer is the worked solution
+            completion, messages = messages[-1]["content"], messages[:-1]
+        if not messages:
+            raise RecordError(f"{where}: field {name!r} has no prompt turn before the assistant answer.")
+        prompt = messages
+    else:
+        if cols.prompt not in row:
+            raise RecordError(f"{where}: missing field {cols.prompt!r} (prompt_column).")
+        value = row[cols.prompt]
+        prompt = _text(value, where, cols.prompt) if isinstance(value, str) else _messages(value, where, cols.prompt)
+        c = row.get(cols.completion)
+        completion = c if isinstance(c, str) or c is None else completion_of(c)
+    if isinstance(prompt, str):
+        if cfg.instruction:
+            prompt = f"{prompt}\n\n{cfg.instruction}"
+        if cfg.chat_template:
+            prompt = [{"role": "user", "content": prompt}]
+    system = _system(row, cols, where)
+    if system and isinstance(prompt, list) and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}, *prompt]
+    elif system and isinstance(prompt, str):
+        raise RecordError(f"{where}: a system prompt needs chat_template: true (text prompts have no system turn).")
+    return {"prompt": prompt, "answer": gold_answer(row, cfg, completion, where)}
+
+
+def completion_of(messages) -> str | None:
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return messages[-1].get("content")
+    return None
+
+
+def gold_answer(row: dict, cfg: RLConfig, completion: str | None, where: str) -> str:
+    gold = row.get(cfg.answer_column)
+    if gold is None or str(gold).strip() == "":
+        gold = last_boxed(completion) if completion else None
+        if gold is None or not gold.strip():
+            raise RecordError(f"{where}: no gold answer: field {cfg.answer_column!r} is missing or empty and there is "
+                              f"no \\boxed{{}} in {cfg.completion_column!r}. Set answer_column.")  # fmt: skip
+    gold = str(gold).strip()
+    try:
+        parse_gold(gold, cfg.verify_timeout)
+    except ValueError as err:
+        raise RecordError(f"{where}: {err}; fix the answer (LaTeX is fine) or drop the record.") from err
+    return gold
+
+
+def load_prompts(cfg: RLConfig) -> Dataset:
+    """The RL prompt set of ``cfg``: records ``[skip_samples, skip_samples + max_samples)``, columns prompt, answer."""
+    if not cfg.train_file:
+        raise ValueError("RLConfig.train_file is not set: give a .json/.jsonl/.parquet file, a hub dataset name or "
+                         f"'{SYNTHETIC_PREFIX}NAME' ({', '.join(synthetic.BENCHMARKS)}).")  # fmt: skip
+    part = split_slice(cfg.skip_samples, cfg.max_samples)
+    if cfg.train_file.startswith(SYNTHETIC_PREFIX):
+        rows, where = synthetic_rows(cfg.train_file[len(SYNTHETIC_PREFIX) :], part)
+    else:
+        rows, where = read_source(cfg.train_file, cfg.train_split)
+        total = len(rows)
+        rows, where = rows[part], where[part]
+        if not rows:
+            raise RecordError(f"{cfg.train_file}: no records left after skip_samples={cfg.skip_samples} "
+                              f"({total} in the file); lower skip_samples.")  # fmt: skip
+    cols = _columns(cfg)
+    out = [to_prompt(r, cfg, cols, w) for r, w in zip(rows, where, strict=True)]
+    if len({isinstance(r["prompt"], list) for r in out}) > 1:  # Arrow needs one schema
+        raise RecordError(f"{cfg.train_file}: mixes text and conversational prompts; set chat_template: true.")
+    return Dataset.from_list(out)

@@ -1,0 +1,47 @@
+"""``train_rl(config)``: the whole ``eksft rl`` job as a function (style.md rule 8): load the policy and the prompts,
+build TRL's ``GRPOTrainer`` with the DAPO settings of :class:`RLConfig` and the rewards of rewards.py, train (or
+resume), save the final model and tokenizer.
+
+Metrics: GRPOTrainer logs ``reward``, ``rewards/accuracy/mean``, ``entropy``, ``clip_ratio/*``,
+``completions/mean_length``, ``completions/clipped_ratio`` … to ``report_to``; the trainer's
+:class:`~eksft.train.metrics.MetricsJsonlCallback` writes the same dicts to ``OUTPUT_DIR/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+from trl import GRPOTrainer
+
+from eksft.models.smollm import resolve_model_path
+from eksft.train.metrics import MetricsJsonlCallback
+from eksft.train.models import is_special, load_causal_lm, load_tokenizer
+
+from .config import RLConfig
+from .data import load_prompts
+from .rewards import reward_functions
+
+
+def build_rl_trainer(cfg: RLConfig, callbacks=None) -> GRPOTrainer:
+    if not cfg.model_name_or_path:
+        raise ValueError("RLConfig.model_name_or_path is not set: give the SFT output folder, a hub name, "
+                         "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+    prompts = load_prompts(cfg)  # every gold answer parses before a model is loaded
+    path = resolve_model_path(cfg.model_name_or_path)
+    tokenizer = load_tokenizer(path)
+    tokenizer.padding_side = "left"  # prompts are left-padded for generation (TRL's own default when it loads one)
+    if cfg.dtype != "auto":
+        cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": cfg.dtype}
+    model = path
+    if is_special(path):  # tiny-random-llama / .gguf: TRL cannot load these from a string
+        model = load_causal_lm(path, **(cfg.model_init_kwargs or {}))
+        cfg.model_init_kwargs = None
+    trainer = GRPOTrainer(model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=prompts,
+                          processing_class=tokenizer, callbacks=callbacks)  # fmt: skip
+    trainer.add_callback(MetricsJsonlCallback(cfg.output_dir))
+    return trainer
+
+
+def train_rl(cfg: RLConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None) -> GRPOTrainer:
+    trainer = build_rl_trainer(cfg, callbacks)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint or cfg.resume_from_checkpoint)
+    trainer.save_model(cfg.output_dir)
+    return trainer

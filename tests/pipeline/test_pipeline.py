@@ -1,0 +1,116 @@
+"""``eksft pipeline`` end to end on the built-in tiny random Llama (CPU, 1 thread, ~30 s): two methods go through
+SFT -> eval -> DAPO -> eval on one seeded data split, the report has both tables (after SFT, after RL) with a row per
+method, JSON and pass@k plots; a second run skips every finished stage, and a stage without its DONE.json marker
+(a crash mid-stage) runs again."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from eksft.cli import main
+from eksft.pipeline import pipeline_config_from, run_pipeline
+from eksft.pipeline import run as pipeline_run
+
+STAGES = ("sft", "sft_eval", "rl", "rl_eval")
+
+
+def tiny_pipeline(out: str) -> dict:
+    return {
+        "output_dir": out, "seed": 3, "methods": {"sft": {}, "eksft": {"rho": 0.2}},
+        "data": {"train_file": "synthetic:arithmetic-easy", "sft_samples": 8, "rl_samples": 4},
+        "sft": {"model_name_or_path": "tiny-random-llama", "max_steps": 2, "per_device_train_batch_size": 4,
+                "max_length": 160, "learning_rate": 3e-3, "logging_steps": 1, "save_strategy": "no",
+                "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
+        "rl": {"max_steps": 2, "num_generations": 2, "prompts_per_generation": 2, "per_device_train_batch_size": 4,
+               "max_completion_length": 12, "overlong_buffer_len": 4, "learning_rate": 1e-3, "logging_steps": 1,
+               "save_strategy": "no", "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
+        "eval": {"benchmarks": ["arithmetic-easy"], "limit": 2, "n": 2, "max_new_tokens": 12, "batch_size": 2},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One full pipeline run, shared by the tests below (the expensive part)."""
+    out = str(tmp_path_factory.mktemp("pipe") / "run")
+    logs = []
+    report = run_pipeline(pipeline_config_from(tiny_pipeline(out)), log=logs.append)
+    return out, report, logs
+
+
+def test_every_stage_runs_and_is_marked(finished):
+    out, _, logs = finished
+    for method in ("sft", "eksft"):
+        for stage in STAGES:
+            folder = os.path.join(out, method, stage)
+            info = json.load(open(os.path.join(folder, "DONE.json")))
+            assert (info["method"], info["stage"]) == (method, stage) and info["seconds"] >= 0
+        assert os.path.exists(os.path.join(out, method, "sft", "model.safetensors"))
+        assert os.path.exists(os.path.join(out, method, "rl", "model.safetensors"))
+        assert any("reward" in json.loads(line) for line in open(os.path.join(out, method, "rl", "metrics.jsonl")))
+    assert sum("running" in line for line in logs) == 8
+
+
+def test_same_seed_and_disjoint_data_for_every_method(finished):
+    out, _, _ = finished
+    configs = {(m, s): yaml.safe_load(open(os.path.join(out, m, s, "config.yaml"))) for m in ("sft", "eksft")
+               for s in ("sft", "rl")}  # fmt: skip
+    assert {c["seed"] for c in configs.values()} == {3}
+    assert configs[("sft", "sft")]["loss_type"] == "sft" and configs[("eksft", "sft")]["loss_type"] == "eksft"
+    sft, rl = configs[("eksft", "sft")], configs[("eksft", "rl")]
+    assert sft["train_file"] == rl["train_file"] and (sft["max_samples"], rl["skip_samples"], rl["max_samples"]) == (8, 8, 4)
+    assert rl["model_name_or_path"] == os.path.join(out, "eksft", "sft")
+    assert sum(1 for _ in open(sft["train_file"])) == 12  # 8 SFT + 4 RL records, written once
+
+
+def test_report_has_both_tables(finished):
+    out, report, _ = finished
+    md = open(os.path.join(out, "report", "report.md")).read()
+    assert "## Stage 1: after SFT" in md and "## Stage 2: after SFT -> RL (DAPO)" in md
+    header = "| Method | arithmetic-easy pass@1 | arithmetic-easy pass@2 | Average pass@1 | Average pass@2 |"
+    assert md.count(header) == 2
+    assert report["k"] == 2
+    for stage in ("sft_eval", "rl_eval"):
+        assert set(report["stages"][stage]) == {"sft", "eksft"}
+        for method, row in report["stages"][stage].items():
+            res = json.load(open(os.path.join(out, method, stage, "results.json")))["results"]["arithmetic-easy"]
+            summary = next(iter(res.values()))
+            assert row["benchmarks"]["arithmetic-easy"] == {"pass@1": summary["pass@1"], "pass@2": summary["pass@2"]}
+            assert row["average"]["pass@1"] == summary["pass@1"]  # one benchmark: the average is its value
+            assert f"| {method} | {100 * summary['pass@1']:.1f} |" in md
+    assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_sft.png"))
+    assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_rl.png"))
+
+
+def test_second_run_skips_finished_stages_and_reruns_unmarked_ones(finished, monkeypatch):
+    out, report, _ = finished
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(pipeline_run, "_train", refuse)
+    monkeypatch.setattr(pipeline_run, "_evaluate", refuse)
+    logs = []
+    again = run_pipeline(pipeline_config_from(tiny_pipeline(out)), log=logs.append)
+    assert sum("skipped" in line for line in logs) == 8
+    assert again["stages"] == report["stages"]
+
+    # A folder without DONE.json (crash mid-stage) is not finished: only that stage runs again.
+    os.remove(os.path.join(out, "eksft", "rl_eval", "DONE.json"))
+    ran = []
+    monkeypatch.setattr(pipeline_run, "_evaluate", lambda model, folder, pc, log: ran.append(folder))
+    run_pipeline(pipeline_config_from(tiny_pipeline(out)), log=lambda line: None)
+    assert ran == [os.path.join(out, "eksft", "rl_eval")]
+    assert os.path.exists(os.path.join(out, "eksft", "rl_eval", "DONE.json"))
+
+
+def test_cli_report_only(finished, tmp_path, capsys):
+    out, _, _ = finished
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(tiny_pipeline(out)))
+    os.remove(os.path.join(out, "report", "report.md"))
+    assert main(["pipeline", str(path), "--report_only"]) == 0
+    assert "Stage 2" in open(os.path.join(out, "report", "report.md")).read()

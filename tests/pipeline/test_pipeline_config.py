@@ -1,0 +1,82 @@
+"""Pipeline configs and the report tables (CPU, no model, ~3 s): the shipped pipeline YAMLs resolve into valid
+EKSFTConfig / RLConfig fields for every method; bad keys, methods and k fail naming the key; the report averages
+pass@1 / pass@K over benchmarks from eksft eval's results.json, and shows '-' for stages that have not run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from eksft.commands.rl import config_from_values
+from eksft.pipeline import load_pipeline_config, pipeline_config_from
+from eksft.pipeline.report import write_report
+from eksft.pipeline.run import mark_done, rl_values, sft_values, stage_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CPU = {"bf16": False, "deepspeed": None}
+
+
+@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "paper/pipeline_qwen3_4b.yaml"])
+def test_shipped_pipeline_configs_resolve(name, monkeypatch):
+    from eksft.rl import RLConfig
+    from eksft.train import EKSFTConfig
+
+    monkeypatch.chdir(ROOT)
+    pc = load_pipeline_config(os.path.join("configs", name))
+    for method in pc.methods:
+        sft = config_from_values({**sft_values(pc, method, "x.jsonl"), **CPU}, EKSFTConfig)
+        assert sft.loss_type == method and sft.seed == pc.seed
+        rl = config_from_values({**rl_values(pc, method, "x.jsonl"), **CPU, "use_vllm": False}, RLConfig)
+        assert rl.model_name_or_path == stage_dir(pc, method, "sft") and rl.skip_samples == pc.data.sft_samples
+    if "paper" in name:
+        assert set(pc.methods) == {"sft", "eksft", "dft", "iw_sft", "psft", "sed_sft"}
+        assert (pc.eval.n, pc.eval.table_k, pc.eval.max_new_tokens, pc.data.sft_samples) == (32, 32, 8192, 3000)
+        assert sft.learning_rate == 1e-5 and sft.max_length == 20000 and rl.learning_rate == 1e-6
+
+
+def base(**kw):
+    values = {"output_dir": "o", "methods": ["sft"], "sft": {}, "rl": {}, "eval": {"benchmarks": ["arithmetic-easy"]}}
+    return {**values, **kw}
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        (base(methods=["nope"]), r"methods\.nope"),
+        (base(eval={"benchmarks": ["a"], "n": 4, "ks": [8]}), r"eval\.ks"),
+        (base(extra=1), r"unknown key\(s\) \['extra'\]"),
+        (base(stages=["train"]), "stages"),
+        (base(data={"train_file": "x"}), "sft_samples"),
+        (base(output_dir=None), "output_dir"),
+    ],
+)
+def test_bad_pipeline_configs_fail_naming_the_key(values, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline_config_from(values)
+
+
+def test_table_k_is_32_or_the_largest_available():
+    assert pipeline_config_from(base(eval={"benchmarks": ["a"], "n": 64, "ks": [1, 32, 64]})).eval.table_k == 32
+    assert pipeline_config_from(base(eval={"benchmarks": ["a"], "n": 8})).eval.ks == [1, 8]
+
+
+def test_report_averages_over_benchmarks(tmp_path):
+    pc = pipeline_config_from(base(output_dir=str(tmp_path), methods=["sft", "eksft"],
+                                   eval={"benchmarks": ["b1", "b2"], "n": 4}))  # fmt: skip
+    # Hand-written eksft eval results for the sft method after SFT; nothing else has run.
+    folder = stage_dir(pc, "sft", "sft_eval")
+    os.makedirs(folder)
+    curve = {"1": 0.0, "2": 0.0, "3": 0.0, "4": 0.0}
+    results = {"b1": {"m": {"pass@1": 0.5, "pass@4": 0.75, "num_problems": 2, "pass_at_k_curve": curve}},
+               "b2": {"m": {"pass@1": 0.25, "pass@4": 0.5, "num_problems": 2, "pass_at_k_curve": curve}}}  # fmt: skip
+    json.dump({"config": {}, "results": results}, open(os.path.join(folder, "results.json"), "w"))
+    report = write_report(pc, str(tmp_path / "report"))
+    assert report["stages"]["sft_eval"] == {}  # results without DONE.json are not trusted
+    mark_done(folder, {"seconds": 1.0})
+    report = write_report(pc, str(tmp_path / "report"))
+    assert report["stages"]["sft_eval"]["sft"]["average"] == {"pass@1": 0.375, "pass@4": 0.625}
+    md = open(tmp_path / "report" / "report.md").read()
+    assert "| sft | 50.0 | 25.0 | 75.0 | 50.0 | 37.5 | 62.5 |" in md
+    assert "| eksft | - | - | - | - | - | - |" in md

@@ -1,0 +1,34 @@
+"""Shared fixtures for tests/rl: one torch thread (the test machine is shared; oversubscription makes tiny models
+many times slower) and a fast CPU ``RLConfig`` factory on the built-in ``tiny-random-llama``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def make_rl_config(tmp_path):
+    """``make_rl_config(**overrides)`` -> a 2-step tiny DAPO config writing under ``tmp_path/rl``."""
+    from eksft.rl import RLConfig
+
+    def make(**overrides):
+        kw = dict(
+            model_name_or_path="tiny-random-llama", train_file="synthetic:arithmetic-easy", max_samples=8,
+            output_dir=str(tmp_path / "rl"), max_steps=2, num_generations=4, per_device_train_batch_size=8,
+            max_completion_length=16, overlong_buffer_len=4, learning_rate=1e-3, logging_steps=1,
+            save_strategy="no", report_to=[], gradient_checkpointing=False, disable_tqdm=True, seed=0,
+            dataloader_pin_memory=False,
+        )  # fmt: skip
+        kw.update(overrides)
+        return RLConfig(**kw)
+
+    return make
