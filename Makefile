@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/eksft losses
+	$(VENV)/bin/eksft demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import get_type_hints
 
-from eksft.commands.train import load_yaml
+from eksft.commands.train import add_field_arguments, load_yaml
 
 HELP = "Reinforcement learning with DAPO (TRL GRPOTrainer) from any checkpoint (YAML config + --field overrides)."
 CLI_ONLY = ("config",)
@@ -34,23 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         return parse(*a, **kw)
 
     p.parse_known_args = parse_with_fields
-
-
-def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
-    """Every field of the dataclass ``cls`` as a flag (HfArgumentParser's typing rules); absent flags stay out of
-    the namespace so the YAML's values survive."""
-    from transformers import HfArgumentParser
-
-    hints = get_type_hints(cls)
-    first = len(p._actions)
-    for f in dataclasses.fields(cls):
-        if f.init:
-            f.type = hints[f.name]
-            HfArgumentParser._parse_dataclass_field(p, f)
-    for action in p._actions[first:]:
-        if action.default is not argparse.SUPPRESS and action.help is not argparse.SUPPRESS:
-            action.help = f"{action.help or ''} (default: {action.default})".replace("%", "%%")
-        action.default = argparse.SUPPRESS
 
 
 def config_from_values(values: dict, cls=None, where: str = "config"):

@@ -31,15 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.parse_known_args = parse_with_fields
 
 
-def add_field_arguments(p: argparse.ArgumentParser) -> None:
-    """Every EKSFTConfig field as a flag (HfArgumentParser's typing rules), absent flags left out of the namespace."""
+def add_field_arguments(p: argparse.ArgumentParser, cls=None) -> None:
+    """Every field of the config dataclass ``cls`` (default :class:`EKSFTConfig`) as a flag, with HfArgumentParser's
+    typing rules; ``eksft rl`` reuses it with its RLConfig."""
     from transformers import HfArgumentParser
 
-    from eksft.train.config import EKSFTConfig
+    if cls is None:
+        from eksft.train.config import EKSFTConfig as cls
 
-    hints = get_type_hints(EKSFTConfig)
+    hints = get_type_hints(cls)
     first = len(p._actions)
-    for f in dataclasses.fields(EKSFTConfig):
+    for f in dataclasses.fields(cls):
         if f.init:
             f.type = hints[f.name]
             HfArgumentParser._parse_dataclass_field(p, f)

@@ -18,17 +18,17 @@ class DemoConfig:
     seeds: int = field(default=1, metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 "
                                                     "reports mean ± 95% interval"})
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
-    train_size: int = field(default=224, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
-    steps: int = field(default=28, metadata={"help": "optimiser steps per method"})
+    train_size: int = field(default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
+    steps: int = field(default=20, metadata={"help": "optimiser steps per method"})
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)"})
     rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio"})
     lambda_entropy: float = field(default=0.05, metadata={"help": "EKSFT entropy bonus weight"})
     lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight"})
-    eval_problems: int = field(default=48, metadata={"help": "held-out evaluation problems"})
+    eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems"})
     samples: int = field(default=4, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
-    max_new_tokens: int = field(default=96, metadata={"help": "response length cap when sampling"})
-    heldout_solutions: int = field(default=24, metadata={
+    max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
+    heldout_solutions: int = field(default=16, metadata={
         "help": "held-out worked solutions scored for entropy and KL to the base model"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
     quick: bool = field(default=False, metadata={"help": "tiny settings (about 3 minutes): a smoke run, not a result"})

@@ -125,7 +125,7 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
     models = {BASE: base, **{m: r["run_dir"] for m, r in runs.items()}}
 
     log_stage(log, f"seed {seed}: sampling {cfg.samples} answers to {cfg.eval_problems} held-out problems per model")
-    sampling = SamplingConfig(n=cfg.samples, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    sampling = SamplingConfig(n=cfg.samples, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=128)
     ecfg = EvalConfig(models=list(models.values()), benchmarks=[cfg.task], output_dir=str(sd / "eval"), ks=cfg.ks,
                       sampling=sampling, seed=seed, dtype="float32", limit=cfg.eval_problems, backend="hf")  # fmt: skip
     start = time.time()

@@ -16,7 +16,7 @@ from trl import SFTConfig
 
 from eksft.losses import LOSSES
 
-LOSS_IMPLEMENTATIONS = ("logits", "fused")
+LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
 SCOPES = ("micro_batch", "sequence", "global")
 DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
 
@@ -30,8 +30,12 @@ class EKSFTConfig(SFTConfig):
     # ------------------------------------------------------------------------------------------------------ loss
     loss_type: str = _f("eksft", "Loss of eksft.losses.LOSSES to train with (overrides TRL's nll/dft meaning).",
                         choices=sorted(LOSSES))  # fmt: skip
-    loss_implementation: str = _f("logits", "'logits': losses on full (B, T, V) logits. 'fused': the memory-efficient "
-                                  "fused lm-head path (eksft.losses.fused), when that module exists.",
+    loss_implementation: str = _f("auto", "'fused': the memory-efficient lm head (eksft.losses.fused): the policy and "
+                                  "reference return final hidden states and the loss projects only the scored targets, "
+                                  "in chunks, never building (B, T, V) logits; iw_sft, psft, variant=official, "
+                                  "scope=global and a PEFT-wrapped lm_head are an error. 'logits': losses on full "
+                                  "(B, T, V) "
+                                  "logits. 'auto': fused where it applies, else logits (one info log line).",
                                   choices=list(LOSS_IMPLEMENTATIONS))  # fmt: skip
     rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
     lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets.")

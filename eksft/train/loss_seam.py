@@ -1,8 +1,10 @@
 """The trainer's one seam to ``eksft.losses``: config fields -> loss keyword arguments, and the call itself.
 
 No loss maths here: this file maps names and dispatches. ``loss_implementation`` picks the path: ``logits`` calls
-the functions of ``eksft.losses.LOSSES`` on full ``(B, T, V)`` logits; ``fused`` (``eksft.losses.fused``, computing
-the same losses from final hidden states) is refused with a clear error until it is wired in here.
+the functions of ``eksft.losses.LOSSES`` on full ``(B, T, V)`` logits (:func:`compute`); ``fused`` calls
+``eksft.losses.fused.fused_head_loss`` on final hidden states and the output projection (:func:`compute_fused`) with
+the same options; ``auto`` (default) is ``fused`` where :func:`fused_unsupported` finds nothing against it, else
+``logits``. :func:`resolve_implementation` decides once per trainer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib.util
 import torch
 
 from eksft.losses import LOSSES, NEEDS_REFERENCE, LossResult
+from eksft.losses.fused import FUSED_LOSSES, fused_head_loss
 
 from .global_scope import global_eksft_loss
 
@@ -40,18 +43,41 @@ def loss_kwargs(args) -> dict:
     return {kw: getattr(args, name) for kw, name in KWARG_FIELDS[args.loss_type].items()}
 
 
-def check_implementation(args) -> None:
+def fused_unsupported(args) -> str | None:
+    """Why the fused head cannot run this config (None: it can). Model-side reasons (LoRA on lm_head) are found
+    by ``eksft.models.lm_head_parts`` once the model exists (trainer.py)."""
+    if args.loss_type not in FUSED_LOSSES:
+        return f"loss_type={args.loss_type!r} has no fused implementation (fused: {', '.join(FUSED_LOSSES)})"
+    if args.loss_type == "eksft" and args.variant != "paper":
+        return "variant='official' is not supported by the fused head"
+    if args.loss_type == "eksft" and args.scope == "global":
+        return "scope='global' gathers statistics from full logits (global_scope.py)"
+    return None
+
+
+def resolve_implementation(args) -> str:
+    """'logits' or 'fused' for this config: ``auto`` falls back to logits where the fused head does not apply;
+    an explicit ``fused`` that cannot run is an error naming the reason."""
     if args.loss_implementation == "logits":
-        return
-    if importlib.util.find_spec("eksft.losses.fused") is None:
-        raise ValueError(
-            "EKSFTConfig.loss_implementation='fused' needs eksft.losses.fused, which is not installed in this "
-            "checkout; set loss_implementation: logits."
-        )
-    raise ValueError(
-        "EKSFTConfig.loss_implementation='fused': eksft.losses.fused exists but the trainer does not call it yet "
-        "(see eksft/train/loss_seam.py); set loss_implementation: logits."
-    )
+        return "logits"
+    reason = fused_unsupported(args)
+    if reason is None:
+        return "fused"
+    if args.loss_implementation == "fused":
+        raise ValueError(f"EKSFTConfig.loss_implementation='fused': {reason}; set loss_implementation: auto "
+                         "(falls back to the logits path) or logits.")  # fmt: skip
+    return "logits"
+
+
+def _call(args, name, *, num_items_in_batch, position_ids, tau, seed) -> dict:
+    """The loss's keyword arguments: config options plus the per-batch ones (shared by both paths)."""
+    kw = {kw: getattr(args, f) for kw, f in KWARG_FIELDS[name].items()}
+    kw.update(num_items_in_batch=num_items_in_batch, position_ids=position_ids)
+    if name == "sed_sft":
+        kw["tau"] = tau
+    if name == "random_mask":
+        kw["seed"] = seed
+    return kw
 
 
 def compute(
@@ -60,8 +86,7 @@ def compute(
 ) -> LossResult:  # fmt: skip
     """Call the configured loss on one micro-batch. ``loss_type`` overrides ``args.loss_type`` (PSFT's eval)."""
     name = loss_type or args.loss_type
-    kw = {kw: getattr(args, f) for kw, f in KWARG_FIELDS[name].items()}
-    kw.update(num_items_in_batch=num_items_in_batch, position_ids=position_ids)
+    kw = _call(args, name, num_items_in_batch=num_items_in_batch, position_ids=position_ids, tau=tau, seed=seed)
     extra = ()
     if name in NEEDS_REFERENCE:
         if ref_logits is None:
@@ -69,20 +94,33 @@ def compute(
         extra = (ref_logits,)
     if name == "psft":
         extra = (old_logps,)
-    if name == "sed_sft":
-        kw["tau"] = tau
-    if name == "random_mask":
-        kw["seed"] = seed
     if name == "eksft" and kw["scope"] == "global":
         kw.pop("scope")
         return global_eksft_loss(logits, labels, *extra, **kw)
     return LOSSES[name](logits, labels, *extra, **kw)
 
 
+def compute_fused(
+    args, hidden: torch.Tensor, head, labels: torch.Tensor, *, ref_hidden=None, ref_head=None, tau=None,
+    num_items_in_batch=None, position_ids=None, seed: int = 0,
+) -> LossResult:  # fmt: skip
+    """The configured loss from final hidden states: ``fused_head_loss`` with the options :func:`compute` passes.
+    ``head`` / ``ref_head`` are ``eksft.models.LMHead`` (weights already gathered under ZeRO-3 / FSDP)."""
+    name = args.loss_type
+    kw = _call(args, name, num_items_in_batch=num_items_in_batch, position_ids=position_ids, tau=tau, seed=seed)
+    ref = ()
+    if name in NEEDS_REFERENCE:
+        if ref_hidden is None or ref_head is None:
+            raise RuntimeError(f"loss_type={name!r} needs reference hidden states but none were computed "
+                               "(trainer bug).")  # fmt: skip
+        ref = (ref_hidden, ref_head.weight)
+    return fused_head_loss(name, hidden, head.weight, labels, *ref, **head.head_kwargs(ref_head), **kw)
+
+
 def validate(args) -> None:
     """Run the configured loss once on a 1x3x5 dummy batch so a bad hyper-parameter fails before any model loads;
     the loss's own message is re-raised with the config field name."""
-    check_implementation(args)
+    resolve_implementation(args)
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, 3, 5, generator=g)
     labels = torch.tensor([[-100, 1, 2]])

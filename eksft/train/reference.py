@@ -6,6 +6,8 @@
   dropout off, and prepared like TRL prepares references (DeepSpeed / FSDP / ``evaluation_mode=True``).
 - PEFT: no second copy. The reference is the policy inside ``disable_adapter()``: exactly the starting weights.
 - A reference with another vocabulary size or tokenizer is refused: per-token KL needs the same token space.
+- ``loss_implementation: fused``: :func:`reference_hidden` runs the reference's backbone only (its forward is patched
+  by ``fused_forward.add_hidden_forward`` before it is prepared) and returns its final hidden states and lm head.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from transformers import AutoTokenizer
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import disable_dropout_in_model
 
+from eksft.models.head import lm_head_parts
+
+from .fused_forward import add_hidden_forward
 from .models import load_causal_lm
 
 
@@ -40,8 +45,9 @@ def check_compatible(policy, ref, policy_tok=None, ref_tok=None, ref_name: str =
         )
 
 
-def load_reference(trainer, model_path: str | None, ref_path: str | None, start_copy=None):
-    """Build the frozen reference for ``trainer`` (None under PEFT: adapters are disabled instead)."""
+def load_reference(trainer, model_path: str | None, ref_path: str | None, start_copy=None, hidden_forward=False):
+    """Build the frozen reference for ``trainer`` (None under PEFT: adapters are disabled instead).
+    ``hidden_forward``: patch its forward for the fused head (before accelerate wraps it)."""
     args = trainer.args
     policy = trainer.model
     if is_peft_model(policy):
@@ -69,6 +75,9 @@ def load_reference(trainer, model_path: str | None, ref_path: str | None, start_
         with contextlib.suppress(OSError, ValueError):
             ref_tok = AutoTokenizer.from_pretrained(ref_path)
     check_compatible(policy, ref, getattr(trainer, "processing_class", None), ref_tok, ref_path or "<start>")
+    if hidden_forward:
+        lm_head_parts(ref)  # refuse an unsupported head now, not at the first step
+        add_hidden_forward(ref)
     return prepare(trainer, ref)
 
 
@@ -93,3 +102,18 @@ def reference_logits(trainer, model, inputs: dict) -> torch.Tensor:
         raise RuntimeError("no reference model and the policy has no adapters to disable (trainer bug).")
     with unwrapped.disable_adapter():
         return unwrapped(**inputs).logits.detach()
+
+
+@torch.no_grad()
+def reference_hidden(trainer, model, inputs: dict):
+    """``((B, T, d) final hidden states, LMHead)`` of the reference for the batch (fused path); no graph is kept.
+    The head's weight is read later, inside the policy's forward, where it is gathered (fused_forward.gathered)."""
+    if trainer.ref_model is not None:
+        hidden = trainer.ref_model(**inputs, eksft_hidden=True).last_hidden_state
+        return hidden.detach(), lm_head_parts(trainer.accelerator.unwrap_model(trainer.ref_model))
+    unwrapped = trainer.accelerator.unwrap_model(model)
+    if not is_peft_model(unwrapped):
+        raise RuntimeError("no reference model and the policy has no adapters to disable (trainer bug).")
+    with unwrapped.disable_adapter():  # lm_head carries no adapter (lm_head_parts refuses it): same head
+        hidden = unwrapped(**inputs, eksft_hidden=True).last_hidden_state
+    return hidden.detach(), lm_head_parts(unwrapped)

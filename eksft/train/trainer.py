@@ -3,9 +3,13 @@
 A training step, top to bottom (one policy forward per micro-batch):
 
 1. ``get_batch_samples``: for PSFT, old-policy log-probs are attached when a data batch is drawn (psft.py).
-2. ``compute_loss``: policy forward -> full logits (with graph); the reference's logits (reference.py) when the loss
-   needs them; ``loss_seam.compute`` calls the loss function, which takes its statistics from the detached logits
-   of this same forward.
+2. ``compute_loss``, logits path: policy forward -> full logits (with graph); the reference's logits (reference.py)
+   when the loss needs them; ``loss_seam.compute`` calls the loss function, which takes its statistics from the
+   detached logits of this same forward.
+   Fused path (``loss_implementation`` fused, or auto where it applies; ``loss_seam.resolve_implementation``): the
+   reference's backbone gives final hidden states (no logits); the policy is called with ``eksft_head_loss=`` a
+   closure, so inside its own forward (fused_forward.py) the backbone's hidden states and the gathered lm head go
+   to ``loss_seam.compute_fused`` (``eksft.losses.fused.fused_head_loss``, same options). No ``(B, T, V)`` logits.
 3. Normalisation: with ``normalization="tokens"`` and ``num_items_in_batch`` the loss is already scaled for the
    whole optimiser step (times the process count, as DDP averages; like TRL). Otherwise it is a per-micro-batch
    mean and we divide by the accumulation steps here, so ``loss_is_scaled_for_ga`` is always True: one place.
@@ -25,14 +29,18 @@ import os
 import torch
 from accelerate.utils import is_peft_model
 from datasets import Dataset
+from transformers.modeling_outputs import CausalLMOutput
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
+
+from eksft.models.head import lm_head_parts
 
 from . import loss_seam
 from .config import EKSFTConfig
 from .metrics import MetricAccumulator, MetricsJsonlCallback
 from .psft import OLD_LOGPS, OldPolicyQueue
-from .reference import load_reference, reference_logits
+from .fused_forward import add_hidden_forward, gathered
+from .reference import load_reference, reference_hidden, reference_logits
 from .sed import resolve_tau
 
 logger = logging.getLogger(__name__)
@@ -72,6 +80,7 @@ class EKSFTTrainer(SFTTrainer):
         with _trl_loss_type(args):
             super().__init__(model, args=args, **kwargs)
         self.loss_is_scaled_for_ga = True  # compute_loss scales for accumulation itself (step 3 above)
+        self.loss_implementation = self._resolve_implementation(args)
         self._loss_metrics = {"train": MetricAccumulator(), "eval": MetricAccumulator()}
         self._psft = OldPolicyQueue(args.psft_updates_per_batch) if args.loss_type == "psft" else None
         self._micro = (-1, 0)  # (global_step, micro-batch index in it): random_mask's per-step seed
@@ -82,8 +91,25 @@ class EKSFTTrainer(SFTTrainer):
                 sed_calibration_dataset, self.processing_class, args, False, None, "sed_calibration")  # fmt: skip
         self.ref_model = None
         if loss_seam.needs_reference(args):  # losses without a reference never load one
-            self.ref_model = load_reference(self, model if isinstance(model, str) else None, args.ref_model, start_copy)
+            self.ref_model = load_reference(self, model if isinstance(model, str) else None, args.ref_model, start_copy,
+                                            hidden_forward=self.loss_implementation == "fused")  # fmt: skip
         self.add_callback(MetricsJsonlCallback(args.output_dir))
+
+    def _resolve_implementation(self, args) -> str:
+        """'fused' or 'logits' (loss_seam.resolve_implementation, then the model's head); patches the forward."""
+        impl, reason = loss_seam.resolve_implementation(args), loss_seam.fused_unsupported(args)
+        if impl == "fused":
+            try:
+                lm_head_parts(self.model)  # refuses LoRA / modules_to_save on lm_head, non-linear heads
+            except ValueError as e:
+                if args.loss_implementation == "fused":
+                    raise ValueError(f"EKSFTConfig.loss_implementation='fused': {e}") from e
+                impl, reason = "logits", str(e)
+        if impl == "fused":
+            add_hidden_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model)
+        elif args.loss_implementation == "auto":
+            logger.info("loss_implementation=auto: using the logits path (%s).", reason)
+        return impl
 
     # ------------------------------------------------------------------------------------------------------ data
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -116,16 +142,19 @@ class EKSFTTrainer(SFTTrainer):
         old_logps = inputs.get(OLD_LOGPS)
         fwd = {k: v for k, v in inputs.items() if k not in ("labels", OLD_LOGPS)}
         fwd["use_cache"] = False
-        outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
-        ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
         # PSFT's clipped ratio has no meaning without an old policy: evaluation reports the SFT NLL.
         loss_type = "sft" if (self.args.loss_type == "psft" and old_logps is None) else None
+        kw = dict(tau=self.sed_tau, num_items_in_batch=num_items_in_batch if training else None,
+                  position_ids=inputs.get("position_ids"),
+                  seed=self._random_mask_seed() if training else self.args.seed)  # fmt: skip
         try:
-            result = loss_seam.compute(
-                self.args, outputs.logits, labels, ref_logits=ref_logits, old_logps=old_logps, tau=self.sed_tau,
-                num_items_in_batch=num_items_in_batch if training else None, position_ids=inputs.get("position_ids"),
-                seed=self._random_mask_seed() if training else self.args.seed, loss_type=loss_type,
-            )  # fmt: skip
+            if self.loss_implementation == "fused":
+                outputs, result = self._fused_forward(model, fwd, labels, **kw)
+            else:
+                outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
+                ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
+                result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
+                                           old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
         except ValueError as e:
             if "NaN or inf" in str(e):
                 raise TrainingDiverged(self._diverged_message(str(e))) from e
@@ -137,6 +166,24 @@ class EKSFTTrainer(SFTTrainer):
             loss = self._scale(loss, num_items_in_batch)
         self._loss_metrics["train" if training else "eval"].add(result.metrics)
         return (loss, outputs) if return_outputs else loss
+
+    def _fused_forward(self, model, fwd, labels, **kw):
+        """Reference hidden states first (no grad), then the one policy forward, which ends in the loss."""
+        ref_hidden = ref_head = None
+        if loss_seam.needs_reference(self.args):
+            ref_hidden, ref_head = reference_hidden(self, model, fwd)
+        box = {}
+
+        def head_loss(hidden, head):  # runs inside the policy's forward, lm head gathered (fused_forward.py)
+            with gathered(ref_head) as ref:
+                box["result"] = loss_seam.compute_fused(self.args, hidden, head, labels, ref_hidden=ref_hidden,
+                                                        ref_head=ref, **kw)  # fmt: skip
+            return CausalLMOutput(loss=box["result"].loss)
+
+        outputs = model(**fwd, eksft_head_loss=head_loss)
+        result = box["result"]
+        result.loss = outputs.loss  # the tensor that came out through the wrappers (DDP, autocast)
+        return outputs, result
 
     def _scale(self, loss, num_items_in_batch):
         if self.args.normalization == "tokens" and num_items_in_batch is not None:

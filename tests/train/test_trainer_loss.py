@@ -1,7 +1,7 @@
 """EKSFTTrainer's loss seam (CPU, tiny random Llama): the trainer's loss and gradients equal a direct call of the
 loss function on the same batch; normalization="tokens" + scope="sequence" is invariant to gradient accumulation;
-scope="global" gathering with a world-size-1 process group; padding-free batches pass position_ids to the loss;
-loss_implementation="fused" is refused with a clear error."""
+scope="global" gathering with a world-size-1 process group; padding-free batches pass position_ids to the loss.
+The fused lm-head path (the default, loss_implementation="auto") is tested in test_fused_trainer.py."""
 
 from __future__ import annotations
 
@@ -134,11 +134,6 @@ def test_padding_free_passes_position_ids(make_config):
         without = LOSSES["eksft"](logits, inputs["labels"], ref, **kw)
     torch.testing.assert_close(loss, with_ids.loss)
     assert not torch.equal(with_ids.mask, without.mask)
-
-
-def test_fused_implementation_refused(make_config):
-    with pytest.raises(ValueError, match="loss_implementation"):
-        build_trainer(make_config(loss_implementation="fused"))
 
 
 def test_psft_old_logps_snapshot_per_data_batch(make_config):
