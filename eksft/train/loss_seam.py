@@ -9,8 +9,6 @@ the same options; ``auto`` (default) is ``fused`` where :func:`fused_unsupported
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from eksft.losses import LOSSES, NEEDS_REFERENCE, LossResult
@@ -39,8 +37,9 @@ def needs_reference(args) -> bool:
     return args.loss_type in NEEDS_REFERENCE
 
 
-def loss_kwargs(args) -> dict:
-    return {kw: getattr(args, name) for kw, name in KWARG_FIELDS[args.loss_type].items()}
+def loss_kwargs(args, name: str | None = None) -> dict:
+    """The configured options of loss ``name`` (default ``args.loss_type``), as that function's keyword arguments."""
+    return {kw: getattr(args, field) for kw, field in KWARG_FIELDS[name or args.loss_type].items()}
 
 
 def fused_unsupported(args) -> str | None:
@@ -71,7 +70,7 @@ def resolve_implementation(args) -> str:
 
 def _call(args, name, *, num_items_in_batch, position_ids, tau, seed) -> dict:
     """The loss's keyword arguments: config options plus the per-batch ones (shared by both paths)."""
-    kw = {kw: getattr(args, f) for kw, f in KWARG_FIELDS[name].items()}
+    kw = loss_kwargs(args, name)
     kw.update(num_items_in_batch=num_items_in_batch, position_ids=position_ids)
     if name == "sed_sft":
         kw["tau"] = tau
