@@ -128,23 +128,31 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         log(f"[eval] {model}: loading ({backend} backend)")
         sampler = make_sampler(backend, model, cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
         for bench in benches:
-            problems = todo[bench.name]
-            skipped = len(bench.problems) - len(problems)
-            bar = tqdm(total=len(bench.problems), initial=skipped, desc=f"{_short(model)} | {bench.name}",
-                       unit="problem", disable=not cfg.progress)  # fmt: skip
-            for start in range(0, len(problems), sampler.group_size):
-                group = problems[start : start + sampler.group_size]
+            missing = todo[bench.name]
+            bar = tqdm(total=len(bench.problems), initial=len(bench.problems) - len(missing),
+                       desc=f"{_short(model)} | {bench.name}", unit="problem", disable=not cfg.progress)  # fmt: skip
+            # Fixed slices of the benchmark, whatever is already done: a resumed run forms the groups (and so
+            # draws the samples) an uninterrupted run would, and keeps only the problems it lacks.
+            size = sampler.group_size
+            for start in range(0, len(bench.problems), size):
+                group = bench.problems[start : start + size]
+                if all((model, bench.name, p["id"]) in done for p in group):
+                    continue
                 prompts = [sampler.prompt(p["problem"]) for p in group]
                 seeds = [problem_seed(cfg.seed, bench.name, p["id"]) for p in group]
                 results = sampler.sample(prompts, seeds)
+                new = 0
                 with samples_path.open("a") as f:
                     for p, prompt, seed, samples in zip(group, prompts, seeds, results):
+                        if (model, bench.name, p["id"]) in done:
+                            continue
                         recs = [_record(model, bench.name, p, prompt, seed, j, s, golds[(bench.name, p["id"])], cfg)
                                 for j, s in enumerate(samples)]  # fmt: skip
                         f.writelines(json.dumps(r) + "\n" for r in recs)
                         done[(model, bench.name, p["id"])] = recs
+                        new += 1
                     f.flush()
-                bar.update(len(group))
+                bar.update(new)
             bar.close()
         del sampler  # free the model before loading the next one
 

@@ -82,9 +82,12 @@ class _EntropyRecorder:
 
 
 class HFSampler:
-    """Batched ``model.generate``; same seed and batch size give the same samples."""
+    """Batched ``model.generate``; the same seed, problems and batch size give the same samples.
 
-    group_size = 1  # prompts per call: one problem's n samples already fill a batch
+    Several problems share one ``generate`` call (left-padded) when their samples fit in ``batch_size``: on a CPU,
+    32 sequences per call cost little more per step than 4. A group is seeded by its first problem's seed, so the
+    runner must always form the same groups (it does: fixed slices of the benchmark, see ``runner.evaluate``).
+    """
 
     def __init__(self, model, tokenizer, cfg: SamplingConfig):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
@@ -94,42 +97,66 @@ class HFSampler:
             eos.add(tokenizer.eos_token_id)
         self.eos_ids = sorted(eos)
 
+    @property
+    def group_size(self) -> int:
+        """Problems per ``generate`` call: as many as fit ``batch_size`` sequences of ``n`` samples each."""
+        return max(1, self.cfg.batch_size // self.cfg.n)
+
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
 
     def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
-        return [self._sample_one(p, s) for p, s in zip(prompts, seeds)]
+        if len(prompts) == 1:
+            return [self._sample_one(prompts[0], seeds[0])]
+        if len(prompts) * self.cfg.n > max(self.cfg.batch_size, self.cfg.n):
+            raise ValueError(f"{len(prompts)} prompts x n={self.cfg.n} exceed batch_size {self.cfg.batch_size}")
+        import torch
+
+        torch.manual_seed(seeds[0])
+        flat = self._generate(prompts, self.cfg.n)
+        n = self.cfg.n
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def _sample_one(self, prompt: str, seed: int) -> list[Sample]:
+        """One problem, ``n`` samples in calls of at most ``batch_size`` sequences."""
+        import torch
+
+        torch.manual_seed(seed)
+        out = []
+        while len(out) < self.cfg.n:
+            out += self._generate([prompt], min(self.cfg.batch_size, self.cfg.n - len(out)))
+        return out
+
+    def _generate(self, prompts: list[str], copies: int) -> list[Sample]:
+        """``copies`` samples of each prompt from one ``generate`` call, in prompt order."""
         import torch
         from transformers import LogitsProcessorList
 
         cfg = self.cfg
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=not cfg.chat_template)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not cfg.chat_template)
         enc = enc.to(self.model.device)
-        torch.manual_seed(seed)
+        recorder = _EntropyRecorder(cfg.temperature)
+        sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
+        with torch.no_grad():
+            gen = self.model.generate(
+                input_ids=enc["input_ids"].repeat_interleave(copies, 0),
+                attention_mask=enc["attention_mask"].repeat_interleave(copies, 0),
+                max_new_tokens=cfg.max_new_tokens, logits_processor=LogitsProcessorList([recorder]),
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+                **(sampling if cfg.temperature > 0 else {"do_sample": False}),
+            )  # fmt: skip
+        new = gen[:, enc["input_ids"].shape[1] :].cpu()  # (rows, steps); left padding: new tokens start together
+        rows = new.shape[0]
+        entropy = torch.stack(recorder.steps, 1).cpu() if recorder.steps else torch.zeros(rows, 0)
+        is_eos = torch.isin(new, torch.tensor(self.eos_ids))
         out = []
-        while len(out) < cfg.n:
-            b = min(cfg.batch_size, cfg.n - len(out))
-            recorder = _EntropyRecorder(cfg.temperature)
-            sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
-            with torch.no_grad():
-                gen = self.model.generate(
-                    input_ids=enc["input_ids"].repeat(b, 1), attention_mask=enc["attention_mask"].repeat(b, 1),
-                    max_new_tokens=cfg.max_new_tokens, logits_processor=LogitsProcessorList([recorder]),
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
-                    **(sampling if cfg.temperature > 0 else {"do_sample": False}),
-                )  # fmt: skip
-            new = gen[:, enc["input_ids"].shape[1] :].cpu()  # (b, steps)
-            entropy = torch.stack(recorder.steps, 1).cpu() if recorder.steps else torch.zeros(b, 0)  # (b, steps)
-            is_eos = torch.isin(new, torch.tensor(self.eos_ids))
-            for row in range(b):
-                hits = is_eos[row].nonzero()
-                length = int(hits[0]) if len(hits) else new.shape[1]  # tokens before eos
-                steps = min(length + 1, new.shape[1])  # the eos decision is a sampled step too
-                ent = float(entropy[row, :steps].mean()) if steps else math.nan
-                text = self.tokenizer.decode(new[row, :length], skip_special_tokens=True)
-                out.append(Sample(text, length, not len(hits), None if math.isnan(ent) else ent))
+        for row in range(rows):
+            hits = is_eos[row].nonzero()
+            length = int(hits[0]) if len(hits) else new.shape[1]  # tokens before eos
+            steps = min(length + 1, new.shape[1])  # the eos decision is a sampled step too
+            ent = float(entropy[row, :steps].mean()) if steps else math.nan
+            text = self.tokenizer.decode(new[row, :length], skip_special_tokens=True)
+            out.append(Sample(text, length, not len(hits), None if math.isnan(ent) else ent))
         return out
 
 

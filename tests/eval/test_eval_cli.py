@@ -88,15 +88,15 @@ def test_end_to_end_outputs_and_resume(setup, monkeypatch):
     (part / "samples.jsonl").write_text("".join(m0[:4] + m0[4:6]) + m0[6][:30])
 
     calls = []
-    original = HFSampler._sample_one
+    original = HFSampler._generate
 
-    def counting(self, prompt, seed):
-        calls.append(prompt)
-        return original(self, prompt, seed)
+    def counting(self, prompts, copies):
+        calls.append(prompts)
+        return original(self, prompts, copies)
 
-    monkeypatch.setattr(HFSampler, "_sample_one", counting)
+    monkeypatch.setattr(HFSampler, "_generate", counting)
     assert cli.main(eval_args(models[:1], data, part)) == 0
-    assert len(calls) == 2 and not any("2+3" in p for p in calls)  # only b and c were sampled again
+    assert len(calls) == 2 and not any("2+3" in p for c in calls for p in c)  # only b and c were sampled again
     resumed = read_samples(part / "samples.jsonl")
     key = lambda s: (s["problem_id"], s["sample_index"])  # noqa: E731
     first = sorted((s for s in samples if s["model"] == models[0]), key=key)
@@ -105,6 +105,40 @@ def test_end_to_end_outputs_and_resume(setup, monkeypatch):
     calls.clear()  # a finished run resumes to nothing
     assert cli.main(eval_args(models[:1], data, part)) == 0
     assert calls == []
+
+
+def test_several_problems_per_call_and_resume(setup, monkeypatch):
+    """--batch-size 8 with n=4: two problems share a generate call (groups {a, b}, {c}). A run that lost problem b
+    samples the group {a, b} again and keeps only b, whose samples equal the uninterrupted run's."""
+    root, models, data = setup
+    calls = []
+    original = HFSampler._generate
+
+    def counting(self, prompts, copies):
+        calls.append((len(prompts), copies))
+        return original(self, prompts, copies)
+
+    monkeypatch.setattr(HFSampler, "_generate", counting)
+    full = root / "grouped"
+    assert cli.main(eval_args(models[:1], data, full, "--batch-size", "8")) == 0
+    assert calls == [(2, 4), (1, 4)]
+    samples = read_samples(full / "samples.jsonl")
+    assert len(samples) == 12 and {s["problem_id"] for s in samples} == {"a", "b", "c"}
+    per_problem = {}
+    for s in samples:
+        per_problem.setdefault(s["problem_id"], []).append(s["completion"])
+    assert per_problem["a"] != per_problem["b"]  # different prompts in one call get different samples
+
+    part = root / "grouped_part"
+    part.mkdir()
+    (part / "run_config.json").write_text((full / "run_config.json").read_text())
+    kept = [s for s in samples if s["problem_id"] != "b"]
+    (part / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in kept))
+    calls.clear()
+    assert cli.main(eval_args(models[:1], data, part, "--batch-size", "8")) == 0
+    assert calls == [(2, 4)]  # group {a, b} again; c is done
+    key = lambda s: (s["problem_id"], s["sample_index"])  # noqa: E731
+    assert sorted(read_samples(part / "samples.jsonl"), key=key) == sorted(samples, key=key)
 
 
 def test_k_larger_than_n_is_refused(setup, tmp_path):
