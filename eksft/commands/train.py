@@ -97,5 +97,6 @@ def run(args) -> int:
     except TrainingDiverged as e:
         print(str(e), flush=True)
         return 1
-    print(f"done: model and metrics.jsonl in {cfg.output_dir} ({trainer.state.global_step} steps)", flush=True)
+    if trainer.is_world_process_zero():  # one line, not one per process
+        print(f"done: model and metrics.jsonl in {cfg.output_dir} ({trainer.state.global_step} steps)", flush=True)
     return 0

@@ -1,5 +1,10 @@
-"""Training data formats: local JSON / JSONL / Parquet files or hub dataset names, turned into the records TRL's
-``SFTTrainer`` tokenises.
+"""Training data formats: local JSON / JSONL / Parquet files, local dataset folders or hub dataset names, turned into
+the records TRL's ``SFTTrainer`` tokenises.
+
+Sources (:func:`read_source`): a path ending in .json/.jsonl/.parquet or any existing file is read here; an existing
+folder is a dataset: a ``save_to_disk`` output (``datasets.load_from_disk``) or a hub dataset repo's layout (e.g.
+``data/train-00000-of-00001.parquet``; ``datasets.load_dataset(folder)``), so a downloaded or cloned hub dataset
+works offline where its name goes; anything else is a hub dataset name (needs the network or the datasets cache).
 
 Accepted record formats (``data_format``, or ``auto`` from the first record's columns):
 
@@ -43,10 +48,14 @@ class RecordError(ValueError):
     pass
 
 
-def read_local(path: str) -> tuple[list[dict], list[str]]:
+#: config field holding a data source -> the field naming its split (errors say which one to change)
+SPLIT_FIELDS = {"train_file": "train_split", "eval_file": "eval_split"}
+
+
+def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[str]]:
     """Records of a local file and, for each, where it came from (``file:line`` or ``file:row``)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"data file {path!r} does not exist (train_file / eval_file).")
+        raise FileNotFoundError(f"{field}: data file {path!r} does not exist.")
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
@@ -76,13 +85,58 @@ def read_local(path: str) -> tuple[list[dict], list[str]]:
     return rows, where
 
 
-def read_source(source: str, split: str = "train") -> tuple[list[dict], list[str]]:
-    if source.endswith(LOCAL_SUFFIXES) or os.path.exists(source):
-        return read_local(source)
-    from datasets import load_dataset  # a hub dataset name; needs the network unless cached
-
-    rows = load_dataset(source, split=split).to_list()
+def read_source(
+    source: str, split: str = "train", field: str = "train_file", split_field: str | None = None,
+) -> tuple[list[dict], list[str]]:  # fmt: skip
+    """Records of ``source``, the value of config field ``field``, and where each came from. ``source`` is a file, a
+    dataset folder or a hub dataset name (module docstring); ``split`` (config field ``split_field``, by default
+    the one of ``field`` in ``SPLIT_FIELDS``) picks the split of the last two. Errors name the fields."""
+    if source.endswith(LOCAL_SUFFIXES) or os.path.isfile(source):
+        return read_local(source, field)
+    where = (field, split_field or SPLIT_FIELDS.get(field, "the split"))
+    rows = (_read_folder if os.path.isdir(source) else _read_hub)(source, split, where).to_list()
     return rows, [f"{source}[{split}] row {i + 1}" for i in range(len(rows))]
+
+
+def _unknown_split(source: str, where: tuple[str, str], error: Exception | str) -> ValueError:
+    return ValueError(f"{where[0]}={source!r}: {error} Set {where[1]} to one of them.")
+
+
+def _read_folder(path: str, split: str, where: tuple[str, str]):
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    if any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json")):  # save_to_disk
+        ds = load_from_disk(path)
+        if isinstance(ds, DatasetDict):
+            if split not in ds:
+                raise _unknown_split(path, where, f"Unknown split {split!r}. Should be one of {sorted(ds)}.")
+            ds = ds[split]
+        return ds
+    try:  # a hub dataset repo's layout: datasets finds the data files and their splits by name
+        return load_dataset(path, split=split)
+    except ValueError as e:
+        if "Unknown split" in str(e):
+            raise _unknown_split(path, where, e) from None
+        raise
+
+
+def _read_hub(name: str, split: str, where: tuple[str, str]):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(name, split=split)
+    except ValueError as e:
+        if "Unknown split" in str(e):
+            raise _unknown_split(name, where, e) from None
+        raise
+    except OSError as e:  # not found, no network, offline mode (ConnectionError, FileNotFoundError, HTTP errors)
+        raise FileNotFoundError(
+            f"{where[0]}={name!r} is neither a local file or folder nor a dataset the hub could load "
+            f"({type(e).__name__}: {e}). Give a .json/.jsonl/.parquet file, a dataset folder (a hub dataset repo's "
+            "layout such as data/train-00000-of-00001.parquet, or a save_to_disk output) or a hub name; offline "
+            "(no network, HF_DATASETS_OFFLINE=1) a hub name loads only from the datasets cache, so download the "
+            "dataset once or point the field at a local copy."
+        ) from None
 
 
 def detect_format(row: dict, cols: Columns) -> str:
@@ -177,11 +231,13 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
 
 def load_records(
     source: str, *, fmt: str = "auto", columns: Columns | None = None, split: str = "train",
-    max_samples: int | None = None, keep_messages: bool = False,
+    max_samples: int | None = None, keep_messages: bool = False, field: str = "train_file",
+    split_field: str | None = None,
 ) -> Dataset:  # fmt: skip
-    """Read ``source`` and return a ``datasets.Dataset`` in a format ``SFTTrainer`` accepts."""
+    """Read ``source`` (config fields ``field`` / ``split_field``, see :func:`read_source`) and return a
+    ``datasets.Dataset`` in a format ``SFTTrainer`` accepts."""
     cols = columns or Columns()
-    rows, where = read_source(source, split)
+    rows, where = read_source(source, split, field, split_field)
     if max_samples is not None:
         rows, where = rows[:max_samples], where[:max_samples]
     if not rows:

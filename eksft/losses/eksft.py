@@ -8,6 +8,7 @@ The loss is split in two so the logits path here and the fused head (``eksft.los
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import torch
 from .selection import SCOPES, SELECTIONS, combine, iou, official_select, paper_select
 from .tokens import (
     NORMALIZATIONS,
+    Targets,
     check_choice,
     check_fraction,
     check_inputs,
@@ -68,6 +70,14 @@ class EksftPlan:
     @property
     def kl_weight(self) -> torch.Tensor:
         return self.kl_set.float() * self.kl_coef
+
+    def part(self, rows: slice) -> EksftPlan:
+        """The plan restricted to targets ``rows``, coefficients unchanged: under ``scope="global"`` one plan covers
+        every process's targets and each process forms the objective of its own slice (eksft/train/global_scope.py).
+        """
+        return dataclasses.replace(self, mask=self.mask[rows], mask_entropy=self.mask_entropy[rows],
+                                   mask_kl=self.mask_kl[rows], entropy_set=self.entropy_set[rows],
+                                   kl_set=self.kl_set[rows], metrics=dict(self.metrics))  # fmt: skip
 
     def objective(self, logp: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
         """The loss from per-target statistics that carry gradients. Written as masked sums so that rho = 0 gives
@@ -159,6 +169,15 @@ def plan_eksft(
     return EksftPlan(m, m_h, m_kl, h_set, kl_set, d_ce, lam_h * h_scale / d_h, lam_kl / d_kl, metrics)
 
 
+def paper_statistics(t: Targets, ref_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logp_j, H_j, KL_j)`` of every valid target j, fp32, with gradients through the policy (method.md,
+    notation); also used by ``scope="global"`` (eksft/train/global_scope.py), so both select on the same numbers."""
+    logz = log_softmax32(t.rows)  # (N, V) fp32
+    ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
+    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    return logp, entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
+
+
 def eksft_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -199,11 +218,7 @@ def eksft_loss(
         return empty_result(logits, labels)
 
     if variant == "paper":
-        logz = log_softmax32(t.rows)  # (N, V) fp32
-        ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
-        h_stat = entropy_from_logprobs(logz)
-        kl_stat = kl_from_logprobs(logz, ref_logz)
-        logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+        logp, h_stat, kl_stat = paper_statistics(t, ref_logits)
     else:
         # Authors' code: statistics from row j (not j-1) at label position j; CE still scores target j with row j-1.
         logp = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)

@@ -9,6 +9,7 @@ field table of docs/training.md (generated from this dataclass by ``eksft.train.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -80,10 +81,12 @@ class EKSFTConfig(SFTConfig):
     lora_dropout: float = _f(0.0, "LoRA dropout.")
     lora_target_modules: list[str] | None = _f(None, "LoRA target modules (default: all linear layers but lm_head).")
     # ---------------------------------------------------------------------------------------------------- data
-    train_file: str | None = _f(None, "Training data: a .json/.jsonl/.parquet file or a hub dataset name.")
-    train_split: str = _f("train", "Split of a hub dataset used for training.")
+    train_file: str | None = _f(None, "Training data: a .json/.jsonl/.parquet file, a dataset folder (a hub dataset "
+                                "repo's layout, e.g. data/train-00000-of-00001.parquet, or a save_to_disk output) "
+                                "or a hub dataset name.")  # fmt: skip
+    train_split: str = _f("train", "Split of a hub dataset or dataset folder used for training.")
     eval_file: str | None = _f(None, "Evaluation data (same formats). Unset: see eval_split_size.")
-    eval_split: str | None = _f(None, "Split of a hub dataset (or of train_file's hub name) used for evaluation.")
+    eval_split: str | None = _f(None, "Split of a hub dataset or folder (or of train_file's) used for evaluation.")
     eval_split_size: float = _f(0.0, "Hold out this share (0-1) of the training records for evaluation.")
     data_format: str = _f("auto", "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
                           choices=list(DATA_FORMATS))  # fmt: skip
@@ -99,6 +102,13 @@ class EKSFTConfig(SFTConfig):
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
 
     def __post_init__(self):
+        if self.deepspeed and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            # Checked before SFTConfig's own (which would import DeepSpeed): one sharding backend per run.
+            raise ValueError(
+                f"EKSFTConfig.deepspeed: {self.deepspeed!r} is set but accelerate was launched with FSDP "
+                "(e.g. --config_file configs/accelerate/fsdp.yaml); pass --deepspeed '' to train with FSDP, or "
+                "launch without the FSDP config to use DeepSpeed."
+            )
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
         super().__post_init__()

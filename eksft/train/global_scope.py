@@ -1,10 +1,15 @@
 """EKSFT with ``scope="global"``: one Top-K threshold over the valid targets of *all* data-parallel processes
 (method.md, EKSFT step 2).
 
-``eksft.losses`` selects within one process. Here each process computes its detached per-target statistics, they
-are all-gathered (variable lengths, padded), :func:`eksft.losses.plan_eksft` selects on the concatenation exactly as
-``scope="micro_batch"`` does on one process, and each process keeps the coefficients of its own slice. No new
-formula: statistics come from ``eksft.losses.tokens`` and the combination is the one ``eksft_loss`` documents.
+``eksft.losses`` selects within one process. Here each process computes its per-target statistics
+(``eksft.losses.eksft.paper_statistics``, the numbers ``eksft_loss`` selects on), the detached values are
+all-gathered (variable lengths, padded), :func:`eksft.losses.plan_eksft` selects on the concatenation exactly as
+``scope="micro_batch"`` does on one process, and each process forms ``EksftPlan.objective`` on its own slice
+(``EksftPlan.part``). No formula lives here: only the gather and the world-size factor of ``mean``.
+
+Metrics: every process logs the plan's values, which are over all processes, with ``num_targets`` = its own count,
+so the trainer's ``num_targets``-weighted reduction over processes (metrics.py) gives the global values back and
+counts each target once.
 
 Without an initialised process group this is ``eksft_loss(scope="micro_batch")`` (the same set on one process).
 """
@@ -15,14 +20,8 @@ import torch
 import torch.distributed as dist
 
 from eksft.losses import LossResult, eksft_loss, plan_eksft
-from eksft.losses.eksft import empty_result
-from eksft.losses.tokens import (
-    check_inputs,
-    entropy_from_logprobs,
-    gather_targets,
-    kl_from_logprobs,
-    log_softmax32,
-)
+from eksft.losses.eksft import empty_result, paper_statistics
+from eksft.losses.tokens import check_inputs, gather_targets
 
 
 def distributed() -> bool:
@@ -30,16 +29,17 @@ def distributed() -> bool:
 
 
 def all_gather_cat(values: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Concatenate a 1-D tensor across processes (lengths may differ). Returns ``(all, offset of this rank)``."""
+    """Concatenate a tensor across processes along dim 0 (lengths may differ). Returns ``(all, offset of this
+    rank)``. Every process must call it, also one with no rows: a collective one rank skips hangs the others."""
     if not distributed():
         return values, 0
     world, rank = dist.get_world_size(), dist.get_rank()
-    n = torch.tensor([values.numel()], device=values.device, dtype=torch.long)
+    n = torch.tensor([values.shape[0]], device=values.device, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(world)]
     dist.all_gather(sizes, n)
     sizes = [int(s) for s in sizes]
-    padded = torch.zeros(max(sizes), dtype=values.dtype, device=values.device)
-    padded[: values.numel()] = values
+    padded = torch.zeros((max(sizes), *values.shape[1:]), dtype=values.dtype, device=values.device)
+    padded[: values.shape[0]] = values
     chunks = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(chunks, padded)
     return torch.cat([c[:s] for c, s in zip(chunks, sizes, strict=True)]), sum(sizes[:rank])
@@ -58,25 +58,20 @@ def global_eksft_loss(
         raise ValueError("scope='global' supports variant='paper' only.")
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
-    logz = log_softmax32(t.rows)  # (N, V) fp32, with gradient
-    ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
-    h, kl = entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
-    all_logp, offset = all_gather_cat(logp.detach())
-    all_h, _ = all_gather_cat(h.detach())
-    all_kl, _ = all_gather_cat(kl.detach())
-    if all_logp.numel() == 0:
+    logp, h, kl = paper_statistics(t, ref_logits)
+    stats, offset = all_gather_cat(torch.stack([logp, h, kl], dim=1).detach())  # (N over all processes, 3)
+    if stats.shape[0] == 0:
         return empty_result(logits, labels)
     plan = plan_eksft(
-        all_logp, all_h, all_kl, torch.zeros_like(all_logp, dtype=torch.long), rho=rho, lambda_entropy=lambda_entropy,
-        lambda_kl=lambda_kl, selection=selection, scope="micro_batch", normalization=normalization, variant="paper",
-        num_items_in_batch=num_items_in_batch,
-    )  # fmt: skip
-    mine = slice(offset, offset + t.n)
-    loss = (plan.ce_weight[mine] * -logp).sum() - (plan.entropy_weight[mine] * h).sum() + (plan.kl_weight[mine] * kl).sum()
+        stats[:, 0], stats[:, 1], stats[:, 2], torch.zeros(stats.shape[0], dtype=torch.long, device=stats.device),
+        rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope="micro_batch",
+        normalization=normalization, variant="paper", num_items_in_batch=num_items_in_batch,
+    ).part(slice(offset, offset + t.n))  # fmt: skip
+    loss = plan.objective(logp, h, kl)
     if normalization == "mean":
         # The weights divide by set sizes over all processes, so the objective is the *sum* of the per-process
         # losses; DDP averages gradients, hence the world-size factor. ("tokens": the trainer applies it, like TRL.)
         loss = loss * dist.get_world_size()
     plan.metrics["loss"] = float(loss.detach())
-    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask[mine]))
+    plan.metrics["num_targets"] = float(t.n)  # this process's share: the trainer sums it over processes
+    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))

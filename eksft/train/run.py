@@ -24,13 +24,16 @@ def columns(cfg: EKSFTConfig) -> Columns:
 def load_data(cfg: EKSFTConfig):
     """(train, eval or None) datasets in TRL's formats."""
     if not cfg.train_file:
-        raise ValueError("EKSFTConfig.train_file is not set: give a .json/.jsonl/.parquet file or a hub dataset name.")
+        raise ValueError("EKSFTConfig.train_file is not set: give a .json/.jsonl/.parquet file, a dataset folder or a "
+                         "hub dataset name.")  # fmt: skip
     kw = dict(fmt=cfg.data_format, columns=columns(cfg), max_samples=cfg.max_samples,
               keep_messages=cfg.assistant_only_loss)  # fmt: skip
-    train = load_records(cfg.train_file, split=cfg.train_split, **kw)
+    train = load_records(cfg.train_file, split=cfg.train_split, field="train_file", **kw)
     evaluation = None
     if cfg.eval_file or cfg.eval_split:
-        evaluation = load_records(cfg.eval_file or cfg.train_file, split=cfg.eval_split or "train", **kw)
+        evaluation = load_records(cfg.eval_file or cfg.train_file, split=cfg.eval_split or "train",
+                                  field="eval_file" if cfg.eval_file else "train_file", split_field="eval_split",
+                                  **kw)  # fmt: skip
     elif cfg.eval_split_size > 0:
         parts = train.train_test_split(test_size=cfg.eval_split_size, seed=cfg.seed)
         train, evaluation = parts["train"], parts["test"]
@@ -63,7 +66,8 @@ def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
     calibration = None
     if cfg.loss_type == "sed_sft" and cfg.sed_calibration_data:
         calibration = load_records(cfg.sed_calibration_data, fmt=cfg.data_format, columns=columns(cfg),
-                                   max_samples=cfg.sed_calibration_samples, keep_messages=cfg.assistant_only_loss)  # fmt: skip
+                                   max_samples=cfg.sed_calibration_samples, keep_messages=cfg.assistant_only_loss,
+                                   field="sed_calibration_data")  # fmt: skip
     return EKSFTTrainer(model, args=cfg, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
                         peft_config=peft_config(cfg), sed_calibration_dataset=calibration, callbacks=callbacks)  # fmt: skip
 

@@ -16,9 +16,11 @@ from eksft.commands import train as train_cmd
 from eksft.train import EKSFTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# `eksft rl` / `eksft pipeline` configs (rl_*, pipeline_*) are not EKSFTConfigs: tests/rl and tests/pipeline parse them.
+# `eksft rl` / `eksft pipeline` configs (rl_*, pipeline_*) are not EKSFTConfigs: tests/rl and tests/pipeline parse them;
+# configs/accelerate/ holds `accelerate launch` configs (test_accelerate_configs.py).
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
-                 if not os.path.basename(p).startswith(("rl_", "pipeline_")))
+                 if not os.path.basename(p).startswith(("rl_", "pipeline_"))
+                 and os.path.join("configs", "accelerate") not in p)  # fmt: skip
 LOSS_FIELDS = {"output_dir", "loss_type", "rho", "lambda_entropy", "lambda_kl", "selection", "variant",
                "normalization", "iw_clip", "psft_epsilon_high", "psft_updates_per_batch", "asft_lambda",
                "sed_lambda", "sed_k", "sed_r", "sed_calibration_samples", "gem_beta"}  # fmt: skip

@@ -92,3 +92,55 @@ def test_conversational_data_trains_on_last_assistant_turn(make_config, tmp_path
     trained = tok.decode([t for t in row["labels"] if t != -100])
     assert trained == "4<|im_end|>"  # the completion and its end-of-turn token only
     trainer.train()
+
+
+def hub_repo_folder(root) -> str:
+    """A folder laid out like a hub dataset repo (what `huggingface-cli download --repo-type dataset` leaves)."""
+    (root / "data").mkdir(parents=True)
+    for split, n in (("train", 5), ("test", 2)):
+        rows = [{"question": f"{split} {i}?", "answer": f"{i}"} for i in range(n)]
+        Dataset.from_list(rows).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    return str(root)
+
+
+def test_dataset_folder_where_a_hub_name_goes(make_config, tmp_path):
+    """A hub dataset name and a local folder take the same path (datasets.load_dataset), splits included, and the
+    folder trains through build_trainer with column mapping."""
+    repo = hub_repo_folder(tmp_path / "org--math")
+    cols = Columns(prompt="question", completion="answer")
+    ds = load_records(repo, columns=cols)
+    assert len(ds) == 5 and ds[0] == {"prompt": "train 0?", "completion": "0"}
+    assert load_records(repo, columns=cols, split="test")["prompt"] == ["test 0?", "test 1?"]
+    with pytest.raises(ValueError, match=r"eval_file='.*org--math'.*Unknown split .validation.*Set eval_split"):
+        load_records(repo, columns=cols, split="validation", field="eval_file")
+    cfg = make_config(train_file=repo, eval_split="test", prompt_column="question", completion_column="answer")
+    train, evaluation = load_data(cfg)
+    assert (len(train), len(evaluation)) == (5, 2)
+    with pytest.raises(ValueError, match=r"train_file=.*Unknown split .dev.*Set eval_split"):  # the split field is wrong
+        load_data(make_config(train_file=repo, eval_split="dev", prompt_column="question", completion_column="answer"))
+
+
+def test_save_to_disk_folder(tmp_path):
+    from datasets import DatasetDict
+
+    rows = [{"prompt": "p", "completion": "c"}] * 3
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
+    splits = DatasetDict({"train": Dataset.from_list(rows), "dev": Dataset.from_list(rows[:1])})
+    splits.save_to_disk(str(tmp_path / "dd"))
+    assert len(load_records(str(tmp_path / "one"))) == 3
+    assert len(load_records(str(tmp_path / "dd"), split="dev")) == 1
+    with pytest.raises(ValueError, match=r"train_file=.*Unknown split .test..*\['dev', 'train'\].*Set train_split"):
+        load_records(str(tmp_path / "dd"), split="test")
+
+
+def test_unresolvable_name_names_the_field_and_the_fix(monkeypatch, tmp_path):
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # as HF_DATASETS_OFFLINE=1: no network retries
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match=r"eval_file='no-such-org/no-such-set' is neither a local file or "
+                       r"folder.*HF_DATASETS_OFFLINE=1"):  # fmt: skip
+        load_records("no-such-org/no-such-set", field="eval_file")
+    with pytest.raises(FileNotFoundError, match=r"sed_calibration_data: data file '.*missing\.jsonl' does not exist"):
+        load_records(str(tmp_path / "missing.jsonl"), field="sed_calibration_data")

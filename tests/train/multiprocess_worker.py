@@ -1,0 +1,22 @@
+"""Worker of test_multiprocess.py, started by ``accelerate launch`` on every process: runs ``eksft train`` (the CLI's
+own ``main``) once per argv list in the JSON file given, so several configs share one launch (process start-up and
+imports cost most of the time on 2 CPU cores). Not a test module (pytest collects ``test_*.py`` only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+torch.set_num_threads(1)  # two processes on a shared 2-core machine
+
+from eksft.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    with open(sys.argv[1], encoding="utf-8") as f:
+        runs = json.load(f)
+    for argv in runs:
+        rc = main(argv)
+        if rc:
+            sys.exit(rc)
