@@ -1,12 +1,17 @@
 """Loss-head benchmark (issue 7): peak memory and forward+backward time of the loss head alone.
 
 Each (case, implementation) runs in its own subprocess under an address-space cap (``RLIMIT_AS``), one at a time, so
-a case that does not fit fails alone (reported as ``"status": "oom"``) and never takes the shared machine down.
-Prints one JSON line per run and one ``"ratios"`` line per case, measured side by side in this run.
+peak RSS is per run and a run that does not fit fails alone (``"status": "oom"``) and never takes the machine down.
+Before a run starts, its memory need is estimated (:func:`estimate_gb`); a run whose estimate exceeds ``--max-gb`` or
+the RAM available at that moment is not started and is reported as ``"status": "skipped_over_memory"`` with the
+estimate. Prints one JSON line per run and one ``"ratios"`` line per case, measured side by side in this run.
 
-    .venv/bin/python benchmarks/loss_head.py --quick            # small subset, about a minute on 2 cores
-    .venv/bin/python benchmarks/loss_head.py --target           # T=2048, V=151936, d=2560 (the issue's targets)
-    .venv/bin/python benchmarks/loss_head.py --T 1024 2048 --V 49152 --d 576 --impl eksft_fused sft_trl
+    .venv/bin/python benchmarks/loss_head.py --grid quick       # T=1024, V=49152, d=576: about a minute on 2 cores
+    .venv/bin/python benchmarks/loss_head.py --grid target      # T=2048, V=151936, d=2560 (the issue's targets)
+    .venv/bin/python benchmarks/loss_head.py --grid issue       # T in {1024, 4096} x V x d (issue 7's grid)
+    .venv/bin/python benchmarks/loss_head.py --grid full        # T in {1024, 2048, 4096} x V x d (also: no flags)
+    .venv/bin/python benchmarks/loss_head.py --grid full --estimate-only   # print the memory estimates, run nothing
+    .venv/bin/python benchmarks/loss_head.py --T 1024 2048 --V 49152 --d 576 --implementations eksft_fused sft_trl
 
 Implementations (all fp32, inputs: policy and reference hidden states and lm_head weights; the policy's hidden
 states and weight get gradients, as in full fine-tuning):
@@ -34,6 +39,14 @@ import time
 
 IMPLS = ("eksft_logits", "eksft_fused", "sft_torch", "sft_trl")
 ALL_T, ALL_V, ALL_D = (1024, 2048, 4096), (49152, 151936), (576, 2560)
+#: name -> (T values, V values, d values). ``full`` is also what no flags run.
+GRIDS = {
+    "quick": ((1024,), (49152,), (576,)),
+    "target": ((2048,), (151936,), (2560,)),
+    "issue": ((1024, 4096), ALL_V, ALL_D),
+    "full": (ALL_T, ALL_V, ALL_D),
+}
+GB = 1e9
 
 
 def rss_bytes() -> int:
@@ -48,6 +61,44 @@ def peak_rss_bytes() -> int:
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def available_gb() -> float | None:
+    """``MemAvailable`` of /proc/meminfo (what can be allocated now without swapping), or None off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GB
+    except OSError:
+        pass
+    return None
+
+
+def estimate_gb(T: int, V: int, d: int, impl: str, frozen_head: bool = False, chunk_size: int = 128) -> dict:
+    """Rough fp32 memory need of one run, in GB (1e9 bytes): ``inputs`` (what :func:`make_inputs` holds),
+    ``above_inputs`` (the loss step's peak above them) and ``total`` (the process's peak RSS, with the interpreter and
+    torch). An estimate, not a measurement: its coefficients are fitted to the runs in benchmarks/README.md
+    (T=1024/V=49152/d=576 and T=2048/V=151936/d=2560) and err on the high side by up to about 20%.
+    """
+    f32 = 4
+    logits = T * V * f32  # one (T, V) fp32 tensor
+    valid = T - T // 4  # make_inputs: a quarter of the positions are prompt
+    weight_grad = 0.0 if frozen_head else V * d * f32  # every implementation produces the (V, d) weight gradient
+    base = 0.47 if impl == "sft_trl" else 0.25  # interpreter + torch (+ trl) after the warm-up step
+    if impl == "eksft_logits":  # policy + reference logits, log-softmaxes, probabilities, their gradient
+        above = 6.0 * logits + weight_grad + 0.3 * GB
+    elif impl == "eksft_fused":  # a few (chunk, V) blocks, the (N, d) row gradient, per-target statistics
+        above = weight_grad + 10 * chunk_size * V * f32 + 4 * T * d * f32 + 0.3 * GB
+    elif impl == "sft_torch":  # logits, the log-softmax inside cross_entropy, the logits gradient
+        above = 3.0 * logits + weight_grad + 0.3 * GB
+    elif impl == "sft_trl":  # TRL's chunk (32,768 rows) holds all valid rows at these T: about two (N, V) blocks
+        above = 2.0 * valid * V * f32 + weight_grad + 0.6 * GB
+    else:
+        raise ValueError(f"`impl` must be one of {IMPLS}, got {impl!r}.")
+    inputs = (2 * T * d + 2 * V * d) * f32 + T * 8
+    return {"inputs": round(inputs / GB, 2), "above_inputs": round(above / GB, 2),
+            "total": round(base + (inputs + above) / GB, 2)}  # fmt: skip
 
 
 def make_inputs(T: int, V: int, d: int, seed: int = 0, frozen_head: bool = False):
@@ -133,8 +184,31 @@ def worker(args) -> dict:
     return out
 
 
+def memory_guard(T, V, d, impl, args) -> tuple[dict, dict | None]:
+    """(the run's estimate, a ``skipped_over_memory`` line or None): a run is not started when its estimated peak
+    exceeds ``--max-gb`` or the RAM available now (other processes' memory counts)."""
+    est = estimate_gb(T, V, d, impl, args.frozen_head, args.chunk_size)
+    avail = available_gb()
+    limit = args.max_gb if avail is None else min(args.max_gb, avail)
+    if est["total"] <= limit:
+        return est, None
+    return est, {"T": T, "V": V, "d": d, "impl": impl, "frozen_head": args.frozen_head, "status": "skipped_over_memory",
+                 "estimate_gb": est["total"], "estimate_above_inputs_gb": est["above_inputs"], "max_gb": args.max_gb,
+                 "available_gb": None if avail is None else round(avail, 2)}  # fmt: skip
+
+
 def run_case(T, V, d, impl, args) -> dict:
-    cap = int(args.mem_cap_gb * 1e9)
+    est, skipped = memory_guard(T, V, d, impl, args)
+    if skipped is not None:
+        return skipped
+    row = _run_subprocess(T, V, d, impl, args)
+    row.setdefault("frozen_head", args.frozen_head)
+    row["estimate_gb"] = est["total"]
+    return row
+
+
+def _run_subprocess(T, V, d, impl, args) -> dict:
+    cap = int((args.mem_cap_gb or args.max_gb) * 1e9)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--T", str(T), "--V", str(V), "--d", str(d),
            "--impl", impl, "--repeats", str(args.repeats), "--chunk-size", str(args.chunk_size)]  # fmt: skip
     cmd += ["--frozen-head"] if args.frozen_head else []
@@ -145,11 +219,16 @@ def run_case(T, V, d, impl, args) -> dict:
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         return {"T": T, "V": V, "d": d, "impl": impl, "status": "timeout", "timeout_s": args.timeout}
+    except OSError as e:  # the subprocess could not start (e.g. the cap is below what Python needs)
+        return {"T": T, "V": V, "d": d, "impl": impl, "status": "error", "error": str(e)[:200]}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-        status = "oom" if "alloc" in tail.lower() or proc.returncode in (-9, 137) else "error"
-        return {"T": T, "V": V, "d": d, "impl": impl, "status": status, "returncode": proc.returncode, "error": tail}
+        killed = proc.returncode in (-9, 137)  # SIGKILL: the kernel's OOM killer (or a cgroup limit)
+        oom = killed or "alloc" in tail.lower() or "memoryerror" in tail.lower()
+        error = "killed (SIGKILL, out of memory?)" if killed else tail
+        return {"T": T, "V": V, "d": d, "impl": impl, "status": "oom" if oom else "error",
+                "returncode": proc.returncode, "error": error}  # fmt: skip
     return json.loads(lines[-1])
 
 
@@ -169,30 +248,44 @@ def ratios(rows: list[dict]) -> dict:
         "fused_over_trl_cpu": ratio("eksft_fused", "sft_trl", "cpu_s"),
         "fused_over_logits_time": ratio("eksft_fused", "eksft_logits", "time_s"),
         "trl_over_torch_sft_memory": ratio("sft_trl", "sft_torch", "peak_above_inputs_gb"),
+        "fused_over_torch_sft_memory": ratio("eksft_fused", "sft_torch", "peak_above_inputs_gb"),
+        "fused_over_torch_sft_time": ratio("eksft_fused", "sft_torch", "time_s"),
+        "status": {x["impl"]: x.get("status") for x in rows},
     }  # fmt: skip
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--T", type=int, nargs="+", default=list(ALL_T))
-    p.add_argument("--V", type=int, nargs="+", default=list(ALL_V))
-    p.add_argument("--d", type=int, nargs="+", default=list(ALL_D))
-    p.add_argument("--impl", nargs="+", default=list(IMPLS), choices=IMPLS)
-    p.add_argument("--quick", action="store_true", help="T=1024, V=49152, d=576 only (about a minute)")
-    p.add_argument("--target", action="store_true", help="T=2048, V=151936, d=2560 only (the issue's targets)")
+    p.add_argument("--grid", choices=sorted(GRIDS), help="named set of cases: " + "; ".join(
+        f"{k}: T={t} V={v} d={d}" for k, (t, v, d) in GRIDS.items()) + ". Default: full (--T/--V/--d override)")
+    p.add_argument("--T", type=int, nargs="+", help="sequence lengths (batch 1); overrides the grid's")
+    p.add_argument("--V", type=int, nargs="+", help="vocabulary sizes; overrides the grid's")
+    p.add_argument("--d", type=int, nargs="+", help="hidden sizes; overrides the grid's")
+    p.add_argument("--implementations", "--impl", dest="impl", nargs="+", default=list(IMPLS), choices=IMPLS,
+                   help="implementations to run, in this order (default: all)")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="same as --grid quick")
+    p.add_argument("--target", action="store_true", help="same as --grid target")
     p.add_argument("--repeats", type=int, default=3, help="timed forward+backward steps per run; the median is reported")
     p.add_argument("--chunk-size", type=int, default=128, help="eksft_fused: valid targets per block")
-    p.add_argument("--mem-cap-gb", type=float, default=14.0, help="address-space cap of each subprocess")
-    p.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    p.add_argument("--max-gb", type=float, default=20.0, help="skip a run whose estimated peak RSS exceeds this (or "
+                   "the RAM available when it would start); also the default address-space cap")  # fmt: skip
+    p.add_argument("--mem-cap-gb", type=float, default=None, help="address-space cap of each subprocess "
+                   "(default: --max-gb); a run that hits it reports \"status\": \"oom\"")  # fmt: skip
+    p.add_argument("--estimate-only", action="store_true", help="print each run's memory estimate; run nothing")
+    p.add_argument("--timeout", type=int, default=7200, help="seconds per subprocess")
     p.add_argument("--frozen-head", action="store_true", help="lm_head weight frozen (LoRA-style): no (V, d) gradient")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
     if args.worker:
         args.T, args.V, args.d, args.impl = args.T[0], args.V[0], args.d[0], args.impl[0]
-    elif args.quick:
-        args.T, args.V, args.d = [1024], [49152], [576]
-    elif args.target:
-        args.T, args.V, args.d = [2048], [151936], [2560]
+        return args
+    grid = args.grid or ("quick" if args.quick else "target" if args.target else "full")
+    if sum(bool(x) for x in (args.grid, args.quick, args.target)) > 1:
+        p.error("give one of --grid, --quick, --target")
+    grid_t, grid_v, grid_d = GRIDS[grid]
+    args.T, args.V, args.d = list(args.T or grid_t), list(args.V or grid_v), list(args.d or grid_d)
     return args
 
 
@@ -204,6 +297,14 @@ def main(argv=None) -> None:
     for T in args.T:
         for V in args.V:
             for d in args.d:
+                if args.estimate_only:
+                    for impl in args.impl:
+                        est = estimate_gb(T, V, d, impl, args.frozen_head, args.chunk_size)
+                        print(json.dumps({"T": T, "V": V, "d": d, "impl": impl, "frozen_head": args.frozen_head,
+                                          "status": "estimate", "estimate_gb": est["total"],
+                                          "estimate_above_inputs_gb": est["above_inputs"],
+                                          "estimate_inputs_gb": est["inputs"]}), flush=True)  # fmt: skip
+                    continue
                 rows = []
                 for impl in args.impl:  # strictly one subprocess at a time: the machine is shared
                     rows.append(run_case(T, V, d, impl, args))

@@ -1,0 +1,121 @@
+"""The benchmark scripts run end to end on tiny shapes and print well-formed JSON lines (benchmarks/README.md).
+
+``loss_head.py``: the per-case subprocesses, the memory guard (``skipped_over_memory`` without starting anything), an
+address-space cap hit reported as ``"oom"`` (not dropped), and every implementation's worker. ``train_step.py``: one
+interleaved round of every method on the built-in ``tiny-random-llama``. No numbers are checked, only the format.
+CPU only, tiny shapes (about 20 s in all, most of it importing torch / TRL in the subprocesses).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+RUN_KEYS = {"T", "V", "d", "impl", "status", "estimate_gb"}
+OK_KEYS = RUN_KEYS | {"time_s", "times_s", "cpu_s", "peak_above_inputs_gb", "inputs_rss_gb", "loss", "threads"}
+RATIO_KEYS = {"ratios", "T", "V", "d", "fused_over_logits_memory", "fused_over_trl_memory", "fused_over_trl_time",
+              "fused_over_logits_time", "status"}  # fmt: skip
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def json_lines(text: str) -> list[dict]:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert lines, "the script printed nothing"
+    return [json.loads(ln) for ln in lines]  # every line must be JSON
+
+
+def run_cli(script: str, *args: str, timeout: int = 120) -> list[dict]:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json_lines(proc.stdout)
+
+
+def test_loss_head_runs_each_case_in_a_subprocess():
+    rows = run_cli("loss_head.py", "--T", "64", "--V", "512", "--d", "32", "--repeats", "1",
+                   "--implementations", "eksft_fused", "sft_torch")  # fmt: skip
+    runs, ratios = rows[:-1], rows[-1]
+    assert [r["impl"] for r in runs] == ["eksft_fused", "sft_torch"]
+    for r in runs:
+        assert OK_KEYS <= r.keys() and r["status"] == "ok", r
+        assert r["time_s"] > 0 and len(r["times_s"]) == 1 and r["peak_above_inputs_gb"] >= 0
+    assert RATIO_KEYS <= ratios.keys() and ratios["ratios"] is True
+    assert ratios["fused_over_torch_sft_time"] > 0 and ratios["fused_over_logits_time"] is None  # logits not run
+
+
+def test_loss_head_reports_a_run_over_its_memory_cap_as_oom():
+    # 6 (T, V) fp32 blocks of 134 MB do not fit under a 1 GB address-space cap: the worker fails alone
+    (row, ratios) = run_cli("loss_head.py", "--T", "2048", "--V", "16384", "--d", "32", "--repeats", "1",
+                            "--implementations", "eksft_logits", "--mem-cap-gb", "1.0")  # fmt: skip
+    assert row["status"] == "oom" and row["impl"] == "eksft_logits" and "error" in row, row
+    assert ratios["status"] == {"eksft_logits": "oom"}
+
+
+def test_loss_head_memory_guard_skips_without_running(capsys):
+    lh = load("loss_head")
+    lh.main(["--T", "4096", "--V", "151936", "--d", "2560", "--implementations", "eksft_logits", "eksft_fused",
+             "--max-gb", "1"])  # fmt: skip
+    rows = json_lines(capsys.readouterr().out)
+    assert [r["status"] for r in rows[:2]] == ["skipped_over_memory"] * 2
+    for r in rows[:2]:
+        assert {"T", "V", "d", "impl", "estimate_gb", "estimate_above_inputs_gb", "max_gb", "available_gb"} <= r.keys()
+        assert r["estimate_gb"] > 1
+    assert rows[2]["ratios"] and rows[2]["fused_over_logits_memory"] is None
+
+    lh.main(["--grid", "full", "--estimate-only"])
+    est = json_lines(capsys.readouterr().out)
+    assert len(est) == 3 * 2 * 2 * 4 and all(r["status"] == "estimate" and r["estimate_gb"] > 0 for r in est)
+    big = {r["impl"]: r["estimate_gb"] for r in est if (r["T"], r["V"], r["d"]) == (4096, 151936, 2560)}
+    assert big["eksft_fused"] < big["sft_trl"] < big["sft_torch"] < big["eksft_logits"]
+
+
+def test_loss_head_grid_and_filter_flags():
+    lh = load("loss_head")
+    a = lh.parse(["--grid", "issue", "--implementations", "sft_trl", "eksft_fused", "--repeats", "2"])
+    assert (a.T, a.V, a.d, a.impl, a.repeats) == ([1024, 4096], [49152, 151936], [576, 2560],
+                                                  ["sft_trl", "eksft_fused"], 2)  # fmt: skip
+    assert lh.parse([]).T == [1024, 2048, 4096]  # no flags: the full grid, as before
+    assert (lh.parse(["--quick"]).T, lh.parse(["--grid", "target", "--T", "512"]).T) == ([1024], [512])
+
+
+@pytest.mark.parametrize("impl", ["eksft_logits", "sft_trl"])
+def test_loss_head_worker_every_implementation(impl):
+    lh = load("loss_head")
+    out = lh.worker(lh.parse(["--worker", "--T", "32", "--V", "256", "--d", "16", "--impl", impl, "--repeats", "1"]))
+    assert out["status"] == "ok" and out["time_s"] > 0 and out["loss"] > 0
+
+
+def test_train_step_interleaves_every_method(capsys):
+    ts = load("train_step")
+    threads = torch.get_num_threads()
+    ts.main(["--model", "tiny-random-llama", "--batch", "2", "--seq-len", "128", "--repeats", "1", "--warmup", "0",
+             "--threads", str(threads)])  # fmt: skip
+    assert torch.get_num_threads() == threads
+    rows = json_lines(capsys.readouterr().out)
+    runs, summary = rows[:-1], rows[-1]
+    impls = {"sft_trl": "trl_chunked", "sft_logits": "logits", "eksft_fused": "fused", "eksft_logits": "logits",
+             "ref_forward": "forward_only"}  # fmt: skip
+    assert [r["method"] for r in runs] == list(impls)
+    for r in runs:
+        assert r["status"] == "ok", r
+        assert r["loss_implementation"] == impls[r["method"]]
+        assert r["time_s"] > 0 and r["fwd_bwd_s"] > 0 and len(r["times_s"]) == 1
+        assert r["over_sft"] > 0 and r["over_ref_forward"] > 0 and r["sft_baseline"] == "sft_trl"
+        assert (r["batch"], r["seq_len"], r["tokens"]) == (2, 128, 256) and r["scored_targets"] > 0
+    by = {r["method"]: r for r in runs}
+    assert by["sft_trl"]["loss"] == pytest.approx(by["sft_logits"]["loss"], rel=1e-4)  # same batch, same weights
+    assert summary["summary"] is True and summary["eksft_fused_over_sft"] > 0
+    assert set(summary["status"].values()) == {"ok"}
