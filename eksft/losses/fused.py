@@ -7,11 +7,12 @@ per model exists at once (plus the few elementwise temporaries of that block). S
 * Per-target losses (sft, dft, gem, sed_sft, asft, global_reg): one pass. Each chunk of rows is handed to the
   logits-path function itself (``ROW_LOSSES``), as a batch of two-token sequences, so the per-token formulas are
   written once; autograd on that chunk gives the gradient w.r.t. its logits, which is projected straight into
-  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern).
+  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
+  use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain twin).
 * Losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects log p(y), H and KL for
   every valid target and :func:`plan_eksft` (or the random mask) fixes masks and per-target coefficients; pass 2
-  recomputes each chunk's logits and forms the gradient of ``ce_w*(-logp) - ent_w*H + kl_w*KL``. Targets that carry
-  no regulariser need no reference logits in pass 2.
+  recomputes each chunk's logits and forms the gradient of ``ce_w*(-logp) - ent_w*H + kl_w*KL`` (in closed form on
+  reused buffers; autograd on the plain twin). Targets that carry no regulariser need no reference logits in pass 2.
 
 The gradients are computed in the forward and handed over by :class:`PrecomputedGrad` in backward.
 """
@@ -30,6 +31,7 @@ from .fused_passes import (
     Grads,
     PrecomputedGrad,
     Projection,
+    Workspace,
     logit_transform,
     random_mask_plan,
     row_pass,
@@ -171,16 +173,17 @@ def fused_head_loss(
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, lm_head_weight, lm_head_bias)):
         grads = Grads(rows, lm_head_weight, lm_head_bias)
     n, mask = tokens.numel(), None
+    ws = Workspace(min(chunk_size, n), vocab, rows.device)  # the (chunk, V) blocks, shared by the passes
 
     with torch.no_grad():
         if loss_type in ROW_LOSSES:
             d = denominator(n, normalization, num_items_in_batch, n)  # the global normaliser, shared by all chunks
             loss, metrics = row_pass(ROW_LOSSES[loss_type], rows.detach(), tokens, proj, ref_rows, ref_proj, d,
-                                      chunk_size, grads, ignore_index, options)  # fmt: skip
+                                      chunk_size, grads, ignore_index, options, ws)  # fmt: skip
             if loss_type == "global_reg":
                 mask = torch.zeros_like(valid)
         else:
-            logp, h, kl = stats_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, chunk_size)
+            logp, h, kl = stats_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, chunk_size, ws)
             if loss_type == "eksft":
                 seq = sequence_ids(labels, position_ids)[valid]
                 plan = plan_eksft(logp, h, kl, seq, normalization=normalization, num_items_in_batch=num_items_in_batch,
@@ -194,7 +197,7 @@ def fused_head_loss(
             mask = torch.zeros_like(valid)
             mask[valid] = m
             if grads is not None:
-                weighted_grad_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, *weights, chunk_size, grads)
+                weighted_grad_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, *weights, chunk_size, grads, ws)
     if grads is not None:
         loss = PrecomputedGrad.apply(loss, rows, lm_head_weight, lm_head_bias, grads)
     return LossResult(loss=loss, metrics=metrics, mask=mask)

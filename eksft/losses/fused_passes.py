@@ -2,6 +2,15 @@
 
 Every block here is ``(chunk, V)`` at most: rows are projected ``chunk_size`` at a time, statistics are fp32, and
 gradients w.r.t. the hidden rows, the weight and the bias are accumulated in fp32 as each block is done.
+
+Two implementations of the same passes (docs/fused_head.md, "Fast path and plain twin"):
+
+* the fast path (``FAST_PATH = True``, the default): the block gradients of EKSFT's weighted objective and of the
+  cross-entropy-type losses (sft, dft) in closed form, a few in-place ops on reused ``(chunk, V)`` buffers
+  (:class:`Workspace`); statistics by the same fused ops into those buffers;
+* the plain twin (``FAST_PATH = False``): each block through the logits-path functions (``log_softmax32``,
+  ``entropy_from_logprobs``, ``kl_from_logprobs``, ``sft_loss``, ...) and autograd on that block (:func:`chunk_grad`).
+  Every other loss (gem, sed_sft, asft, global_reg) always takes this path. Tests compare the two.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .baselines import dft_loss, sft_loss
 from .selection import random_select
 from .tokens import (
     check_fraction,
@@ -21,6 +31,10 @@ from .tokens import (
     log_softmax32,
     mean_or_zero,
 )
+
+
+#: True: closed-form block gradients on reused buffers. False: the plain twin (autograd on the logits-path functions).
+FAST_PATH = True
 
 
 def logit_transform(z: torch.Tensor, logit_scale: float | None, softcap: float | None) -> torch.Tensor:
@@ -47,6 +61,50 @@ class Projection:
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return logit_transform(self.linear(h), self.logit_scale, self.softcap)
+
+    def logits_into(self, h: torch.Tensor, ws: Workspace, name: str, chain: str | None = None):
+        """:meth:`logits` written into the workspace block ``name`` (same ops, same rounding). With ``chain`` and a
+        soft-cap, also the block ``chain`` = ``1 - tanh^2``, the soft-cap's derivative up to ``logit_scale``.
+        Returns ``(z, chain block or None)``."""
+        n, w = h.shape[0], self.weight
+        out = ws.get(name, n)
+        lin = out if w.dtype == out.dtype else ws.get(f"linear_{w.dtype}", n, w.dtype)
+        h = h.to(w.dtype)
+        if self.bias is None:  # F.linear's own kernels: mm, or addmm with the bias
+            torch.mm(h, w.t(), out=lin)
+        else:
+            torch.addmm(self.bias, h, w.t(), out=lin)
+        if lin is not out:
+            out.copy_(lin)
+        if self.logit_scale is not None:
+            out.mul_(self.logit_scale)
+        d = None
+        if self.softcap is not None:
+            out.div_(self.softcap).tanh_()
+            if chain is not None:
+                d = torch.mul(out, out, out=ws.get(chain, n)).neg_().add_(1.0)
+            out.mul_(self.softcap)
+        return out, d
+
+
+class Workspace:
+    """Named ``(rows, V)`` blocks, allocated once per call and reused by every chunk (views of the first ``n`` rows).
+
+    On CPU a fresh block of that size costs more to fault in than most ops on it (a 128 x 151,936 fp32 block, on the
+    2-core test machine: about 40 ms to allocate and touch, 4-8 ms for an in-place op on it), and the plain twin
+    allocates about ten per chunk.
+    """
+
+    def __init__(self, rows: int, vocab: int, device, dtype: torch.dtype = torch.float32):
+        self.rows, self.vocab, self.device, self.dtype = rows, vocab, device, dtype  # dtype: of the statistics
+        self.blocks: dict = {}
+
+    def get(self, name: str, n: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or self.dtype
+        block = self.blocks.get((name, dtype))
+        if block is None:
+            block = self.blocks[(name, dtype)] = torch.empty(self.rows, self.vocab, dtype=dtype, device=self.device)
+        return block[:n]
 
 
 class Grads:
@@ -129,9 +187,62 @@ def row_stats(logz, ref_logz, tokens):
     return logp, entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
 
 
+# --------------------------------------------------------------------------------------- closed-form block gradients
+# Each takes (n, V) blocks and overwrites them; the returned block is the gradient w.r.t. the *linear* output
+# ``h @ W.T + b``. Row weights come in already multiplied by ``logit_scale``, and ``chain`` is the soft-cap's
+# ``1 - tanh^2`` block (or None): together the chain rule through :func:`logit_transform`.
+def finish_grad_(g, tokens, w, chain):
+    """``g - w e_y`` (``w`` (n, 1)), then times ``chain``."""
+    g.scatter_add_(1, tokens[:, None], -w)
+    return g if chain is None else g.mul_(chain)
+
+
+def weighted_block_grad_(z, logq, tokens, ce_w, ent_w, kl_w, chain, logp, scratch):
+    """Gradient of :func:`weighted_objective` on one block, in closed form.
+
+    z: transformed policy logits (ends as p); logq: reference log-probs (ends as logp - logq); logp, scratch: blocks
+    (logp ends as the gradient, which is returned); ce_w, ent_w, kl_w: (n,). With p = softmax(z), H = -sum p logp,
+    KL = sum p (logp - logq), per row:
+
+        d(-logp_y)/dz = p - e_y,   dH/dz = -p (logp + H),   dKL/dz = p (logp - logq - KL),
+        g = ce_w (p - e_y) - ent_w dH/dz + kl_w dKL/dz
+          = p * (ent_w logp + kl_w (logp - logq) + ce_w + ent_w H - kl_w KL) - ce_w e_y.
+
+    H and KL are recomputed from this block (as the plain twin does), so each row's g sums to 0 over V.
+    """
+    torch.log_softmax(z, -1, out=logp)
+    p = torch.exp(logp, out=z)
+    h = -torch.mul(p, logp, out=scratch).sum(-1, keepdim=True)
+    diff = torch.sub(logp, logq, out=logq)
+    kl = torch.mul(p, diff, out=scratch).sum(-1, keepdim=True)
+    ce_w, ent_w, kl_w = ce_w[:, None], ent_w[:, None], kl_w[:, None]
+    g = torch.addcmul(ce_w + ent_w * h - kl_w * kl, logp, ent_w, out=logp)
+    g.addcmul_(diff, kl_w).mul_(p)
+    return finish_grad_(g, tokens, ce_w, chain)
+
+
+def ce_block_grad_(z, tokens, ce_w, chain, out):
+    """Gradient of ``sum ce_w (-logp_y)`` on one block: ``ce_w (p - e_y)``, into ``out``. ce_w: (n,)."""
+    g = torch.softmax(z, -1, out=out).mul_(ce_w[:, None])
+    return finish_grad_(g, tokens, ce_w[:, None], chain)
+
+
+def _scaled(w: torch.Tensor, proj: Projection) -> torch.Tensor:
+    return w if proj.logit_scale is None else w * proj.logit_scale
+
+
 # ------------------------------------------------------------------------------------------------------ the passes
-def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, ignore_index, options):
-    """One pass for per-target losses: the logits-path ``fn`` on each chunk, normalised by the global ``d``."""
+#: Cross-entropy-type per-target losses with a closed-form fast path: ``-c * logp_y`` per target, c detached.
+#: Maps the logits-path function to c as a function of the (detached) ``logp_y``.
+CE_ROW_COEFFICIENTS = {sft_loss: torch.ones_like, dft_loss: torch.exp}
+
+
+def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, ignore_index, options, ws=None):
+    """One pass for per-target losses: the logits-path ``fn`` on each chunk, normalised by the global ``d``
+    (sft and dft: their closed form on the fast path)."""
+    if FAST_PATH and fn in CE_ROW_COEFFICIENTS and not options:
+        ws = ws or Workspace(min(chunk_size, rows.shape[0]), proj.weight.shape[0], rows.device)
+        return ce_row_pass(CE_ROW_COEFFICIENTS[fn], rows, tokens, proj, d, chunk_size, grads, ws)
     total, parts = torch.zeros((), dtype=torch.float32, device=rows.device), []
     for sl in chunks(rows.shape[0], chunk_size):
 
@@ -154,35 +265,83 @@ def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, i
     return total, metrics
 
 
-def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size):
+def ce_row_pass(coefficient, rows, tokens, proj, d, chunk_size, grads, ws):
+    """Fast path of :func:`row_pass` for ``-c * logp_y / d`` (sft: c = 1, dft: c = p_y), with ``baselines.finish``'s
+    metrics. Gradient per block: ``c / d * (p - e_y)``, chained through the logit transform."""
+    n = rows.shape[0]
+    logp, h = (torch.empty(n, dtype=torch.float32, device=rows.device) for _ in range(2))
+    for sl in chunks(n, chunk_size):
+        z, chain = proj.logits_into(rows[sl], ws, "z", "chain" if grads is not None else None)
+        logz = torch.log_softmax(z, -1, out=ws.get("logp", z.shape[0]))
+        logp[sl] = lp = logz.gather(1, tokens[sl, None]).squeeze(1)
+        p = torch.exp(logz, out=z)
+        h[sl] = -logz.mul_(p).sum(-1)
+        if grads is not None:
+            w = _scaled(coefficient(lp) / d, proj)[:, None]
+            grads.add(sl, rows[sl], finish_grad_(p.mul_(w), tokens[sl], w, chain), proj)
+    loss = (coefficient(logp) * -logp).sum() / d
+    metrics = {"loss": float(loss), "ce": float(-logp.mean()), "entropy_mean": float(h.mean()), "num_targets": float(n)}
+    return loss, metrics
+
+
+def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size, ws=None):
     """Pass 1, no gradient: fp32 (N,) log p(y), H and KL for every valid target."""
     n = rows.shape[0]
     logp, h, kl = (torch.empty(n, dtype=torch.float32, device=rows.device) for _ in range(3))
+    ws = ws or Workspace(min(chunk_size, n), proj.weight.shape[0], rows.device)
     for sl in chunks(n, chunk_size):
-        logz, ref_logz = log_softmax32(proj.logits(rows[sl])), log_softmax32(ref_proj.logits(ref_rows[sl]))
-        logp[sl], h[sl], kl[sl] = row_stats(logz, ref_logz, tokens[sl])
+        if FAST_PATH:  # the same ops as row_stats (bitwise), into reused blocks
+            m = sl.stop - sl.start
+            logz = torch.log_softmax(proj.logits_into(rows[sl], ws, "z")[0], -1, out=ws.get("logp", m))
+            ref_logz = torch.log_softmax(ref_proj.logits_into(ref_rows[sl], ws, "z")[0], -1, out=ws.get("logq", m))
+            logp[sl] = logz.gather(1, tokens[sl, None]).squeeze(1)
+            p = torch.exp(logz, out=ws.get("z", m))
+            kl[sl] = torch.sub(logz, ref_logz, out=ref_logz).mul_(p).sum(-1)
+            h[sl] = -logz.mul_(p).sum(-1)
+        else:
+            logz, ref_logz = log_softmax32(proj.logits(rows[sl])), log_softmax32(ref_proj.logits(ref_rows[sl]))
+            logp[sl], h[sl], kl[sl] = row_stats(logz, ref_logz, tokens[sl])
     if not bool(torch.isfinite(logp).all() & torch.isfinite(h).all() & torch.isfinite(kl).all()):
         raise ValueError("The fused head produced NaN or inf statistics: check `hidden`, `ref_hidden` and the lm_head "
                          "weights (overflow in fp16/bf16, a diverged run) before computing the loss.")  # fmt: skip
     return logp, h, kl
 
 
-def weighted_grad_pass(rows, tokens, proj, ref_rows, ref_proj, ce_w, ent_w, kl_w, chunk_size, grads):
-    """Pass 2: gradient of ``weighted_objective``. Targets without a regulariser need only the policy's logits."""
+def weighted_grad_pass(rows, tokens, proj, ref_rows, ref_proj, ce_w, ent_w, kl_w, chunk_size, grads, ws=None):
+    """Pass 2: gradient of ``weighted_objective``. Targets without a regulariser need only the policy's logits and
+    the cross-entropy part of the gradient."""
     reg = (ent_w != 0) | (kl_w != 0)
+    ws = ws or Workspace(min(chunk_size, rows.shape[0]), proj.weight.shape[0], rows.device)
     for with_ref, idx_all in ((True, reg.nonzero().squeeze(1)), (False, (~reg & (ce_w != 0)).nonzero().squeeze(1))):
         for sl in chunks(idx_all.numel(), chunk_size):
             idx = idx_all[sl]
-
-            def chunk_loss(z, idx=idx, with_ref=with_ref):
-                ref_logz = log_softmax32(ref_proj.logits(ref_rows[idx])) if with_ref else None
-                logp, h, kl = row_stats(log_softmax32(z), ref_logz, tokens[idx])
-                return weighted_objective(logp, h, kl, ce_w[idx], ent_w[idx], kl_w[idx])
-
             h_rows = rows[idx]
-            _, g = chunk_grad(proj, h_rows, chunk_loss, True)
+            if FAST_PATH:
+                ref = ref_rows[idx] if with_ref else None
+                g = weighted_chunk_grad(proj, h_rows, ref_proj, ref, tokens[idx], ce_w[idx], ent_w[idx], kl_w[idx], ws)
+            else:
+
+                def chunk_loss(z, idx=idx, with_ref=with_ref):
+                    ref_logz = log_softmax32(ref_proj.logits(ref_rows[idx])) if with_ref else None
+                    logp, h, kl = row_stats(log_softmax32(z), ref_logz, tokens[idx])
+                    return weighted_objective(logp, h, kl, ce_w[idx], ent_w[idx], kl_w[idx])
+
+                _, g = chunk_grad(proj, h_rows, chunk_loss, True)
             if g is not None:
                 grads.add(idx, h_rows, g, proj)
+
+
+def weighted_chunk_grad(proj, h_rows, ref_proj, ref_rows, tokens, ce_w, ent_w, kl_w, ws):
+    """Fast path of one pass-2 chunk: the (n, V) gradient of ``weighted_objective`` w.r.t. the policy's linear output
+    (a workspace block). ``ref_rows`` None: the rows carry no regulariser, only the cross-entropy part is formed."""
+    n = h_rows.shape[0]
+    if ref_rows is not None:
+        logq = torch.log_softmax(ref_proj.logits_into(ref_rows, ws, "z")[0], -1, out=ws.get("logq", n))
+    z, chain = proj.logits_into(h_rows, ws, "z", "chain")
+    if ref_rows is None:
+        return ce_block_grad_(z, tokens, _scaled(ce_w, proj), chain, ws.get("logp", n))
+    ce_w, ent_w, kl_w = (_scaled(w, proj) for w in (ce_w, ent_w, kl_w))
+    return weighted_block_grad_(z, logq, tokens, ce_w, ent_w, kl_w, chain, ws.get("logp", n), ws.get("scratch", n))
 
 
 def random_mask_plan(logp, h, kl, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05, normalization,
