@@ -43,7 +43,10 @@ def config_from_values(values: dict, cls=None, where: str = "config"):
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; `eksft rl --help` lists them.")
+        command = "eksft rl" if cls.__name__ == "RLConfig" else "eksft train"
+        hint = " (transformers 5 has no warmup_ratio: warmup_steps takes a fraction < 1)" if "warmup_ratio" in unknown else ""
+        raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}{hint}; `{command} --help` lists "
+                         "them.")  # fmt: skip
     (cfg,) = HfArgumentParser(cls).parse_dict(dict(values))
     return cfg
 

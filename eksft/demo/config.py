@@ -25,7 +25,7 @@ class DemoConfig:
     rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio"})
     lambda_entropy: float = field(default=0.05, metadata={"help": "EKSFT entropy bonus weight"})
     lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight"})
-    eval_problems: int = field(default=24, metadata={"help": "held-out evaluation problems"})
+    eval_problems: int = field(default=64, metadata={"help": "held-out evaluation problems"})
     samples: int = field(default=4, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
     max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
     heldout_solutions: int = field(default=16, metadata={

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CPU = {"bf16": False, "deepspeed": None}
 
 
-@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "paper/pipeline_qwen3_4b.yaml"])
+@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "pipeline_smollm2_cpu.yaml", "paper/pipeline_qwen3_4b.yaml"])
 def test_shipped_pipeline_configs_resolve(name, monkeypatch):
     from eksft.rl import RLConfig
     from eksft.train import EKSFTConfig
