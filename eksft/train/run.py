@@ -52,7 +52,13 @@ def peft_config(cfg: EKSFTConfig):
 def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
     if not cfg.model_name_or_path:
         raise ValueError("EKSFTConfig.model_name_or_path is not set: give a model folder, a hub name, "
-                         "'tiny-random-llama' or a .gguf file.")  # fmt: skip
+                         "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+    from eksft.models.smollm import resolve_model_path
+
+    # The demo model's alias becomes its converted folder (made once in $EKSFT_CACHE), like `eksft rl` and the demo.
+    cfg.model_name_or_path = resolve_model_path(cfg.model_name_or_path)
+    if cfg.ref_model:
+        cfg.ref_model = resolve_model_path(cfg.ref_model)
     train, evaluation = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     if cfg.dtype != "auto":
