@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for f in FIELDS:
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
+        if f.type == "bool":  # annotations are strings (from __future__ import annotations)
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif f.name == "methods":
             p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)",

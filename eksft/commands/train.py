@@ -8,90 +8,32 @@ the file) to inherit a base config, which keeps per-method configs a few lines l
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-from typing import get_type_hints
+
+from eksft.config_io import add_config_arguments, config_from_file, flag_overrides, load_yaml  # noqa: F401
 
 HELP = "Fine-tune a causal LM with EKSFT or a comparison loss (YAML config + --field overrides)."
 CLI_ONLY = ("config",)
 
 
+def _config_class():
+    from eksft.train.config import EKSFTConfig
+
+    return EKSFTConfig
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML config file (keys = the fields below)")
-    # Importing SFTConfig takes seconds; add the ~200 field flags only when `train` itself is parsed, so
-    # `eksft --help` and the other commands stay fast.
-    parse = p.parse_known_args
-
-    def parse_with_fields(*a, **kw):
-        if not getattr(p, "_eksft_fields", False):
-            add_field_arguments(p)
-            p._eksft_fields = True
-        return parse(*a, **kw)
-
-    p.parse_known_args = parse_with_fields
-
-
-def add_field_arguments(p: argparse.ArgumentParser, cls=None) -> None:
-    """Every field of the config dataclass ``cls`` (default :class:`EKSFTConfig`) as a flag, with HfArgumentParser's
-    typing rules; ``eksft rl`` reuses it with its RLConfig."""
-    from transformers import HfArgumentParser
-
-    if cls is None:
-        from eksft.train.config import EKSFTConfig as cls
-
-    hints = get_type_hints(cls)
-    first = len(p._actions)
-    for f in dataclasses.fields(cls):
-        if f.init:
-            f.type = hints[f.name]
-            HfArgumentParser._parse_dataclass_field(p, f)
-    # Flags only override what they name: defaults move into the help text and argparse leaves absent flags out
-    # of the namespace, so the YAML's values survive.
-    for action in p._actions[first:]:
-        if action.default is not argparse.SUPPRESS and action.help is not argparse.SUPPRESS:
-            action.help = f"{action.help or ''} (default: {action.default})".replace("%", "%%")
-        action.default = argparse.SUPPRESS
-
-
-def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
-    import yaml
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config file {path!r} does not exist.")
-    if os.path.abspath(path) in seen:
-        raise ValueError(f"{path}: `include` cycle through {list(seen)}.")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of field: value, got {type(data).__name__}.")
-    base = data.pop("include", None)
-    if base is None:
-        return data
-    base_path = os.path.join(os.path.dirname(path), base)
-    return {**load_yaml(base_path, (*seen, os.path.abspath(path))), **data}
+    add_config_arguments(p, _config_class)
 
 
 def config_from(path: str | None, overrides: dict | None = None):
     """YAML (with includes) + overrides -> ``EKSFTConfig``; unknown keys are an error naming them."""
-    from transformers import HfArgumentParser
-
-    from eksft.train.config import EKSFTConfig
-
-    values = load_yaml(path) if path else {}
-    values.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(EKSFTConfig) if f.init}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path or 'flags'}: unknown field(s) {unknown}; `eksft train --help` lists every field.")
-    (cfg,) = HfArgumentParser(EKSFTConfig).parse_dict(values)
-    return cfg
+    return config_from_file(path, overrides, _config_class(), "eksft train")
 
 
 def run(args) -> int:
     from eksft.train import TrainingDiverged, train
 
-    overrides = {k: v for k, v in vars(args).items() if k not in CLI_ONLY and not k.startswith("_") and k != "command"}
-    cfg = config_from(args.config, overrides)
+    cfg = config_from(args.config, flag_overrides(args, CLI_ONLY))
     try:
         trainer = train(cfg)
     except TrainingDiverged as e:

@@ -43,6 +43,13 @@ class Columns:
     system: str | None = None
     system_prompt: str | None = None
 
+    @classmethod
+    def of(cls, cfg) -> Columns:
+        """The mapping set by a config's ``*_column`` / ``system_prompt`` fields (EKSFTConfig and RLConfig)."""
+        return cls(prompt=cfg.prompt_column, completion=cfg.completion_column, messages=cfg.messages_column,
+                   conversations=cfg.conversations_column, system=cfg.system_column,
+                   system_prompt=cfg.system_prompt)  # fmt: skip
+
 
 class RecordError(ValueError):
     pass
@@ -139,15 +146,18 @@ def _read_hub(name: str, split: str, where: tuple[str, str]):
         ) from None
 
 
-def detect_format(row: dict, cols: Columns) -> str:
+def detect_format(row: dict, cols: Columns, *, require_completion: bool = True, where: str | None = None) -> str:
+    """The record format from a record's columns. ``require_completion=False`` (RL prompts): a prompt column alone
+    is prompt_completion. ``where`` names the record in the error."""
     if cols.conversations in row:
         return "sharegpt"
     if cols.messages in row:
         return "messages"
-    if cols.prompt in row and cols.completion in row:
+    if cols.prompt in row and (cols.completion in row or not require_completion):
         return "prompt_completion"
+    need = f"{cols.prompt!r}+{cols.completion!r}" if require_completion else repr(cols.prompt)
     raise RecordError(
-        f"cannot tell the data format from columns {sorted(row)}: expected {cols.prompt!r}+{cols.completion!r}, "
+        f"{where + ': ' if where else ''}cannot tell the data format from columns {sorted(row)}: expected {need}, "
         f"{cols.messages!r} or {cols.conversations!r}. Set data_format and the *_column fields."
     )
 

@@ -73,4 +73,4 @@ def with_quick(cfg: DemoConfig, explicit: set[str]) -> DemoConfig:
     return replace(cfg, **{k: v for k, v in QUICK.items() if k not in explicit})
 
 
-FIELDS = [f for f in fields(DemoConfig)]
+FIELDS = list(fields(DemoConfig))

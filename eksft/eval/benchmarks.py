@@ -115,6 +115,14 @@ def _id_column(record: dict, layout: str | None) -> str | None:
     return next((c for c in candidates if c in record), None)
 
 
+def benchmark_name(spec: str) -> str:
+    """The name results are keyed by: built-ins and hub layouts keep theirs, files (also ``LAYOUT:FILE``) their stem."""
+    if spec in synthetic.BENCHMARKS or spec in LAYOUTS:
+        return spec
+    head, sep, tail = spec.partition(":")
+    return Path(tail if sep and head in LAYOUTS else spec).stem
+
+
 def load_benchmark(spec: str, *, problem_column: str | None = None, answer_column: str | None = None,
                    id_column: str | None = None, limit: int | None = None) -> Benchmark:  # fmt: skip
     """Load one benchmark (see the module docstring for ``spec``); ``limit`` keeps the first problems."""
@@ -131,7 +139,7 @@ def load_benchmark(spec: str, *, problem_column: str | None = None, answer_colum
         if not file.is_file():
             raise ValueError(f"benchmark {spec!r} is neither a built-in ({sorted(synthetic.BENCHMARKS)}), a layout "
                              f"({sorted(LAYOUTS)}) nor an existing file")  # fmt: skip
-        name, rows = file.stem, _read_rows(file)
+        name, rows = benchmark_name(spec), _read_rows(file)
     if limit is not None:
         rows = rows[:limit]
     if not rows:

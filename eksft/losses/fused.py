@@ -173,7 +173,7 @@ def fused_head_loss(
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, lm_head_weight, lm_head_bias)):
         grads = Grads(rows, lm_head_weight, lm_head_bias)
     n, mask = tokens.numel(), None
-    ws = Workspace(min(chunk_size, n), vocab, rows.device)  # the (chunk, V) blocks, shared by the passes
+    ws = Workspace.ensure(None, rows, proj, chunk_size)  # the (chunk, V) blocks, shared by the passes
 
     with torch.no_grad():
         if loss_type in ROW_LOSSES:

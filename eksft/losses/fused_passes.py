@@ -99,6 +99,11 @@ class Workspace:
         self.rows, self.vocab, self.device, self.dtype = rows, vocab, device, dtype  # dtype: of the statistics
         self.blocks: dict = {}
 
+    @classmethod
+    def ensure(cls, ws: Workspace | None, rows: torch.Tensor, proj: Projection, chunk_size: int) -> Workspace:
+        """``ws``, or a new workspace for ``chunk_size`` blocks of ``rows`` under ``proj`` (passes called directly)."""
+        return ws or cls(min(chunk_size, rows.shape[0]), proj.weight.shape[0], rows.device)
+
     def get(self, name: str, n: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         dtype = dtype or self.dtype
         block = self.blocks.get((name, dtype))
@@ -241,7 +246,7 @@ def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, i
     """One pass for per-target losses: the logits-path ``fn`` on each chunk, normalised by the global ``d``
     (sft and dft: their closed form on the fast path)."""
     if FAST_PATH and fn in CE_ROW_COEFFICIENTS and not options:
-        ws = ws or Workspace(min(chunk_size, rows.shape[0]), proj.weight.shape[0], rows.device)
+        ws = Workspace.ensure(ws, rows, proj, chunk_size)
         return ce_row_pass(CE_ROW_COEFFICIENTS[fn], rows, tokens, proj, d, chunk_size, grads, ws)
     total, parts = torch.zeros((), dtype=torch.float32, device=rows.device), []
     for sl in chunks(rows.shape[0], chunk_size):
@@ -288,7 +293,7 @@ def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size, ws=None):
     """Pass 1, no gradient: fp32 (N,) log p(y), H and KL for every valid target."""
     n = rows.shape[0]
     logp, h, kl = (torch.empty(n, dtype=torch.float32, device=rows.device) for _ in range(3))
-    ws = ws or Workspace(min(chunk_size, n), proj.weight.shape[0], rows.device)
+    ws = Workspace.ensure(ws, rows, proj, chunk_size)
     for sl in chunks(n, chunk_size):
         if FAST_PATH:  # the same ops as row_stats (bitwise), into reused blocks
             m = sl.stop - sl.start
@@ -311,7 +316,7 @@ def weighted_grad_pass(rows, tokens, proj, ref_rows, ref_proj, ce_w, ent_w, kl_w
     """Pass 2: gradient of ``weighted_objective``. Targets without a regulariser need only the policy's logits and
     the cross-entropy part of the gradient."""
     reg = (ent_w != 0) | (kl_w != 0)
-    ws = ws or Workspace(min(chunk_size, rows.shape[0]), proj.weight.shape[0], rows.device)
+    ws = Workspace.ensure(ws, rows, proj, chunk_size)
     for with_ref, idx_all in ((True, reg.nonzero().squeeze(1)), (False, (~reg & (ce_w != 0)).nonzero().squeeze(1))):
         for sl in chunks(idx_all.numel(), chunk_size):
             idx = idx_all[sl]

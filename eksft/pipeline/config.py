@@ -9,17 +9,13 @@ every method sees the same seed and the same records.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-import yaml
 
-from eksft.commands.train import load_yaml
+from eksft.config_io import load_yaml
 
 STAGES = ("sft", "sft_eval", "rl", "rl_eval")
 TOP_KEYS = {"output_dir", "seed", "methods", "sft", "rl", "data", "eval", "stages", "launcher"}
-EVAL_KEYS = {"benchmarks", "n", "ks", "max_new_tokens", "limit", "batch_size", "backend", "temperature", "top_p",
-             "top_k", "dtype", "chat_template"}  # fmt: skip
-DATA_KEYS = {"train_file", "sft_samples", "rl_samples"}
 OWNED = ("output_dir", "seed")  # set per method and stage by the pipeline; a value in sft/rl would be misleading
 
 
@@ -61,6 +57,10 @@ class DataSplit:
     train_file: str
     sft_samples: int
     rl_samples: int | None = None
+
+
+EVAL_KEYS = {f.name for f in fields(EvalSettings)}
+DATA_KEYS = {f.name for f in fields(DataSplit)}
 
 
 @dataclass
@@ -147,11 +147,6 @@ def pipeline_config_from(values: dict, base_dir: str = ".", source: str | None =
 
 def load_pipeline_config(path: str, overrides: dict | None = None) -> PipelineConfig:
     """Read a pipeline YAML; ``overrides`` replace top-level keys (``--output_dir``, ``--stages``)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"pipeline config {path!r} does not exist.")
-    with open(path, encoding="utf-8") as f:
-        values = yaml.safe_load(f) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(values).__name__}.")
+    values = load_yaml(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return pipeline_config_from(values, os.path.dirname(path) or ".", path)

@@ -12,6 +12,10 @@ import json
 import os
 from pathlib import Path
 
+from eksft.eval.benchmarks import benchmark_name
+
+from .config import STAGES
+
 STAGE_TITLES = {"sft_eval": "Stage 1: after SFT", "rl_eval": "Stage 2: after SFT -> RL (DAPO)"}
 
 
@@ -55,7 +59,7 @@ def _pct(value) -> str:
 
 def markdown_table(pc, rows: dict) -> str:
     k = pc.eval.table_k
-    benches = [_bench_name(b) for b in pc.eval.benchmarks]
+    benches = [benchmark_name(b) for b in pc.eval.benchmarks]
     head = ["Method"] + [f"{b} pass@1" for b in benches] + [f"{b} pass@{k}" for b in benches] + \
         ["Average pass@1", f"Average pass@{k}"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -69,22 +73,12 @@ def markdown_table(pc, rows: dict) -> str:
     return "\n".join(lines)
 
 
-def _bench_name(spec: str) -> str:
-    """The name eksft eval gives a benchmark: built-ins and layouts keep theirs, files their stem."""
-    from eksft.eval.benchmarks import LAYOUTS
-
-    head, sep, tail = spec.partition(":")
-    if spec in LAYOUTS or not (sep or os.path.sep in spec or "." in spec):
-        return spec
-    return Path(tail if sep and head in LAYOUTS else spec).stem
-
-
 def _stage_seconds(pc) -> dict:
     from .run import DONE, stage_dir
 
     out = {}
     for method in pc.methods:
-        for stage in ("sft", "sft_eval", "rl", "rl_eval"):
+        for stage in STAGES:
             info = _read_json(os.path.join(stage_dir(pc, method, stage), DONE))
             if info:
                 out.setdefault(method, {})[stage] = info.get("seconds")
@@ -97,7 +91,7 @@ def write_report(pc, out_dir: str) -> dict:
 
     os.makedirs(out_dir, exist_ok=True)
     k = pc.eval.table_k
-    report = {"k": k, "n": pc.eval.n, "benchmarks": [_bench_name(b) for b in pc.eval.benchmarks],
+    report = {"k": k, "n": pc.eval.n, "benchmarks": [benchmark_name(b) for b in pc.eval.benchmarks],
               "methods": list(pc.methods), "seed": pc.seed, "stages": {}, "seconds": _stage_seconds(pc)}  # fmt: skip
     md = [f"# EKSFT pipeline report: {os.path.basename(os.path.abspath(pc.output_dir))}", "",
           f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
@@ -118,8 +112,8 @@ def write_report(pc, out_dir: str) -> dict:
             md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     seconds = report["seconds"]
     if seconds:
-        md += ["## Stage wall time (s)", "", "| Method | sft | sft_eval | rl | rl_eval |", "|---|---|---|---|---|"]
-        md += [f"| {m} | " + " | ".join(str(s.get(st, "-")) for st in ("sft", "sft_eval", "rl", "rl_eval")) + " |"
+        md += ["## Stage wall time (s)", "", "| Method | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 1) + "|"]
+        md += [f"| {m} | " + " | ".join(str(s.get(st, "-")) for st in STAGES) + " |"
                for m, s in seconds.items()]  # fmt: skip
     Path(out_dir, "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     Path(out_dir, "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -27,7 +27,7 @@ import time
 
 import yaml
 
-from eksft.commands.rl import config_from_values
+from eksft.config_io import config_from_values
 
 from .config import PipelineConfig
 from .report import write_report
@@ -74,11 +74,7 @@ def data_file(pc: PipelineConfig) -> str | None:
 
 
 def sft_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
-    from eksft.models.smollm import resolve_model_path
-
     values = {**pc.sft, **pc.methods[method], "output_dir": stage_dir(pc, method, "sft"), "seed": pc.seed}
-    if values.get("model_name_or_path"):  # `eksft train` does not know the smollm2 alias; its cached folder it does
-        values["model_name_or_path"] = resolve_model_path(values["model_name_or_path"])
     if train_file is not None:  # records [0, sft_samples)
         values.update(train_file=train_file, max_samples=pc.data.sft_samples)
     return values
@@ -121,7 +117,8 @@ def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
     else:
         from eksft.rl import RLConfig, train_rl
 
-        train_rl(config_from_values(values, RLConfig, where=f"pipeline rl ({out})"), resume_from_checkpoint=resume)
+        cfg = config_from_values(values, RLConfig, where=f"pipeline rl ({out})", command="eksft rl")
+        train_rl(cfg, resume_from_checkpoint=resume)
 
 
 def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:

@@ -6,8 +6,8 @@ by :func:`eksft.data.formats.read_source` (so SFT files work unchanged), or ``sy
 ``\\boxed{}`` of their worked solution. Every gold answer is parsed with math-verify here, so a bad record fails
 before any rollout, naming the file and line.
 
-The paper's split (3k records for SFT, the disjoint 43k for RL) is ``skip_samples`` / ``max_samples``:
-:func:`split_slice` is the one definition the pipeline uses for both stages.
+The paper's split (3k records for SFT, the disjoint 43k for RL) is ``skip_samples`` / ``max_samples``
+(:func:`split_slice`); the pipeline gives SFT ``max_samples = sft_samples`` and RL ``skip_samples = sft_samples``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ import os
 from datasets import Dataset
 
 from eksft.data import synthetic
-from eksft.data.formats import Columns, RecordError, _messages, _sharegpt, _system, _text, read_source
+from eksft.data.formats import (
+    Columns,
+    RecordError,
+    _messages,
+    _sharegpt,
+    _system,
+    _text,
+    detect_format,
+    read_source,
+)
 from eksft.eval.verify import last_boxed, parse_gold
 
 from .config import SYNTHETIC_PREFIX, RLConfig
@@ -53,28 +62,10 @@ def write_synthetic_jsonl(name: str, size: int, path: str, *, chat: bool = True)
     return path
 
 
-def _columns(cfg: RLConfig) -> Columns:
-    return Columns(prompt=cfg.prompt_column, completion=cfg.completion_column, messages=cfg.messages_column,
-                   conversations=cfg.conversations_column, system=cfg.system_column,
-                   system_prompt=cfg.system_prompt)  # fmt: skip
-
-
-def _format(row: dict, cfg: RLConfig, cols: Columns, where: str) -> str:
-    if cfg.data_format != "auto":
-        return cfg.data_format
-    if cols.conversations in row:
-        return "sharegpt"
-    if cols.messages in row:
-        return "messages"
-    if cols.prompt in row:
-        return "prompt_completion"
-    raise RecordError(f"{where}: no prompt: expected a {cols.prompt!r}, {cols.messages!r} or {cols.conversations!r} "
-                      f"column, the record has {sorted(row)}. Set prompt_column (or data_format).")  # fmt: skip
-
-
 def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
     """One raw record -> ``{"prompt": str | messages, "answer": gold string}``."""
-    fmt = _format(row, cfg, cols, where)
+    fmt = cfg.data_format if cfg.data_format != "auto" else detect_format(row, cols, require_completion=False,
+                                                                             where=where)
     completion = None
     if fmt in ("messages", "sharegpt"):
         name = cols.messages if fmt == "messages" else cols.conversations
@@ -142,7 +133,7 @@ def load_prompts(cfg: RLConfig) -> Dataset:
         if not rows:
             raise RecordError(f"{cfg.train_file}: no records left after skip_samples={cfg.skip_samples} "
                               f"({total} in the file); lower skip_samples.")  # fmt: skip
-    cols = _columns(cfg)
+    cols = Columns.of(cfg)
     out = [to_prompt(r, cfg, cols, w) for r, w in zip(rows, where, strict=True)]
     if len({isinstance(r["prompt"], list) for r in out}) > 1:  # Arrow needs one schema
         raise RecordError(f"{cfg.train_file}: mixes text and conversational prompts; set chat_template: true.")

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from trl import GRPOTrainer
 
-from eksft.models.smollm import resolve_model_path
 from eksft.train.metrics import MetricsJsonlCallback
-from eksft.train.models import is_special, load_causal_lm, load_tokenizer
+from eksft.train.models import policy_and_tokenizer
 
 from .config import RLConfig
 from .data import load_prompts
@@ -25,15 +24,8 @@ def build_rl_trainer(cfg: RLConfig, callbacks=None) -> GRPOTrainer:
         raise ValueError("RLConfig.model_name_or_path is not set: give the SFT output folder, a hub name, "
                          "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
     prompts = load_prompts(cfg)  # every gold answer parses before a model is loaded
-    path = resolve_model_path(cfg.model_name_or_path)
-    tokenizer = load_tokenizer(path)
+    model, tokenizer = policy_and_tokenizer(cfg)
     tokenizer.padding_side = "left"  # prompts are left-padded for generation (TRL's own default when it loads one)
-    if cfg.dtype != "auto":
-        cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": cfg.dtype}
-    model = path
-    if is_special(path):  # tiny-random-llama / .gguf: TRL cannot load these from a string
-        model = load_causal_lm(path, **(cfg.model_init_kwargs or {}))
-        cfg.model_init_kwargs = None
     trainer = GRPOTrainer(model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=prompts,
                           processing_class=tokenizer, callbacks=callbacks)  # fmt: skip
     trainer.add_callback(MetricsJsonlCallback(cfg.output_dir))

@@ -9,6 +9,8 @@ import os
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.trainer.utils import create_model_from_path
 
+from eksft.models.smollm import resolve_model_path
+
 from . import tiny
 
 
@@ -42,3 +44,23 @@ def load_tokenizer(path: str):
     if path.endswith(".gguf"):
         return AutoTokenizer.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path))
     return AutoTokenizer.from_pretrained(path)
+
+
+def policy_and_tokenizer(cfg):
+    """``(model, tokenizer)`` to hand a TRL trainer, from ``cfg`` (an EKSFTConfig or an RLConfig).
+
+    The demo model's alias (also as ``ref_model``) becomes its converted folder in ``cfg``; folders and hub names go
+    to TRL as strings (it loads them with ``model_init_kwargs``, ``dtype`` merged in); ``tiny-random-llama`` and
+    ``.gguf`` files, which TRL cannot load from a string, are loaded here.
+    """
+    cfg.model_name_or_path = path = resolve_model_path(cfg.model_name_or_path)
+    if getattr(cfg, "ref_model", None):
+        cfg.ref_model = resolve_model_path(cfg.ref_model)
+    tokenizer = load_tokenizer(path)
+    if cfg.dtype != "auto":
+        cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": cfg.dtype}
+    if not is_special(path):
+        return path, tokenizer
+    model = load_causal_lm(path, **(cfg.model_init_kwargs or {}))
+    cfg.model_init_kwargs = None
+    return model, tokenizer

@@ -9,16 +9,10 @@ import logging
 from eksft.data.formats import Columns, load_records
 
 from .config import EKSFTConfig
-from .models import is_special, load_causal_lm, load_tokenizer
+from .models import policy_and_tokenizer
 from .trainer import EKSFTTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def columns(cfg: EKSFTConfig) -> Columns:
-    return Columns(prompt=cfg.prompt_column, completion=cfg.completion_column, messages=cfg.messages_column,
-                   conversations=cfg.conversations_column, system=cfg.system_column,
-                   system_prompt=cfg.system_prompt)  # fmt: skip
 
 
 def load_data(cfg: EKSFTConfig):
@@ -26,7 +20,7 @@ def load_data(cfg: EKSFTConfig):
     if not cfg.train_file:
         raise ValueError("EKSFTConfig.train_file is not set: give a .json/.jsonl/.parquet file, a dataset folder or a "
                          "hub dataset name.")  # fmt: skip
-    kw = dict(fmt=cfg.data_format, columns=columns(cfg), max_samples=cfg.max_samples,
+    kw = dict(fmt=cfg.data_format, columns=Columns.of(cfg), max_samples=cfg.max_samples,
               keep_messages=cfg.assistant_only_loss)  # fmt: skip
     train = load_records(cfg.train_file, split=cfg.train_split, field="train_file", **kw)
     evaluation = None
@@ -53,25 +47,11 @@ def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
     if not cfg.model_name_or_path:
         raise ValueError("EKSFTConfig.model_name_or_path is not set: give a model folder, a hub name, "
                          "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
-    from eksft.models.smollm import resolve_model_path
-
-    # The demo model's alias becomes its converted folder (made once in $EKSFT_CACHE), like `eksft rl` and the demo.
-    cfg.model_name_or_path = resolve_model_path(cfg.model_name_or_path)
-    if cfg.ref_model:
-        cfg.ref_model = resolve_model_path(cfg.ref_model)
     train, evaluation = load_data(cfg)
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
-    if cfg.dtype != "auto":
-        cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": cfg.dtype}
-    # Plain paths go to TRL as strings (it loads them, and the reference is reloaded from the same path);
-    # the offline conveniences are loaded here.
-    model = cfg.model_name_or_path
-    if is_special(model):
-        model = load_causal_lm(model, **(cfg.model_init_kwargs or {}))
-        cfg.model_init_kwargs = None
+    model, tokenizer = policy_and_tokenizer(cfg)
     calibration = None
     if cfg.loss_type == "sed_sft" and cfg.sed_calibration_data:
-        calibration = load_records(cfg.sed_calibration_data, fmt=cfg.data_format, columns=columns(cfg),
+        calibration = load_records(cfg.sed_calibration_data, fmt=cfg.data_format, columns=Columns.of(cfg),
                                    max_samples=cfg.sed_calibration_samples, keep_messages=cfg.assistant_only_loss,
                                    field="sed_calibration_data")  # fmt: skip
     return EKSFTTrainer(model, args=cfg, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,

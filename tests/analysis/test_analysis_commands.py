@@ -14,14 +14,7 @@ from eksft.analysis.drift import module_type
 from eksft.analysis.masks import read_run
 from eksft.models.loading import load_model_and_tokenizer, save_tiny_random_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine, more threads spin against other jobs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

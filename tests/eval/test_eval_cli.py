@@ -9,12 +9,13 @@ import csv
 import json
 
 import pytest
-import torch
 
 from eksft import cli
 from eksft.eval import runner
 from eksft.eval.sampling import HFSampler, Sample
 from eksft.models.loading import save_tiny_random_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROBLEMS = [
     {"id": "a", "problem": "What is 2+3?", "answer": "5"},
@@ -26,15 +27,6 @@ SAMPLE_FIELDS = {"model", "benchmark", "problem_id", "sample_index", "seed", "pr
 METRICS = {"num_problems", "n", "pass@1", "pass@2", "pass@4", "avg@4", "mean_response_tokens", "truncated_fraction",
            "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy", "distinct_1", "distinct_2",
            "distinct_3", "pass_at_k_curve"}  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine, more threads spin against other jobs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,7 @@ from eksft.losses import LOSSES
 from eksft.losses.fused import REFERENCE_LOSSES, eksft_head_loss, fused_head_loss, head_logits
 from eksft.losses.types import LossResult
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny shapes: one intra-op thread is faster, and on a shared, oversubscribed CPU about 20x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(params=["fast", "plain"])

@@ -16,13 +16,7 @@ from eksft.losses import eksft_loss
 from eksft.losses.fused import eksft_head_loss, head_logits
 from eksft.models import backbone_hidden_states, lm_head_parts
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny shapes: one intra-op thread is faster, and on a shared, oversubscribed CPU about 20x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -1,15 +1,8 @@
-"""Shared fixtures for tests/pipeline: one torch thread (the test machine is shared; oversubscription makes tiny
-models many times slower)."""
-
-from __future__ import annotations
+"""Every test in tests/pipeline runs on one torch thread (tests/conftest.py says why)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)

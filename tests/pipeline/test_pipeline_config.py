@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from eksft.commands.rl import config_from_values
+from eksft.config_io import config_from_values
 from eksft.pipeline import load_pipeline_config, pipeline_config_from
 from eksft.pipeline.report import write_report
 from eksft.pipeline.run import mark_done, rl_values, sft_values, stage_dir

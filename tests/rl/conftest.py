@@ -1,18 +1,14 @@
-"""Shared fixtures for tests/rl: one torch thread (the test machine is shared; oversubscription makes tiny models
-many times slower) and a fast CPU ``RLConfig`` factory on the built-in ``tiny-random-llama``."""
+"""Shared fixtures for tests/rl: one torch thread (tests/conftest.py) and a fast CPU ``RLConfig`` factory on the
+built-in ``tiny-random-llama``."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # every test here on one torch thread (tests/conftest.py)
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from transformers import TrainerCallback
 
 from eksft.cli import main
 from eksft.rl import build_rl_trainer, train_rl
 from eksft.train.metrics import read_metrics
+from tests.helpers import StopAt
 
 KEYS = ("reward", "rewards/accuracy/mean", "rewards/soft_overlong_punishment_reward/mean", "entropy",
         "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length", "completions/clipped_ratio", "loss")  # fmt: skip
@@ -30,15 +30,6 @@ def test_two_dapo_steps_write_metrics_and_model(make_rl_config):
         assert 0 < r["completions/mean_length"] <= cfg.max_completion_length and r["entropy"] > 0
     assert os.path.exists(os.path.join(cfg.output_dir, "model.safetensors"))
     assert os.path.exists(os.path.join(cfg.output_dir, "tokenizer_config.json"))
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def test_resume_from_checkpoint(make_rl_config, tmp_path):

@@ -9,19 +9,12 @@ import math
 import os
 
 import pytest
-import torch
 
 from eksft import cli
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_eksft_train_on_the_demo_model_alias(tmp_path, monkeypatch):

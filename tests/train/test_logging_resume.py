@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from eksft.losses.eksft import EKSFT_METRICS
 from eksft.train import TrainingDiverged, build_trainer
 from eksft.train.metrics import MetricAccumulator, read_metrics
+from tests.helpers import StopAt
 
 
 def test_metrics_jsonl_and_tensorboard(make_config, tmp_path):
@@ -51,15 +52,6 @@ def test_metric_accumulator_weights_by_num_targets():
     out = acc.summary()
     assert out["masked_fraction"] == pytest.approx((0.5 * 10 + 0.2 * 30) / 40)
     assert out["num_targets"] == 40.0 and "loss" not in out
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def test_resume_follows_the_same_trajectory(make_config, tmp_path):
