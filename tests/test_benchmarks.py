@@ -102,8 +102,8 @@ def test_train_step_interleaves_every_method(capsys):
     ts = load("train_step")
     threads = torch.get_num_threads()
     ts.main(["--model", "tiny-random-llama", "--batch", "2", "--seq-len", "128", "--repeats", "1", "--warmup", "0",
-             "--threads", str(threads)])  # fmt: skip
-    assert torch.get_num_threads() == threads
+             "--threads", "1", "--baseline", "sft_trl"])  # fmt: skip
+    assert torch.get_num_threads() == threads  # restored after the run
     rows = json_lines(capsys.readouterr().out)
     runs, summary = rows[:-1], rows[-1]
     impls = {"sft_trl": "trl_chunked", "sft_logits": "logits", "eksft_fused": "fused", "eksft_logits": "logits",
@@ -115,7 +115,9 @@ def test_train_step_interleaves_every_method(capsys):
         assert r["time_s"] > 0 and r["fwd_bwd_s"] > 0 and len(r["times_s"]) == 1
         assert r["over_sft"] > 0 and r["over_ref_forward"] > 0 and r["sft_baseline"] == "sft_trl"
         assert (r["batch"], r["seq_len"], r["tokens"]) == (2, 128, 256) and r["scored_targets"] > 0
+        assert r["threads"] == 1  # --threads reached the run
     by = {r["method"]: r for r in runs}
     assert by["sft_trl"]["loss"] == pytest.approx(by["sft_logits"]["loss"], rel=1e-4)  # same batch, same weights
+    assert by["eksft_fused"]["loss"] == pytest.approx(by["eksft_logits"]["loss"], rel=1e-4)  # both heads, one loss
     assert summary["summary"] is True and summary["eksft_fused_over_sft"] > 0
     assert set(summary["status"].values()) == {"ok"}

@@ -166,7 +166,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
                    f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}"))  # fmt: skip
     b.append(("p", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
                    f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
-                   f"{summary['peak_rss_gb']:.2f} GB (process peak RSS)."))  # fmt: skip
+                   f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS)."))  # fmt: skip
     b.append(("h2", "Results"))
     header, rows = results_table(summary)
     b.append(("table", header, rows))

@@ -45,9 +45,18 @@ def prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, list[dict]]:
 def train_method(cfg: DemoConfig, base: str, method: str, seed: int, run_dir: Path, train_file: Path, log) -> dict:
     """Train one method (skipped when ``demo_train.json`` says it finished); return its record."""
     marker = run_dir / "demo_train.json"
+    settings = {"model": base, "task": cfg.task, "train_size": cfg.train_size, "steps": cfg.steps,
+                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "rho": cfg.rho,
+                "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl}  # fmt: skip
     if marker.exists():
+        record = json.loads(marker.read_text())
+        old = record.get("settings", {})
+        if old != settings:  # a rerun must not report models trained with other settings under this run's header
+            diff = sorted(k for k in settings if old.get(k) != settings[k])
+            raise ValueError(f"{run_dir} holds a {method} model trained with other settings ({diff}: "
+                             f"{[old.get(k) for k in diff]}); use a new --output-dir, or delete that folder")  # fmt: skip
         log(f"[demo] {method} seed {seed}: already trained, skipping ({run_dir})")
-        return json.loads(marker.read_text())
+        return record
     from eksft.train.config import EKSFTConfig
     from eksft.train.run import train
 
@@ -62,7 +71,8 @@ def train_method(cfg: DemoConfig, base: str, method: str, seed: int, run_dir: Pa
     )  # fmt: skip
     start = time.time()
     train(tcfg)
-    record = {"method": method, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start}
+    record = {"method": method, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start,
+              "settings": settings}  # fmt: skip
     marker.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
@@ -168,21 +178,19 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     log(f"[demo] {cfg.train_size} training records of {cfg.task} -> {train_file}; {len(heldout)} held-out solutions")
     seeds = [run_seed(cfg, base, s, out, train_file, heldout, log) for s in range(cfg.seeds)]
 
-    extras = {}
     first = seeds[0]
     log_stage(log, "token heat map of one held-out solution under each model")
     from eksft.analysis.probe import run_probe
 
     sample = heldout[0]
     run_probe(list(first["models"].values()), sample["problem"], sample["completion"], out / "probe",
-              instruction=INSTRUCTION, chat_template=True)  # fmt: skip
-    extras["probe"] = out / "probe" / "probe.png"
+              instruction=INSTRUCTION, chat_template=True, rho=cfg.rho)  # fmt: skip
     masked_runs = [r["run_dir"] for m, r in first["runs"].items() if m in ("eksft", "random_mask")]
     if masked_runs:
         from eksft.analysis.masks import run_masks
 
         log_stage(log, "mask statistics of the EKSFT run")
-        extras["masks"] = run_masks(masked_runs, out / "masks")
+        run_masks(masked_runs, out / "masks")
     summary = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "base_model": base,
                "machine": machine(), "wall_seconds": time.time() - start, "peak_rss_gb": peak_rss_gb(),
                "seeds": seeds}  # fmt: skip

@@ -11,12 +11,12 @@ temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong gro
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
 import torch
 from trl import GRPOConfig
 
+from eksft.eval.sampling import vllm_available
 from eksft.eval.verify import EXTRACTIONS
 from eksft.train.config import DATA_FORMATS
 
@@ -28,19 +28,16 @@ def _f(default, help_text, **kw):
     return field(default=default, metadata={"help": help_text, **kw})
 
 
-def vllm_usable() -> bool:
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
 @dataclass
 class RLConfig(GRPOConfig):
     # ------------------------------------------------------------------------------------------------ DAPO
     # TRL's defaults already give dapo loss, temperature 1.0, beta 0 and lr 1e-6; these two differ from TRL's.
     epsilon_high: float | None = _f(0.28, "DAPO clip-higher: upper clip is 1 + epsilon_high (lower: 1 - epsilon).")
     mask_truncated_completions: bool = _f(True, "DAPO: completions cut at max_completion_length get no loss.")
-    overlong_buffer_len: int = _f(4096, "DAPO soft overlong punishment: completions longer than "
-                                  "max_completion_length - overlong_buffer_len get a linear penalty down to -1 at "
-                                  "max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = off.")  # fmt: skip
+    overlong_buffer_len: int | None = _f(None, "DAPO soft overlong punishment: completions longer than "
+                                         "max_completion_length - overlong_buffer_len get a linear penalty down to -1 "
+                                         "at max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = "
+                                         "off. Unset: max_completion_length // 5 (DAPO: 4096 of 20480).")  # fmt: skip
     overlong_penalty_factor: float = _f(1.0, "Weight of the overlong penalty against the 0/1 accuracy reward "
                                         "(becomes reward_weights = [1, factor]).")  # fmt: skip
     prompts_per_generation: int | None = _f(None, "Prompt batch: prompts sampled per rollout batch (DAPO: 512). Sets "
@@ -91,10 +88,12 @@ class RLConfig(GRPOConfig):
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
         if self.use_vllm is None:
-            self.use_vllm = vllm_usable()
-        elif self.use_vllm and not vllm_usable():
+            self.use_vllm = vllm_available()
+        elif self.use_vllm and not vllm_available():
             raise ValueError("RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU; install 'eksft[vllm]' on a "
                              "GPU machine or set use_vllm: false (HF generate).")  # fmt: skip
+        if self.overlong_buffer_len is None:  # DAPO's proportion (a fixed 4096 fails every shorter max length)
+            self.overlong_buffer_len = self.max_completion_length // 5
         self.validate_rl()
         if self.prompts_per_generation is not None:  # before GRPOConfig derives steps_per_generation from it
             if self.generation_batch_size is not None or self.steps_per_generation is not None:

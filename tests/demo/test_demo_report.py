@@ -79,3 +79,24 @@ def test_quick_preset_keeps_explicit_fields():
 def test_config_errors_name_the_flag(kw, needle):
     with pytest.raises(ValueError, match=needle):
         DemoConfig(**kw).validate()
+
+
+def test_rerun_with_other_training_settings_is_refused(tmp_path):
+    """A finished run's marker records its settings: the same settings skip training, others are refused (the
+    report would otherwise show old models under the new settings)."""
+    import json
+
+    from eksft.demo.run import train_method
+
+    cfg = DemoConfig(output_dir=str(tmp_path))
+    run_dir = tmp_path / "seed0" / "eksft"
+    run_dir.mkdir(parents=True)
+    settings = {"model": "m", "task": cfg.task, "train_size": cfg.train_size, "steps": cfg.steps,
+                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "rho": cfg.rho,
+                "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl}  # fmt: skip
+    record = {"method": "eksft", "seed": 0, "run_dir": str(run_dir), "train_seconds": 1.0, "settings": settings}
+    (run_dir / "demo_train.json").write_text(json.dumps(record))
+    assert train_method(cfg, "m", "eksft", 0, run_dir, tmp_path / "x.jsonl", log=lambda *_: None) == record
+    other = DemoConfig(output_dir=str(tmp_path), learning_rate=5e-5)
+    with pytest.raises(ValueError, match=r"other settings \(\['learning_rate'\]"):
+        train_method(other, "m", "eksft", 0, run_dir, tmp_path / "x.jsonl", log=lambda *_: None)

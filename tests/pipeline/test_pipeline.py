@@ -64,6 +64,16 @@ def test_same_seed_and_disjoint_data_for_every_method(finished):
     assert sft["train_file"] == rl["train_file"] and (sft["max_samples"], rl["skip_samples"], rl["max_samples"]) == (8, 8, 4)
     assert rl["model_name_or_path"] == os.path.join(out, "eksft", "sft")
     assert sum(1 for _ in open(sft["train_file"])) == 12  # 8 SFT + 4 RL records, written once
+    # What the stages actually read from those settings: the RL prompts are the 4 records after the 8 SFT ones.
+    from eksft.data.formats import load_records
+    from eksft.rl import RLConfig
+    from eksft.rl.data import load_prompts
+
+    sft_prompts = [r["prompt"][0]["content"] for r in load_records(sft["train_file"], max_samples=sft["max_samples"])]
+    rl_cfg = RLConfig(output_dir=os.path.join(out, "check"), report_to=[], use_vllm=False, bf16=False,
+                      **{k: rl[k] for k in ("train_file", "skip_samples", "max_samples")})  # fmt: skip
+    rl_prompts = [p[0]["content"] for p in load_prompts(rl_cfg)["prompt"]]
+    assert len(sft_prompts) == 8 and len(rl_prompts) == 4 and not set(sft_prompts) & set(rl_prompts)
 
 
 def test_report_has_both_tables(finished):

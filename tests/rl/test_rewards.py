@@ -21,6 +21,17 @@ def rl_config(tmp_path, **kw):
     return RLConfig(**{**base, **kw})
 
 
+@pytest.fixture(autouse=True)
+def no_vllm(monkeypatch):
+    """These tests expect HF generation by default; a GPU machine with vLLM installed would choose vLLM."""
+    monkeypatch.setattr("eksft.rl.config.vllm_available", lambda: False)
+
+
+def test_default_overlong_buffer_follows_max_completion_length(tmp_path):
+    cfg = RLConfig(output_dir=str(tmp_path / "o"), report_to=[])  # TRL's max_completion_length 512
+    assert cfg.overlong_buffer_len == cfg.max_completion_length // 5 and cfg.reward_weights == [1.0, 1.0]
+
+
 def test_accuracy_reward_on_hand_written_completions():
     reward = MathAccuracyReward()
     completions = [
