@@ -12,6 +12,8 @@ import html
 import json
 from pathlib import Path
 
+from eksft.train.metrics import METRICS_FILE, read_metrics
+
 from .run import BASE
 from .stats import compare, fmt, mean_ci
 
@@ -115,13 +117,6 @@ def plot_pass_at_k(summary: dict, path: Path) -> Path:
     return path
 
 
-def read_metrics(run_dir: str) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_training(summary: dict, path: Path) -> Path:
     """Loss, mean entropy and mean KL to the reference over training steps, seed 0 (KL only where the method
     loads a reference)."""
@@ -134,9 +129,10 @@ def plot_training(summary: dict, path: Path) -> Path:
               ("kl_mean", "mean KL(policy ‖ base) (nats)")]  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for method, run in summary["seeds"][0]["runs"].items():
-        lines = [r for r in read_metrics(run["run_dir"]) if "step" in r and "train_runtime" not in r]
+        logged = read_metrics(run["run_dir"]) if (Path(run["run_dir"]) / METRICS_FILE).exists() else []
+        lines = [r for r in logged if "step" in r and "train_runtime" not in r]
         for ax, (key, title) in zip(axes, panels):
-            pts = [(r["step"], r[key]) for r in lines if r.get(key) is not None and not str(key).startswith("eval_")]
+            pts = [(r["step"], r[key]) for r in lines if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts), label=method)
             ax.set_title(title)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from eksft.data.synthetic import INSTRUCTION, problem_key, training_records
+from eksft.data.synthetic import INSTRUCTION, training_records
 
 from .config import DemoConfig
 
@@ -29,9 +29,7 @@ def prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, list[dict]]:
     """Training records as chat messages (so TRL applies the same chat template as evaluation) and held-out worked
     solutions that are neither trained on nor in the evaluation set (the generator excludes evaluation problems)."""
     records = training_records(cfg.task, cfg.train_size + cfg.heldout_solutions)
-    train, heldout = records[: cfg.train_size], records[cfg.train_size :]
-    seen = {problem_key(r["problem"]) for r in train}
-    heldout = [r for r in heldout if problem_key(r["problem"]) not in seen]
+    train, heldout = records[: cfg.train_size], records[cfg.train_size :]  # training_records has no repeats
     path = out / "data" / "train.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
