@@ -9,13 +9,13 @@ The loss is split in two so the logits path here and the fused head (``eksft.los
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
 
 from .selection import SCOPES, SELECTIONS, combine, iou, official_select, paper_select
 from .tokens import (
+    ENTROPY_UNITS,
     NORMALIZATIONS,
     Targets,
     check_choice,
@@ -24,6 +24,7 @@ from .tokens import (
     check_nonnegative,
     denominator,
     entropy_from_logprobs,
+    entropy_scale,
     gather_targets,
     kl_from_logprobs,
     log_softmax32,
@@ -51,7 +52,7 @@ class EksftPlan:
     entropy_set: torch.Tensor  # where the entropy bonus applies (M for paper, M_H for official)
     kl_set: torch.Tensor  # where the KL penalty applies (M for paper, M_KL for official)
     ce_denominator: float
-    entropy_coef: float  # lambda_H (x 1/log V for official) / denominator
+    entropy_coef: float  # lambda_H x entropy_scale (1/ln V when normalised) / denominator: per nat of H
     kl_coef: float  # lambda_KL / denominator
     metrics: dict[str, float]
 
@@ -88,13 +89,19 @@ class EksftPlan:
         return ce - self.entropy_coef * bonus + self.kl_coef * penalty
 
 
-def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant) -> None:
+def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant,
+                     entropy_unit="normalized") -> None:  # fmt: skip
     check_fraction("rho", rho)
     check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
     check_choice("selection", selection, SELECTIONS)
     check_choice("scope", scope, SCOPES)
     check_choice("normalization", normalization, NORMALIZATIONS)
     check_choice("variant", variant, VARIANTS)
+    check_choice("entropy_unit", entropy_unit, ENTROPY_UNITS)
+    if variant == "official" and entropy_unit != "normalized":
+        raise ValueError("`entropy_unit` must be 'normalized' with variant='official' (the authors' code divides the "
+                         "entropy by ln V, and its lambda rule tests that value against 0.5); use variant='paper' "
+                         "for entropy_unit='nats'.")  # fmt: skip
 
 
 def plan_eksft(
@@ -112,27 +119,31 @@ def plan_eksft(
     variant: str,
     num_items_in_batch=None,
     vocab_size: int | None = None,
+    entropy_unit: str = "normalized",
+    kl_select: torch.Tensor | None = None,
 ) -> EksftPlan:
     """Select the masked targets and weight every term. Inputs are detached fp32 ``(N,)`` statistics.
 
     ``paper``: ``entropy`` = H_j and ``kl`` = KL_j of the row scoring target j.
     ``official``: ``entropy`` = H and ``kl`` = sum_v p_v (p_v - log q_v) of row j itself (the authors' off-by-one and
-    penalty); the entropy term is divided by log V (``vocab_size`` required).
+    penalty); ``kl_select`` = the true KL of that row, which selects M_KL (their ``calculate_kl_and_entropy``).
+    ``entropy_unit``: ``normalized`` weights H / ln V (``vocab_size`` required), ``nats`` weights H.
     """
     logp, entropy, kl = upcast(logp.detach()), upcast(entropy.detach()), upcast(kl.detach())
+    kl_sel = kl if kl_select is None else upcast(kl_select.detach())  # what M_KL is chosen by (true KL)
     n = logp.numel()
     groups = seq if scope == "sequence" else None
     select = paper_select if variant == "paper" else official_select
     m_h, thr_h = select(entropy, rho, groups)
-    m_kl, thr_kl = select(kl, rho, groups)
+    m_kl, thr_kl = select(kl_sel, rho, groups)
     m = combine(m_h, m_kl, selection)
     keep = ~m
 
     h_set, kl_set = (m, m) if variant == "paper" else (m_h, m_kl)
-    h_scale = 1.0 if variant == "paper" else 1.0 / math.log(vocab_size)
+    h_scale = entropy_scale(entropy_unit, vocab_size)  # lambda_H is per unit of H * h_scale
     n_keep, n_h, n_kl = int(keep.sum()), int(h_set.sum()), int(kl_set.sum())
 
-    # Term values as the paper defines them (means over their sets), used by the official lambda rule and logged.
+    # Term values (means over their sets, entropy in lambda_H's unit), used by the official lambda rule and logged.
     ce_term = float(-(logp[keep]).sum()) / max(n_keep, 1)
     entropy_term = float((entropy[h_set] * h_scale).sum()) / max(n_h, 1)
     kl_term = float(kl[kl_set].sum()) / max(n_kl, 1)
@@ -152,16 +163,17 @@ def plan_eksft(
         "kl_term": kl_term,
         "lambda_entropy": lam_h,
         "lambda_kl": lam_kl,
+        "lambda_entropy_per_nat": lam_h * h_scale,
         "masked_fraction": (n - n_keep) / n,
         "entropy_masked_fraction": int(m_h.sum()) / n,
         "kl_masked_fraction": int(m_kl.sum()) / n,
         "iou_entropy_kl": iou(m_h, m_kl),
         "entropy_masked_mean": mean_or_zero(entropy[m]),
         "entropy_unmasked_mean": mean_or_zero(entropy[keep]),
-        "kl_masked_mean": mean_or_zero(kl[m]),
-        "kl_unmasked_mean": mean_or_zero(kl[keep]),
+        "kl_masked_mean": mean_or_zero(kl_sel[m]),
+        "kl_unmasked_mean": mean_or_zero(kl_sel[keep]),
         "entropy_mean": mean_or_zero(entropy),
-        "kl_mean": mean_or_zero(kl),
+        "kl_mean": mean_or_zero(kl_sel),
         "entropy_threshold": thr_h,
         "kl_threshold": thr_kl,
         "num_targets": float(n),
@@ -190,33 +202,40 @@ def eksft_loss(
     scope: str = "micro_batch",
     normalization: str = "mean",
     variant: str = "paper",
+    entropy_unit: str = "normalized",
     ignore_index: int = -100,
     num_items_in_batch=None,
     position_ids: torch.Tensor | None = None,
 ) -> LossResult:
     """EKSFT loss: L = L_CE(M̄) - λ_H·L_H(M) + λ_KL·L_KL(M), with M = Top-K(H, ρ) ∪ Top-K(KL, ρ).
 
+    Units: L_KL is in nats; L_H is in ``entropy_unit``: ``normalized`` (default, H / ln V, V = ``logits.shape[-1]``)
+    is the unit of the authors' code, in which the published λ_H = 0.05 was run; ``nats`` reads the paper's
+    equations literally, an entropy bonus ln V times stronger at the same λ_H (about 11x at V = 151,936).
+
     Args:
         logits: ``(B, T, V)`` policy logits, unshifted. Gradients flow into these.
         labels: ``(B, T)`` token ids, ``ignore_index`` on prompt and padding. Unshifted.
         ref_logits: ``(B, T, V)`` frozen reference logits for the same batch (detached here).
         rho: share of valid targets selected by each statistic, in [0, 1]; 0 is plain SFT.
-        lambda_entropy: weight of the entropy bonus on masked targets.
+        lambda_entropy: weight of the entropy bonus on masked targets, per unit of ``entropy_unit``.
         lambda_kl: weight of the KL(policy || reference) penalty on masked targets.
         selection: ``union`` (paper), ``intersection``, ``entropy`` or ``kl``.
         scope: ``micro_batch`` (one top-k over the micro-batch, paper) or ``sequence`` (one per sequence).
         normalization: ``mean`` (each term over its own set, paper) or ``tokens`` (every term summed and divided by
             ``num_items_in_batch``, invariant to gradient accumulation with ``scope="sequence"``).
-        variant: ``paper`` (method.md) or ``official`` (the authors' code; see docs/losses.md).
+        variant: ``paper`` (the paper's equations) or ``official`` (the authors' code; see docs/losses.md).
+        entropy_unit: ``normalized`` (H / ln V) or ``nats``; ``official`` requires ``normalized``.
         num_items_in_batch: valid targets in the whole optimiser step (``tokens`` normalisation only).
         position_ids: ``(B, T)``; for packed batches, sequences restart where it is 0 (used by ``scope="sequence"``).
     """
-    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant)
+    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
     if t.n == 0:
         return empty_result(logits, labels)
 
+    kl_select = None
     if variant == "paper":
         logp, h_stat, kl_stat = paper_statistics(t, ref_logits)
     else:
@@ -225,13 +244,14 @@ def eksft_loss(
         same = log_softmax32(logits[t.valid])
         ref_same = log_softmax32(ref_logits[t.valid]).detach()
         h_stat = entropy_from_logprobs(same)
-        kl_stat = (same.exp() * (same.exp() - ref_same)).sum(-1)  # Σ p (p - log q): their "KL" (= KL + H + Σp²)
+        kl_stat = (same.exp() * (same.exp() - ref_same)).sum(-1)  # Σ p (p - log q): their penalty (= KL + H + Σp²)
+        kl_select = kl_from_logprobs(same, ref_same)  # they *select* M_KL by the true KL of the same row
 
     plan = plan_eksft(
         logp, h_stat, kl_stat, t.seq,
         rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope=scope,
         normalization=normalization, variant=variant, num_items_in_batch=num_items_in_batch,
-        vocab_size=logits.shape[-1],
+        vocab_size=logits.shape[-1], entropy_unit=entropy_unit, kl_select=kl_select,
     )  # fmt: skip
     loss = plan.objective(logp, h_stat, kl_stat)
     plan.metrics["loss"] = float(loss.detach())
@@ -239,7 +259,7 @@ def eksft_loss(
 
 
 EKSFT_METRICS = (
-    "ce", "entropy_term", "kl_term", "lambda_entropy", "lambda_kl", "masked_fraction", "entropy_masked_fraction",
+    "ce", "entropy_term", "kl_term", "lambda_entropy", "lambda_kl", "lambda_entropy_per_nat", "masked_fraction", "entropy_masked_fraction",
     "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean", "entropy_unmasked_mean", "kl_masked_mean",
     "kl_unmasked_mean", "entropy_mean", "kl_mean", "entropy_threshold", "kl_threshold", "num_targets", "loss",
 )  # fmt: skip

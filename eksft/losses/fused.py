@@ -142,7 +142,7 @@ def fused_head_loss(
             raise ValueError("`ref_lm_head_weight` and `lm_head_weight` must have the same vocabulary size V.")
     if loss_type == "eksft":
         validate_options(options["rho"], options["lambda_entropy"], options["lambda_kl"], options["selection"],
-                         options["scope"], normalization, options["variant"])  # fmt: skip
+                         options["scope"], normalization, options["variant"], options["entropy_unit"])  # fmt: skip
         if options["variant"] != "paper":
             raise ValueError("`variant='official'` is not supported by the fused head (its statistics come from other "
                              "rows than its cross-entropy); use eksft_loss on full logits, or variant='paper'.")  # fmt: skip
@@ -190,8 +190,8 @@ def fused_head_loss(
                                   vocab_size=vocab, **options)  # fmt: skip
                 m, weights, metrics = plan.mask, (plan.ce_weight, plan.entropy_weight, plan.kl_weight), plan.metrics
             else:
-                m, weights, metrics = random_mask_plan(logp, h, kl, normalization=normalization,
-                                                        num_items_in_batch=num_items_in_batch, **options)  # fmt: skip
+                m, weights, metrics = random_mask_plan(logp, h, kl, normalization=normalization, vocab_size=vocab,
+                                                       num_items_in_batch=num_items_in_batch, **options)  # fmt: skip
             loss = weighted_objective(logp, h, kl, *weights)
             metrics["loss"] = float(loss)
             mask = torch.zeros_like(valid)
@@ -217,6 +217,7 @@ def eksft_head_loss(
     scope: str = "micro_batch",
     normalization: str = "mean",
     variant: str = "paper",
+    entropy_unit: str = "normalized",
     ignore_index: int = -100,
     num_items_in_batch=None,
     position_ids: torch.Tensor | None = None,
@@ -233,5 +234,5 @@ def eksft_head_loss(
         lm_head_bias=lm_head_bias, ref_lm_head_bias=ref_lm_head_bias, logit_scale=logit_scale,
         final_logit_softcapping=final_logit_softcapping, normalization=normalization, ignore_index=ignore_index,
         num_items_in_batch=num_items_in_batch, position_ids=position_ids, rho=rho, lambda_entropy=lambda_entropy,
-        lambda_kl=lambda_kl, selection=selection, scope=scope, variant=variant,
+        lambda_kl=lambda_kl, selection=selection, scope=scope, variant=variant, entropy_unit=entropy_unit,
     )  # fmt: skip

@@ -26,6 +26,7 @@ from .tokens import (
     check_fraction,
     check_nonnegative,
     denominator,
+    entropy_scale,
     entropy_from_logprobs,
     kl_from_logprobs,
     log_softmax32,
@@ -349,19 +350,21 @@ def weighted_chunk_grad(proj, h_rows, ref_proj, ref_rows, tokens, ce_w, ent_w, k
     return weighted_block_grad_(z, logq, tokens, ce_w, ent_w, kl_w, chain, ws.get("logp", n), ws.get("scratch", n))
 
 
-def random_mask_plan(logp, h, kl, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05, normalization,
-                      num_items_in_batch):  # fmt: skip
+def random_mask_plan(logp, h, kl, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05,
+                     entropy_unit="normalized", vocab_size, normalization, num_items_in_batch):  # fmt: skip
     """Coefficients and metrics of ``random_mask_loss`` (ablations.py) for its seeded mask."""
     check_fraction("fraction", fraction)
     check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
+    scale = entropy_scale(entropy_unit, vocab_size)
     n = logp.numel()
     m = random_select(n, fraction, seed, logp.device)
     keep = ~m
     d_ce = denominator(int(keep.sum()), normalization, num_items_in_batch, n)
     d_reg = denominator(int(m.sum()), normalization, num_items_in_batch, n)
-    weights = (keep.float() / d_ce, m.float() * (lambda_entropy / d_reg), m.float() * (lambda_kl / d_reg))
+    weights = (keep.float() / d_ce, m.float() * (lambda_entropy * scale / d_reg), m.float() * (lambda_kl / d_reg))
     metrics = {
-        "ce": mean_or_zero(-logp[keep]), "entropy_term": mean_or_zero(h[m]), "kl_term": mean_or_zero(kl[m]),
+        "ce": mean_or_zero(-logp[keep]), "entropy_term": mean_or_zero(h[m]) * scale, "kl_term": mean_or_zero(kl[m]),
+        "lambda_entropy_per_nat": lambda_entropy * scale,
         "masked_fraction": float(m.float().mean()), "entropy_masked_mean": mean_or_zero(h[m]),
         "entropy_unmasked_mean": mean_or_zero(h[keep]), "kl_masked_mean": mean_or_zero(kl[m]),
         "kl_unmasked_mean": mean_or_zero(kl[keep]), "entropy_mean": float(h.mean()), "kl_mean": float(kl.mean()),

@@ -75,6 +75,21 @@ def check_nonnegative(**values: float) -> None:
             raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
 
 
+ENTROPY_UNITS = ("normalized", "nats")
+
+
+def entropy_scale(entropy_unit: str, vocab_size: int) -> float:
+    """Per-nat factor of the entropy weight lambda_H: ``normalized`` (default) weights H / ln V, the unit of the
+    authors' code, in which the published lambda_H = 0.05 was run; ``nats`` weights H itself (the paper's equations
+    read literally: ln V times stronger at the same lambda_H). The effective per-nat weight is lambda_H * this."""
+    check_choice("entropy_unit", entropy_unit, ENTROPY_UNITS)
+    if entropy_unit == "nats":
+        return 1.0
+    if not (isinstance(vocab_size, int) and vocab_size >= 2):
+        raise ValueError(f"entropy_unit='normalized' needs the vocabulary size V >= 2, got {vocab_size!r}.")
+    return 1.0 / math.log(vocab_size)
+
+
 def check_fraction(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
         raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")

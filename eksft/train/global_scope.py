@@ -47,10 +47,11 @@ def all_gather_cat(values: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 def global_eksft_loss(
     logits, labels, ref_logits, *, rho, lambda_entropy, lambda_kl, selection, normalization, variant="paper",
-    ignore_index=-100, num_items_in_batch=None, position_ids=None,
+    entropy_unit="normalized", ignore_index=-100, num_items_in_batch=None, position_ids=None,
 ) -> LossResult:  # fmt: skip
     kw = dict(rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection,
-              normalization=normalization, variant=variant, ignore_index=ignore_index)  # fmt: skip
+              normalization=normalization, variant=variant, entropy_unit=entropy_unit,
+              ignore_index=ignore_index)  # fmt: skip
     if not distributed():
         return eksft_loss(logits, labels, ref_logits, scope="micro_batch", num_items_in_batch=num_items_in_batch,
                           position_ids=position_ids, **kw)  # fmt: skip
@@ -66,6 +67,7 @@ def global_eksft_loss(
         stats[:, 0], stats[:, 1], stats[:, 2], torch.zeros(stats.shape[0], dtype=torch.long, device=stats.device),
         rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope="micro_batch",
         normalization=normalization, variant="paper", num_items_in_batch=num_items_in_batch,
+        vocab_size=logits.shape[-1], entropy_unit=entropy_unit,
     ).part(slice(offset, offset + t.n))  # fmt: skip
     loss = plan.objective(logp, h, kl)
     if normalization == "mean":

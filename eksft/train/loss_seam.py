@@ -21,15 +21,17 @@ KWARG_FIELDS = {
     "sft": {"normalization": "normalization"},
     "dft": {"normalization": "normalization"},
     "eksft": {"rho": "rho", "lambda_entropy": "lambda_entropy", "lambda_kl": "lambda_kl", "selection": "selection",
-              "scope": "scope", "normalization": "normalization", "variant": "variant"},
+              "scope": "scope", "normalization": "normalization", "variant": "variant",
+              "entropy_unit": "entropy_unit"},
     "iw_sft": {"clip": "iw_clip", "normalization": "normalization"},
     "psft": {"epsilon_high": "psft_epsilon_high", "normalization": "normalization"},
     "asft": {"lambda_kl": "asft_lambda", "normalization": "normalization"},
     "sed_sft": {"lambda_sed": "sed_lambda", "k": "sed_k", "normalization": "normalization"},
     "gem": {"beta": "gem_beta", "normalization": "normalization"},
-    "global_reg": {"lambda_entropy": "lambda_entropy", "lambda_kl": "lambda_kl", "normalization": "normalization"},
+    "global_reg": {"lambda_entropy": "lambda_entropy", "lambda_kl": "lambda_kl", "entropy_unit": "entropy_unit",
+                   "normalization": "normalization"},
     "random_mask": {"fraction": "random_mask_fraction", "lambda_entropy": "lambda_entropy", "lambda_kl": "lambda_kl",
-                    "normalization": "normalization"},
+                    "entropy_unit": "entropy_unit", "normalization": "normalization"},
 }  # fmt: skip
 
 

@@ -48,7 +48,13 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection="union", scope="micro_batch"):
+def unit(logits, entropy_unit):
+    """What one nat of entropy counts for under lambda_H: 1 / ln V (normalised, the authors' unit) or 1 (nats)."""
+    return 1.0 / math.log(logits.shape[-1]) if entropy_unit == "normalized" else 1.0
+
+
+def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection="union", scope="micro_batch",
+                entropy_unit="normalized"):  # fmt: skip
     tg = targets(labels)
     H = [entropy(logits[b, j - 1]) for b, j in tg]
     K = [kl(logits[b, j - 1], ref[b, j - 1]) for b, j in tg]
@@ -68,7 +74,7 @@ def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection
           "entropy": lambda a, b: a, "kl": lambda a, b: b}[selection]  # fmt: skip
     m = [op(a, b) for a, b in zip(mh, mk)]
     ce = mean([-LP[i] for i in range(len(tg)) if not m[i]])
-    lh = mean([H[i] for i in range(len(tg)) if m[i]])
+    lh = mean([H[i] * unit(logits, entropy_unit) for i in range(len(tg)) if m[i]])
     lk = mean([K[i] for i in range(len(tg)) if m[i]])
     mask = torch.zeros(labels.shape, dtype=torch.bool)
     for i, (b, j) in enumerate(tg):
@@ -77,10 +83,12 @@ def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection
 
 
 def eksft_official(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection="union"):
-    """The authors' code as method.md lists it; statistics from row j (same position as label j)."""
+    """The authors' code (their compute_loss, re-stated): statistics from row j (same position as label j); M_KL
+    selected by the true KL of that row, the penalty sum_v p (p - log q) applied on M_KL."""
     tg = targets(labels)
     V = logits.shape[-1]
     H = [entropy(logits[b, j]) for b, j in tg]
+    K = [float(kl(logits[b, j], ref[b, j]).detach()) for b, j in tg]
     P = [(probs(logits[b, j]) * (probs(logits[b, j]) - torch.log(probs(ref[b, j])).detach())).sum() for b, j in tg]
     LP = [logp_of(logits[b, j - 1], labels[b, j]) for b, j in tg]
     n = len(tg)
@@ -90,7 +98,7 @@ def eksft_official(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, select
         order = sorted(range(n), key=lambda i: -vals[i])[:k]
         return [i in order for i in range(n)]
 
-    mh, mk = top([float(h.detach()) for h in H]), top([float(p.detach()) for p in P])
+    mh, mk = top([float(h.detach()) for h in H]), top(K)
     m = [(a or b) if selection == "union" else (a and b) for a, b in zip(mh, mk)]
     ce = mean([-LP[i] for i in range(n) if not m[i]])
     ent = mean([H[i] / math.log(V) for i in range(n) if mh[i]])
@@ -165,18 +173,19 @@ def sed_sft(logits, labels, tau, lam=1.0, k=2):
     return per_token(f, logits, labels)
 
 
-def global_reg(logits, labels, ref, lam_h=0.05, lam_kl=0.05):
+def global_reg(logits, labels, ref, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
     def f(b, j):
         row = logits[b, j - 1]
-        return -logp_of(row, labels[b, j]) - lam_h * entropy(row) + lam_kl * kl(row, ref[b, j - 1])
+        return (-logp_of(row, labels[b, j]) - lam_h * unit(logits, entropy_unit) * entropy(row)
+                + lam_kl * kl(row, ref[b, j - 1]))  # fmt: skip
 
     return per_token(f, logits, labels)
 
 
-def masked(logits, labels, ref, mask, lam_h=0.05, lam_kl=0.05):
+def masked(logits, labels, ref, mask, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
     """The EKSFT objective for a given (B, T) mask (used for random masking)."""
     tg = targets(labels)
     ce = mean([-logp_of(logits[b, j - 1], labels[b, j]) for b, j in tg if not mask[b, j]])
-    lh = mean([entropy(logits[b, j - 1]) for b, j in tg if mask[b, j]])
+    lh = mean([entropy(logits[b, j - 1]) * unit(logits, entropy_unit) for b, j in tg if mask[b, j]])
     lk = mean([kl(logits[b, j - 1], ref[b, j - 1]) for b, j in tg if mask[b, j]])
     return ce - lam_h * lh + lam_kl * lk

@@ -50,6 +50,21 @@ def test_eksft_paper(seed, selection, scope, rho):
     assert torch.equal(out.mask, mask)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_eksft_paper_nats_and_ablations_in_both_units(seed):
+    """entropy_unit='nats' (the equations read literally) and the normalised default, for every loss that reuses
+    lambda_H, against the references (which divide by ln V themselves)."""
+    compare(lambda x, y, r: eksft_loss(x, y, r, lambda_entropy=0.3, entropy_unit="nats"),
+            lambda x, y, r: R.eksft_paper(x, y, r, lam_h=0.3, entropy_unit="nats"), seed)  # fmt: skip
+    for unit in ("nats", "normalized"):
+        compare(lambda x, y, r: global_reg_loss(x, y, r, lambda_entropy=0.3, entropy_unit=unit),
+                lambda x, y, r: R.global_reg(x, y, r, lam_h=0.3, entropy_unit=unit), seed)  # fmt: skip
+        logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
+        fixed = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed).mask
+        compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed, lambda_entropy=0.3, entropy_unit=unit),
+                lambda x, y, r: R.masked(x, y, r, fixed, lam_h=0.3, entropy_unit=unit), seed)  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("selection", ["union", "intersection"])
 @pytest.mark.parametrize("rho", [0.2, 0.5])

@@ -32,7 +32,7 @@ def hand_batch():
 
 def test_paper_variant_hand_worked():
     logits, labels, ref = hand_batch()
-    out = eksft_loss(logits, labels, ref, rho=0.4)
+    out = eksft_loss(logits, labels, ref, rho=0.4, entropy_unit="nats")
     # Targets (row j-1 scores label j): A1 <- z0(3/4), A2 <- z1(1/2), B1 <- z0(3/4), B2 <- z1(1/8).
     # H: A1 = B1 = H(3/4) = 0.562335, A2 = ln 2 = 0.693147, B2 = H(1/8) = 0.376770.
     # k = ceil(0.4 * 4) = 2. Paper rank: A2 has rank 1; A1, B1 tie with rank 3 > 2 and are both left out.
@@ -45,6 +45,60 @@ def test_paper_variant_hand_worked():
     assert out.metrics["ce"] == pytest.approx(0.8369882168)
     assert out.metrics["entropy_masked_fraction"] == 0.25 and out.metrics["kl_masked_fraction"] == 0.25
     assert out.metrics["iou_entropy_kl"] == 0.0
+    assert out.metrics["lambda_entropy_per_nat"] == 0.05
+
+
+def test_paper_variant_normalized_entropy_unit():
+    """The default unit: lambda_H weights H / ln V (the authors' unit), so per nat it is 0.05 / ln 2 here (V = 2)."""
+    logits, labels, ref = hand_batch()
+    out = eksft_loss(logits, labels, ref, rho=0.4)  # same masks as the hand-worked case above
+    # L = L_CE - 0.05 * L_H / ln 2 + 0.05 * L_KL = 0.836988 - 0.05 * 0.534959 / 0.693147 + 0.05 * 0.158189
+    #   = 0.836988 - 0.038589 + 0.007909 = 0.806309
+    assert out.loss.item() == pytest.approx(0.8063085312, abs=1e-9)
+    assert out.metrics["lambda_entropy_per_nat"] == pytest.approx(0.05 / LN(2))
+    assert out.metrics["entropy_term"] == pytest.approx(0.5349586709 / LN(2))  # in lambda_H's unit
+    assert out.metrics["entropy_masked_mean"] == pytest.approx(0.5349586709)  # statistics stay in nats
+
+
+def test_entropy_unit_nats_is_ln_v_times_stronger():
+    """Same objective iff lambda_H(nats) = lambda_H(normalized) / ln V, at any V."""
+    logits, labels, ref = make_batch(seed=5, dtype=torch.float64)
+    V = logits.shape[-1]
+    a = eksft_loss(logits, labels, ref, lambda_entropy=0.05)
+    b = eksft_loss(logits, labels, ref, lambda_entropy=0.05 / LN(V), entropy_unit="nats")
+    assert a.loss.item() == pytest.approx(b.loss.item(), abs=1e-12)
+
+
+def test_official_selects_kl_set_by_true_kl_not_by_penalty():
+    """The authors select M_KL by the true KL (calculate_kl_and_entropy) and only penalise with sum p (p - log q).
+
+    One sequence, V = 2, labels [-100, 0, 0, 0]; statistics from row j at label position j (their off-by-one).
+      row 1 (A): p = (1/16, 15/16), q = (1/2, 1/2): KL = ln2 - H(1/16) = 0.693147 - 0.233792 = 0.459355;
+                 penalty = sum p^2 + ln 2 = 0.882813 + 0.693147 = 1.575960; H = 0.233792
+      row 2 (B): p = (1/2, 1/2),   q = (1/8, 7/8):  KL = -ln2 - (ln(1/8) + ln(7/8)) / 2 = 0.413339;
+                 penalty = 1/2 - (ln(1/8) + ln(7/8)) / 2 = 1.606486; H = ln 2 = 0.693147
+      row 3 (C): p = q = (1/4, 3/4): KL = 0; penalty = 0.625 + 0.562335 = 1.187335; H = 0.562335
+    k = floor(0.5 * 3) = 1. True KL ranks A first; the penalty would rank B first (their +H + sum p^2 flips it).
+    M_H = {B}, M_KL = {A}, M = {j=1, j=2}. Kept: j=3, scored by row 2 = (1/2, 1/2), label 0: CE = ln 2.
+    Entropy term over M_H, / ln V: ln2 / ln2 = 1.0 (>= 0.5 -> lambda_H x 0.95 = 0.0475).
+    Penalty over M_KL: 1.575960 (<= 2.0 -> lambda_KL x 0.95 = 0.0475).
+    L = 0.693147 - 0.0475 * 1.0 + 0.0475 * 1.575960 = 0.720505.
+    (Selecting by the penalty instead: M = {B} only, CE over j=1 and j=3 = 0.490415, penalty 1.606486, L = 0.519219.)
+    """
+    logits = torch.tensor([[two_class(3 / 4), two_class(1 / 16), two_class(1 / 2), two_class(1 / 4)]],
+                          dtype=torch.float64)  # fmt: skip
+    ref = torch.tensor([[two_class(1 / 2), two_class(1 / 2), two_class(1 / 8), two_class(1 / 4)]], dtype=torch.float64)
+    out = eksft_loss(logits, torch.tensor([[-100, 0, 0, 0]]), ref, rho=0.5, variant="official")
+    assert out.mask.tolist() == [[False, True, True, False]]
+    assert out.loss.item() == pytest.approx(0.7205052654, abs=1e-9)
+    assert out.metrics["kl_term"] == pytest.approx(0.8828125 + LN(2))  # the penalty, what the lambda rule reads
+    assert out.metrics["kl_threshold"] == pytest.approx(0.4593555, abs=1e-6)  # torch.topk's k-th value: A's true KL
+
+
+def test_official_refuses_nats():
+    logits, labels, ref = hand_batch()
+    with pytest.raises(ValueError, match="entropy_unit"):
+        eksft_loss(logits, labels, ref, variant="official", entropy_unit="nats")
 
 
 def test_official_variant_hand_worked():
