@@ -39,8 +39,10 @@ class EKSFTConfig(SFTConfig):
                                   "logits. 'auto': fused where it applies, else logits (one info log line).",
                                   choices=list(LOSS_IMPLEMENTATIONS))  # fmt: skip
     rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
-    lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets.")
-    lambda_kl: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty.")
+    lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "
+                               "per unit of entropy_unit (default H / ln V: 0.05 is the published strength, 0.0042 "
+                               "per nat at V = 151,936).")  # fmt: skip
+    lambda_kl: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.")
     selection: str = _f("union", "EKSFT: how M_H and M_KL combine.", choices=["union", "intersection", "entropy", "kl"])
     scope: str = _f("micro_batch", "EKSFT: candidate set of one Top-K: 'micro_batch' (paper), 'sequence', or "
                     "'global' (one threshold across all data-parallel processes; = micro_batch on one process).",
@@ -49,8 +51,14 @@ class EKSFTConfig(SFTConfig):
                             "divides by the accumulation steps). 'tokens': sums over the valid-target count of the "
                             "whole optimiser step (num_items_in_batch), invariant to accumulation.",
                             choices=["mean", "tokens"])  # fmt: skip
-    variant: str = _f("paper", "EKSFT: 'paper' (method.md) or 'official' (the authors' code).",
-                      choices=["paper", "official"])  # fmt: skip
+    variant: str = _f("paper", "EKSFT: 'paper' (the paper's equations) or 'official' (the authors' code: off-by-one "
+                      "statistics, separate entropy/KL sets, sum p(p - log q) penalty, adaptive lambdas; see "
+                      "docs/losses.md).", choices=["paper", "official"])  # fmt: skip
+    entropy_unit: str = _f("normalized", "EKSFT/global_reg/random_mask: unit of the entropy that lambda_entropy "
+                           "weights: 'normalized' = H / ln V (the authors' code, where the published lambda_entropy "
+                           "= 0.05 comes from) or 'nats' = H (the equations read literally; ln V times stronger at "
+                           "the same lambda). variant=official requires 'normalized'.",
+                           choices=["normalized", "nats"])  # fmt: skip
     iw_clip: float = _f(16.0, "IW-SFT: upper clip of the per-sequence importance weight.")
     psft_epsilon_high: float = _f(0.28, "PSFT: upper clip of the ratio pi/pi_old (min(r, 1 + epsilon_high)).")
     psft_updates_per_batch: int = _f(8, "PSFT: optimiser steps per data batch; old log-probs are snapshotted when a "
