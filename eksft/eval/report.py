@@ -7,13 +7,29 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from .metrics import distinct_n, pass_at_k, pass_at_k_mean
+import numpy as np
+
+from .intervals import LEVEL, RESAMPLES, bootstrap_means, bootstrap_method, pass_at_k_values, percentile_interval
+from .metrics import distinct_n, pass_at_k_mean
 
 DISTINCT_NS = (1, 2, 3)
+#: Per-sample answer checks stored in ``samples.jsonl`` besides the run's own ``correct``.
+CHECKS = ("last_boxed", "last_number")
 
 
-def summarize(lines: list[dict], ks: list[int]) -> dict:
-    """Metrics of one model on one benchmark from its sample lines (every problem must have the same n)."""
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize(lines: list[dict], ks: list[int], *, resamples: int = RESAMPLES, bootstrap_seed: int = 0,
+              extraction: str | None = None) -> dict:  # fmt: skip
+    """Metrics of one model on one benchmark from its sample lines (every problem must have the same n).
+
+    Besides the point estimates: ``per_problem`` (id, n, c and, per other answer check in the lines' ``checks``,
+    ``c_<check>``), ``intervals`` (a bootstrap interval over problems for every per-problem metric, and the
+    ``method`` used) and ``pass_at_k_band`` (the interval of every point of ``pass_at_k_curve``).
+    """
     by_problem = defaultdict(list)
     for line in lines:
         by_problem[line["problem_id"]].append(line)
@@ -21,34 +37,68 @@ def summarize(lines: list[dict], ks: list[int]) -> dict:
     if len(ns) != 1:
         raise ValueError(f"problems have different sample counts {sorted(ns)}; pass@k needs the same n everywhere")
     n = ns.pop()
-    counts = [(n, sum(s["correct"] for s in group)) for group in by_problem.values()]
-    samples = [s for group in by_problem.values() for s in group]
+    groups = list(by_problem.values())
+    counts = [(n, sum(s["correct"] for s in group)) for group in groups]
+    samples = [s for group in groups for s in group]
     entropies = [s["mean_entropy"] for s in samples if s.get("mean_entropy") is not None]
-    out = {"num_problems": len(by_problem), "n": n}
+    # Other answer checks (a format failure vs a skill failure): those every sample carries, the run's own left out.
+    others = [c for c in CHECKS if c != extraction and all(c in s.get("checks", {}) for s in samples)]
+
+    # Per-problem values of every metric that is a mean over problems: their bootstrap gives the intervals.
+    per: dict[str, list] = {}
+    for k in ks:
+        per[f"pass@{k}"] = list(pass_at_k_values(counts, k))
+    per[f"avg@{n}"] = [c / n for _, c in counts]
+    for check in others:
+        per[f"avg@{n}_{check}"] = [sum(s["checks"][check] for s in g) / n for g in groups]
+    per["mean_response_tokens"] = [sum(s["num_tokens"] for s in g) / n for g in groups]
+    per["truncated_fraction"] = [sum(s["truncated"] for s in g) / n for g in groups]
+    per["no_answer_fraction"] = [sum(s["answer"] is None for s in g) / n for g in groups]
+    # Diversity (paper section 1: SFT narrows the output distribution): answers, token entropy, n-gram variety.
+    per["distinct_answers_per_problem"] = [len({s["answer"] for s in g if s["answer"] is not None}) for g in groups]
+    problem_entropy = [_mean([s.get("mean_entropy") for s in g]) for g in groups]
+    if all(e is not None for e in problem_entropy):
+        per["mean_token_entropy"] = problem_entropy
+    for d in DISTINCT_NS:
+        per[f"distinct_{d}"] = [distinct_n([s["completion"] for s in g], d) for g in groups]
+
+    out = {"num_problems": len(groups), "n": n}
+    for key, values in per.items():
+        out[key] = sum(values) / len(values)
     for k in ks:
         out[f"pass@{k}"] = pass_at_k_mean(counts, k)
-    out[f"avg@{n}"] = sum(c for _, c in counts) / (n * len(counts))
-    out["mean_response_tokens"] = sum(s["num_tokens"] for s in samples) / len(samples)
-    out["truncated_fraction"] = sum(s["truncated"] for s in samples) / len(samples)
-    out["no_answer_fraction"] = sum(s["answer"] is None for s in samples) / len(samples)
-    # Diversity (paper section 1: SFT narrows the output distribution): answers, token entropy, n-gram variety.
-    out["distinct_answers_per_problem"] = sum(
-        len({s["answer"] for s in g if s["answer"] is not None}) for g in by_problem.values()
-    ) / len(by_problem)
+    # sample-level mean (equal to the per-problem mean when every sample has an entropy; vLLM gives none)
     out["mean_token_entropy"] = sum(entropies) / len(entropies) if entropies else None
-    for d in DISTINCT_NS:
-        out[f"distinct_{d}"] = sum(distinct_n([s["completion"] for s in g], d) for g in by_problem.values()) / len(
-            by_problem
-        )
-    out["pass_at_k_curve"] = {str(k): sum(pass_at_k(n, c, k) for _, c in counts) / len(counts) for k in range(1, n + 1)}
+    order = [*(f"pass@{k}" for k in ks), f"avg@{n}", *(f"avg@{n}_{c}" for c in others), "mean_response_tokens",
+             "truncated_fraction", "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy",
+             *(f"distinct_{d}" for d in DISTINCT_NS)]  # fmt: skip
+    out = {"num_problems": out["num_problems"], "n": n, **{key: out[key] for key in order}}
+
+    curve_ks = list(range(1, n + 1))
+    curve = np.stack([pass_at_k_values(counts, k) for k in curve_ks], axis=1)  # (P, n)
+    keys = list(per)
+    table = np.concatenate([np.array([per[key] for key in keys], dtype=float).T, curve], axis=1)
+    lo, hi = percentile_interval(bootstrap_means(table, resamples, bootstrap_seed), LEVEL)
+    out["pass_at_k_curve"] = {str(k): float(v) for k, v in zip(curve_ks, curve.mean(axis=0))}
+    out["pass_at_k_band"] = {str(k): [float(lo[len(keys) + i]), float(hi[len(keys) + i])]
+                             for i, k in enumerate(curve_ks)}  # fmt: skip
+    out["intervals"] = {"method": bootstrap_method(len(groups), resamples, bootstrap_seed, LEVEL),
+                        **{key: [float(lo[i]), float(hi[i])] for i, key in enumerate(keys)}}  # fmt: skip
+    out["per_problem"] = [{"id": pid, "n": n, "c": c, **{f"c_{chk}": sum(s["checks"][chk] for s in g)
+                                                          for chk in others}}
+                          for pid, g, (_, c) in zip(by_problem, groups, counts)]  # fmt: skip
     return out
 
 
+#: Keys of a summary that are not scalar metrics.
+NON_SCALAR = ("pass_at_k_curve", "pass_at_k_band", "intervals", "per_problem")
+
+
 def scalar_keys(results: dict) -> list[str]:
-    """Metric names in a stable order, from the first model's summary (the curve is left out: not a scalar)."""
+    """Metric names in a stable order, from the first model's summary (curves, intervals, tables left out)."""
     for per_model in results.values():
         for summary in per_model.values():
-            return [k for k in summary if k != "pass_at_k_curve"]
+            return [k for k in summary if k not in NON_SCALAR]
     return []
 
 
@@ -60,39 +110,116 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell(summary: dict, key: str) -> str:
+    iv = summary.get("intervals", {}).get(key)
+    text = _fmt(summary.get(key))
+    return f"{text} [{_fmt(iv[0])}, {_fmt(iv[1])}]" if iv else text
+
+
+def interval_header(results: dict) -> str:
+    """Which interval the brackets hold (one line, printed above the tables)."""
+    methods = {s["intervals"]["method"] for pm in results.values() for s in pm.values() if "intervals" in s}
+    if not methods:
+        return "Point estimates only (these results carry no intervals)."
+    return "In brackets: " + "; ".join(sorted(methods)) + "."
+
+
 def side_by_side(results: dict) -> str:
-    """One Markdown table per benchmark: metrics in rows, models in columns."""
-    blocks = []
+    """One Markdown table per benchmark: metrics in rows, models in columns, 95% intervals in brackets."""
+    blocks = [interval_header(results)]
     for bench, per_model in results.items():
         models = list(per_model)
         keys = [k for k in scalar_keys({bench: per_model})]
         rows = [f"### {bench}", "", "| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
         for key in keys:
-            rows.append(f"| {key} | " + " | ".join(_fmt(per_model[m].get(key)) for m in models) + " |")
+            rows.append(f"| {key} | " + " | ".join(_cell(per_model[m], key) for m in models) + " |")
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks) + "\n"
 
 
-def write_outputs(out_dir: Path, results: dict, config: dict) -> list[Path]:
+def short_labels(models: list[str]) -> dict[str, str]:
+    """Model path -> its last path part, or the whole path where two models share the last part."""
+    from pathlib import PurePath
+
+    short = {m: PurePath(m.rstrip("/")).name or m for m in models}
+    if len(set(short.values())) < len(short):
+        parts = {m: PurePath(m.rstrip("/")).parts for m in models}
+        short = {m: "/".join(p[-2:]) for m, p in parts.items()}
+    if len(set(short.values())) < len(short):
+        short = {m: m for m in models}
+    return short
+
+
+def paired_comparisons(results: dict, ks: list[int], *, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Every model after the first against the first, per benchmark and k: ``{benchmark: [PairedDifference ...]}``
+    (pairs problems by id; needs ``per_problem`` tables)."""
+    from .compare import paired_difference
+
+    out = {}
+    for bench, per_model in results.items():
+        models = list(per_model)
+        if len(models) < 2 or any("per_problem" not in per_model[m] for m in models):
+            continue
+        base = {r["id"]: r for r in per_model[models[0]]["per_problem"]}
+        diffs = []
+        for other in models[1:]:
+            mine = {r["id"]: r for r in per_model[other]["per_problem"]}
+            for k in ks:
+                d = paired_difference(base, mine, k, resamples=resamples, seed=seed)
+                diffs.append({"model_a": models[0], "model_b": other, **d.to_dict()})
+        out[bench] = diffs
+    return out
+
+
+def comparison_text(comparisons: dict) -> str:
+    """Markdown: a table and one plain sentence per difference (B − A in points, paired bootstrap interval)."""
+    from .compare import PairedDifference, difference_sentence
+
+    if not comparisons:
+        return ""
+    blocks = []
+    for bench, diffs in comparisons.items():
+        labels = short_labels(list(dict.fromkeys([d["model_a"] for d in diffs] + [d["model_b"] for d in diffs])))
+        first = diffs[0]
+        rows = [f"### {bench}: paired comparison with {labels[first['model_a']]}", "",
+                f"B − A in points (percentage points), {first['level']:.0%} paired bootstrap interval over the "
+                f"{first['num_problems']} problems ({first['resamples']} resamples, seed {first['seed']}); "
+                "'B > A' is the share of resamples in which B scored higher.", "",
+                "| A | B | metric | A | B | B − A | interval | B > A |", "|---" * 8 + "|"]  # fmt: skip
+        sentences = []
+        for d in diffs:
+            pd = PairedDifference(**{k: d[k] for k in PairedDifference.__dataclass_fields__})
+            rows.append(f"| {labels[d['model_a']]} | {labels[d['model_b']]} | {d['metric']} | {100 * d['mean_a']:.1f} | "
+                        f"{100 * d['mean_b']:.1f} | {100 * d['difference']:+.1f} | "
+                        f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {d['share_b_greater']:.0%} |")  # fmt: skip
+            sentences.append("- " + difference_sentence(pd, labels[d["model_a"]], labels[d["model_b"]]))
+        blocks.append("\n".join(rows + [""] + sentences))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_outputs(out_dir: Path, results: dict, config: dict, comparisons: dict | None = None) -> list[Path]:
     """``results.json``, ``results.csv``, ``table.md`` and one ``pass_at_k_<benchmark>.png`` per benchmark."""
     written = []
     path = out_dir / "results.json"
-    path.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
+    payload = {"config": config, "results": results, **({"comparisons": comparisons} if comparisons else {})}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
     written.append(path)
 
-    keys = sorted({k for pm in results.values() for s in pm.values() for k in s if k != "pass_at_k_curve"},
+    keys = sorted({k for pm in results.values() for s in pm.values() for k in s if k not in NON_SCALAR},
                   key=lambda k: (not k.startswith("num"), not k.startswith("pass@"), k))  # fmt: skip
     path = out_dir / "results.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["benchmark", "model", *keys])
+        writer.writerow(["benchmark", "model", *keys, *(f"{k}_{end}" for k in keys for end in ("low", "high"))])
         for bench, per_model in results.items():
             for model, s in per_model.items():
-                writer.writerow([bench, model, *("" if s.get(k) is None else s.get(k) for k in keys)])
+                ivs = s.get("intervals", {})
+                bounds = [ivs[k][i] if k in ivs else "" for k in keys for i in (0, 1)]
+                writer.writerow([bench, model, *("" if s.get(k) is None else s.get(k) for k in keys), *bounds])
     written.append(path)
 
     path = out_dir / "table.md"
-    path.write_text(side_by_side(results))
+    path.write_text(side_by_side(results) + ("\n" + comparison_text(comparisons) if comparisons else ""))
     written.append(path)
     written += plot_pass_at_k(out_dir, results)
     return written
@@ -102,27 +229,62 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
 def plot_pass_at_k(out_dir: Path, results: dict) -> list[Path]:
+    """One PNG per benchmark: pass@k in percent against k (log scale, integer ticks), one curve per model with its
+    95% band where the summary has one (``pass_at_k_band``), up to the largest k every problem supports (n).
+    Distinct markers and line styles keep coinciding curves visible."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     paths = []
     for bench, per_model in results.items():
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for model, s in per_model.items():
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        labels = short_labels(list(per_model))
+        k_max, banded = 1, False
+        for i, (model, s) in enumerate(per_model.items()):
             curve = s["pass_at_k_curve"]
             ks = sorted(int(k) for k in curve)
-            ax.plot(ks, [curve[str(k)] for k in ks], marker="o" if len(ks) < 20 else None, markersize=3, label=model)
+            k_max = max(k_max, ks[-1])
+            ys = [100 * curve[str(k)] for k in ks]
+            # Markers evenly spaced on the log axis (every k on short curves); the first model's are small and
+            # filled, later ones larger and hollow, drawn on top: curves that coincide (two at 0%) both stay visible.
+            marked = {round(2 ** (t / 2)) for t in range(2 * ks[-1].bit_length() + 1)} if len(ks) > 16 else set(ks)
+            line = ax.plot(ks, ys, marker=MARKERS[i % len(MARKERS)], markersize=min(12.0, 5.0 + 2.5 * i),
+                           markevery=[j for j, k in enumerate(ks) if k in marked], markeredgewidth=1.3,
+                           linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.5, label=labels[model],
+                           zorder=3 + i, markerfacecolor="none" if i else None)[0]  # fmt: skip
+            band = s.get("pass_at_k_band")
+            if band:
+                banded = True
+                ax.fill_between(ks, [100 * band[str(k)][0] for k in ks], [100 * band[str(k)][1] for k in ks],
+                                color=line.get_color(), alpha=0.15, linewidth=0, zorder=1)  # fmt: skip
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("k (samples)")
-        ax.set_ylabel("pass@k (unbiased)")
-        ax.set_ylim(-0.02, 1.02)
+        ticks = sorted({2**j for j in range(k_max.bit_length()) if 2**j <= k_max} | {k_max})
+        if k_max <= 8:
+            ticks = list(range(1, k_max + 1))
+        if len(ticks) > 1 and ticks[-1] / ticks[-2] < 1.3:  # n right next to a power of two: keep n, drop the other
+            ticks.pop(-2)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.set_xlim(0.9, k_max * 1.1)
+        ax.set_xlabel("k (samples drawn per problem, log scale)")
+        ax.set_ylabel("pass@k (% of problems, unbiased)")
+        ax.set_ylim(-3, 103)
         n_problems = max(s["num_problems"] for s in per_model.values())
-        ax.set_title(f"{bench}: pass@k ({n_problems} problems)")
+        title = f"{bench}: pass@k over {n_problems} problems"
+        if banded:
+            title += "\nshaded: 95% bootstrap interval over problems"
+        ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
         fig.tight_layout()
         path = out_dir / f"pass_at_k_{_slug(bench)}.png"
         fig.savefig(path, dpi=120)

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .benchmarks import load_benchmark
-from .report import side_by_side, summarize, write_outputs
+from .intervals import RESAMPLES
+from .report import CHECKS, comparison_text, paired_comparisons, side_by_side, summarize, write_outputs
 from .sampling import SamplingConfig, choose_backend, make_sampler
 from .verify import EXTRACTIONS, check_answer, parse_gold
 
@@ -37,6 +38,9 @@ class EvalConfig:
     answer_column: str | None = None
     id_column: str | None = None
     progress: bool = True
+    protocol: str | None = None  # the preset the settings came from (eksft.eval.protocols), recorded only
+    bootstrap_resamples: int = RESAMPLES  # intervals: bootstrap over problems
+    bootstrap_seed: int = 0
 
     def validate(self) -> None:
         n = self.sampling.n
@@ -54,6 +58,9 @@ class EvalConfig:
             raise ValueError("--temperature must be >= 0 and --max-new-tokens >= 1")
         if not self.models or not self.benchmarks:
             raise ValueError("give at least one MODEL and one --benchmark")
+        if self.bootstrap_resamples < 1:
+            raise ValueError(f"--bootstrap-resamples {self.bootstrap_resamples}: need at least 1 (2000 or more for "
+                             "a stable 95% interval)")  # fmt: skip
 
     def sample_settings(self) -> dict:
         """What the samples depend on; a resumed run must match it."""
@@ -90,16 +97,20 @@ def read_samples(path: Path, n: int) -> dict:
 
 
 def _check_resume(out: Path, cfg: EvalConfig) -> None:
+    """Refuse to resume with settings that change the samples; record the resolved settings in run_config.json.
+
+    run_config.json holds the sample settings plus ``protocol`` and ``ks`` (recorded, not compared: they do not
+    change the samples)."""
     path = out / "run_config.json"
     settings = cfg.sample_settings()
     if path.exists():
         old = json.loads(path.read_text())
-        if old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        old_settings = {k: v for k, v in old.items() if k not in ("protocol", "ks")}
+        if old_settings != settings:
+            diff = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
             raise ValueError(f"{out} holds samples made with other settings ({diff}: {[old.get(k) for k in diff]}); "
                              "use a new --output-dir, or delete samples.jsonl and run_config.json there")  # fmt: skip
-    else:
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+    path.write_text(json.dumps({**settings, "protocol": cfg.protocol, "ks": cfg.ks}, indent=2) + "\n")
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -161,11 +172,16 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         results[bench.name] = {}
         for model in cfg.models:
             lines = [r for p in bench.problems for r in done[(model, bench.name, p["id"])]]
-            results[bench.name][model] = summarize(lines, cfg.ks)
+            results[bench.name][model] = summarize(lines, cfg.ks, resamples=cfg.bootstrap_resamples,
+                                                   bootstrap_seed=cfg.bootstrap_seed, extraction=cfg.extraction)
     config = {"models": cfg.models, "benchmarks": cfg.benchmarks, "ks": cfg.ks, "backend": backend,
-              "dtype": cfg.dtype, "limit": cfg.limit, **cfg.sample_settings()}  # fmt: skip
-    write_outputs(out, results, config)
+              "dtype": cfg.dtype, "limit": cfg.limit, "protocol": cfg.protocol, **cfg.sample_settings(),
+              "bootstrap": {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed}}  # fmt: skip
+    comparisons = paired_comparisons(results, cfg.ks, resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
+    write_outputs(out, results, config, comparisons)
     log(side_by_side(results))
+    if comparisons:
+        log(comparison_text(comparisons))
     return results
 
 
@@ -175,9 +191,14 @@ def _short(model: str) -> str:
 
 def _record(model, bench, problem, prompt, seed, index, sample, gold, cfg: EvalConfig) -> dict:
     verdict = check_answer(gold, sample.text, extraction=cfg.extraction, timeout=cfg.verify_timeout)
+    # The other cheap checks too, so a format failure (right last number, no \boxed{}) shows next to a skill failure.
+    checks = {cfg.extraction: verdict.correct}
+    for other in CHECKS:
+        if other not in checks:
+            checks[other] = check_answer(gold, sample.text, extraction=other, timeout=cfg.verify_timeout).correct
     return {
         "model": model, "benchmark": bench, "problem_id": problem["id"], "sample_index": index, "seed": seed,
         "problem": problem["problem"], "gold": problem["answer"], "prompt": prompt, "completion": sample.text,
-        "answer": verdict.answer, "correct": verdict.correct, "num_tokens": sample.num_tokens,
+        "answer": verdict.answer, "correct": verdict.correct, "checks": checks, "num_tokens": sample.num_tokens,
         "truncated": sample.truncated, "mean_entropy": sample.mean_entropy,
     }  # fmt: skip

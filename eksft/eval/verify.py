@@ -6,6 +6,7 @@ use its own time limit; in another thread we turn its timeouts off, warn once, a
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 #: so "\boxed{3} ... \boxed{51}" reads as {3, 51}) do not either.
 #: ``math_verify``: the paper's raw call, ``parse(completion)`` with math-verify's defaults (falls back to the last
 #: number or expression when nothing is boxed).
-EXTRACTIONS = ("last_boxed", "math_verify")
+#: ``last_number``: the last number written in the completion (``-12``, ``3.5``, ``1,000``, ``3/4``), boxed or not:
+#: for base models that never learned ``\boxed{}``. Scoring the same samples both ways tells a format failure
+#: (right number, no box) from a skill failure (wrong number).
+EXTRACTIONS = ("last_boxed", "math_verify", "last_number")
+
+#: A number not glued to a word or another number: optional minus, digits with optional thousands commas, an
+#: optional decimal part, an optional ``/denominator``.
+_NUMBER = re.compile(r"(?<![\w.,/])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?!\w|\.\d)")
 
 _warned = False
 
@@ -45,6 +53,12 @@ def last_boxed(text: str) -> str | None:
         if depth == 0:
             return text[i + 1 : j]
     return None  # unclosed: a truncated completion
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in ``text`` (thousands commas removed); None if there is none."""
+    found = _NUMBER.findall(text)
+    return found[-1].replace(",", "") if found else None
 
 
 def _parse(text: str, timeout: int | None):
@@ -77,6 +91,11 @@ def extract_answer(completion: str, extraction: str = "last_boxed", timeout: int
             return [], None
         parsed = _parse(f"$\\boxed{{{boxed}}}$", timeout)
         return parsed, (parsed[1] if len(parsed) > 1 else boxed.strip())
+    if extraction == "last_number":
+        number = last_number(completion)
+        if number is None:
+            return [], None
+        return _parse(f"${number}$", timeout), number
     parsed = _parse(completion, timeout)
     return parsed, (str(parsed[1]) if len(parsed) > 1 else None)
 
@@ -97,3 +116,15 @@ def check_answer(gold, completion: str, *, extraction: str = "last_boxed", timeo
         return Verdict(text, False)
     ok = verify(gold_parsed, parsed, timeout_seconds=_timeout(timeout))
     return Verdict(text, bool(ok))
+
+
+def rescore(samples: list[dict], extraction: str = "last_number", timeout: int | None = 5) -> list[bool]:
+    """Re-check stored ``samples.jsonl`` records (``gold`` and ``completion`` fields) under another extraction."""
+    golds: dict = {}
+    out = []
+    for r in samples:
+        gold = golds.get(r["gold"])
+        if gold is None:
+            gold = golds[r["gold"]] = parse_gold(r["gold"], timeout)
+        out.append(check_answer(gold, r["completion"], extraction=extraction, timeout=timeout).correct)
+    return out
