@@ -21,6 +21,7 @@ COMMANDS = {
     "masks": "eksft.commands.masks",
     "rl": "eksft.commands.rl",
     "pipeline": "eksft.commands.pipeline",
+    "compare": "eksft.commands.compare",
 }
 
 

@@ -1,6 +1,7 @@
 """``eksft eval`` end to end on a tiny random Llama (built offline) and a 3-problem JSONL file: output files and
 their fields, two models side by side, same seed -> same samples, resume after an interruption without resampling
-finished problems, k > n refused, and exact pass@k bookkeeping with a scripted sampler.
+finished problems, k > n refused, exact pass@k bookkeeping with a scripted sampler, intervals and the paired
+comparison in the outputs, --protocol presets and the last-number check recorded in run_config.json / samples.
 
 CPU only; about 10-15 s on 2 cores (model build and transformers import dominate).
 """
@@ -23,10 +24,10 @@ PROBLEMS = [
     {"id": "c", "problem": "What is 7*6?", "answer": "42.0"},
 ]
 SAMPLE_FIELDS = {"model", "benchmark", "problem_id", "sample_index", "seed", "problem", "gold", "prompt", "completion",
-                 "answer", "correct", "num_tokens", "truncated", "mean_entropy"}  # fmt: skip
+                 "answer", "correct", "checks", "num_tokens", "truncated", "mean_entropy"}  # fmt: skip
 METRICS = {"num_problems", "n", "pass@1", "pass@2", "pass@4", "avg@4", "mean_response_tokens", "truncated_fraction",
            "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy", "distinct_1", "distinct_2",
-           "distinct_3", "pass_at_k_curve"}  # fmt: skip
+           "distinct_3", "pass_at_k_curve", "avg@4_last_number", "pass_at_k_band", "intervals", "per_problem"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,11 @@ def test_end_to_end_outputs_and_resume(setup, monkeypatch):
         assert summary["pass@1"] == pytest.approx(summary["avg@4"])
         assert summary["mean_token_entropy"] > 0  # a random model over 259 tokens is far from deterministic
         assert 0 < summary["mean_response_tokens"] <= 6
+        for k in ("pass@1", "pass@2", "pass@4", "avg@4", "distinct_2"):
+            lo, hi = summary["intervals"][k]
+            assert lo <= summary[k] + 1e-9 and summary[k] <= hi + 1e-9
+        assert [r["id"] for r in summary["per_problem"]] == ["a", "b", "c"] and summary["per_problem"][0]["n"] == 4
+    assert [d["metric"] for d in results["comparisons"]["three"]] == ["pass@1", "pass@2", "pass@4"]
     samples = read_samples(full / "samples.jsonl")
     assert len(samples) == 2 * 3 * 4 and all(set(s) == SAMPLE_FIELDS for s in samples)
     with (full / "results.csv").open() as f:
@@ -70,6 +76,8 @@ def test_end_to_end_outputs_and_resume(setup, monkeypatch):
     assert len(rows) == 2 and {"benchmark", "model", "pass@4", "avg@4", "distinct_2"} <= set(rows[0])
     table = (full / "table.md").read_text()
     assert all(m in table for m in models) and "pass@4" in table
+    assert "In brackets: 95% bootstrap percentile interval over the 3 problems (2000 resamples, seed 0)" in table
+    assert "paired comparison with tiny0" in table and "on pass@4:" in table
 
     # Interrupt: keep problem a, and half of problem b's lines plus a line cut mid-write.
     lines = (full / "samples.jsonl").read_text().splitlines(keepends=True)
@@ -133,18 +141,21 @@ def test_several_problems_per_call_and_resume(setup, monkeypatch):
     assert sorted(read_samples(part / "samples.jsonl"), key=key) == sorted(samples, key=key)
 
 
-def test_k_larger_than_n_is_refused(setup, tmp_path):
+def test_k_larger_than_n_is_refused(setup, tmp_path, capsys):
     _, models, data = setup
-    with pytest.raises(SystemExit, match=r"--k \[8\] exceeds --n 4"):
-        cli.main(["eval", models[0], "--benchmark", data, "--n", "4", "--k", "1,8", "--output-dir", str(tmp_path)])
+    argv = ["eval", models[0], "--benchmark", data, "--n", "4", "--k", "1,8", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith("eksft eval: --k [8] exceeds --n 4")
     assert not (tmp_path / "samples.jsonl").exists()
+    assert cli.main([*argv[:-6], "--protocol", "r1", "--output-dir", str(tmp_path), "--k", "1,128"]) == 2
+    assert "--k [128] exceeds --n 64" in capsys.readouterr().err  # the preset's n, the explicit k
 
 
-def test_resume_with_other_settings_is_refused(setup, tmp_path):
+def test_resume_with_other_settings_is_refused(setup, tmp_path, capsys):
     _, models, data = setup
     (tmp_path / "run_config.json").write_text(json.dumps({"sampling": {"n": 99}, "seed": 0}))
-    with pytest.raises(SystemExit, match="other settings"):
-        cli.main(eval_args(models[:1], data, tmp_path))
+    assert cli.main(eval_args(models[:1], data, tmp_path)) == 2
+    assert "other settings" in capsys.readouterr().err
 
 
 class ScriptedSampler:
@@ -182,3 +193,38 @@ def test_pass_at_k_bookkeeping_with_scripted_samples(setup, tmp_path, monkeypatc
     assert s["distinct_answers_per_problem"] == pytest.approx((3 + 4 + 2) / 3)  # "42" and "42.0" print differently
     verdicts = {(r["problem_id"], r["sample_index"]): r["correct"] for r in read_samples(tmp_path / "samples.jsonl")}
     assert verdicts[("a", 1)] and not verdicts[("a", 3)] and verdicts[("c", 1)]
+
+
+class FormatSampler(ScriptedSampler):
+    """Problem a: the right number, never boxed (a format failure); b: boxed and wrong; c: boxed and right."""
+
+    script = {
+        "2+3": ["so 5", "it is 5.", "\\boxed{6}", "5"],
+        "half": ["\\boxed{1}", "\\boxed{2}", "\\boxed{3}", "\\boxed{4}"],
+        "7*6": ["\\boxed{42}", "\\boxed{42.0}", "\\boxed{42}", "\\boxed{42}"],
+    }
+
+
+def test_protocol_preset_and_both_answer_checks(setup, tmp_path, monkeypatch):
+    _, _, data = setup
+    monkeypatch.setattr(runner, "make_sampler", lambda *a, **k: FormatSampler())
+    def argv(out, *extra):
+        return ["eval", "scripted", "--benchmark", data, "--protocol", "r1", "--n", "4", "--k", "1,4", "--output-dir",
+                str(out), "--no-progress", "--backend", "hf", *extra]  # fmt: skip
+
+    assert cli.main(argv(tmp_path)) == 0
+    run_config = json.loads((tmp_path / "run_config.json").read_text())
+    assert run_config["protocol"] == "r1" and run_config["ks"] == [1, 4]
+    sampling = run_config["sampling"]
+    assert (sampling["temperature"], sampling["top_p"], sampling["n"], sampling["max_new_tokens"]) == (0.6, 0.95, 4,
+                                                                                                       32768)  # fmt: skip
+    summary = json.loads((tmp_path / "results.json").read_text())["results"]["three"]["scripted"]
+    assert summary["avg@4"] == pytest.approx(4 / 12) and summary["avg@4_last_number"] == pytest.approx(7 / 12)
+    assert [(r["c"], r["c_last_number"]) for r in summary["per_problem"]] == [(0, 3), (0, 0), (4, 4)]
+    checks = [r["checks"] for r in read_samples(tmp_path / "samples.jsonl") if r["problem_id"] == "a"]
+    assert [c["last_number"] for c in checks] == [True, True, False, True] and not any(c["last_boxed"] for c in checks)
+    # the same samples scored by the last number: the run's own check, and last_boxed as the other one
+    out2 = tmp_path / "by_number"
+    assert cli.main(argv(out2, "--answer-extraction", "last_number")) == 0
+    summary = json.loads((out2 / "results.json").read_text())["results"]["three"]["scripted"]
+    assert summary["avg@4"] == pytest.approx(7 / 12) and summary["avg@4_last_boxed"] == pytest.approx(4 / 12)

@@ -1,0 +1,28 @@
+"""``--protocol`` presets: values, explicit flags win, unknown names refused. Pure Python, instant."""
+
+import pytest
+
+from eksft import cli
+from eksft.commands.eval import resolved_settings
+from eksft.eval.protocols import PROTOCOLS, resolve
+
+
+def test_presets_have_the_documented_values():
+    assert PROTOCOLS["paper"] == {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "n": 32, "k": [1, 8, 32],
+                                       "max_new_tokens": 8192, "instruction": PROTOCOLS["paper"]["instruction"]}  # fmt: skip
+    assert "\\boxed{}" in PROTOCOLS["paper"]["instruction"]
+    r1 = PROTOCOLS["r1"]
+    assert (r1["temperature"], r1["top_p"], r1["n"], r1["max_new_tokens"]) == (0.6, 0.95, 64, 32768)
+
+
+def parse(*argv):
+    return cli.build_parser().parse_args(["eval", "m", "--benchmark", "arithmetic-easy", "--output-dir", "x", *argv])
+
+
+def test_explicit_flags_override_a_preset():
+    r = resolved_settings(parse("--protocol", "r1", "--n", "4", "--k", "1,4"))
+    assert (r["temperature"], r["top_p"], r["n"], r["k"], r["max_new_tokens"]) == (0.6, 0.95, 4, [1, 4], 32768)
+    r = resolved_settings(parse("--temperature", "0.7"))  # no preset: the paper's values are the defaults
+    assert (r["temperature"], r["n"], r["k"], r["top_p"]) == (0.7, 32, [1, 8, 32], 1.0)
+    with pytest.raises(ValueError, match="choose one of"):
+        resolve("nope", {})
