@@ -3,5 +3,6 @@
 from .config import RLConfig
 from .rewards import MathAccuracyReward, reward_functions
 from .run import build_rl_trainer, train_rl
+from .trainer import DAPOTrainer
 
-__all__ = ["RLConfig", "MathAccuracyReward", "build_rl_trainer", "reward_functions", "train_rl"]
+__all__ = ["RLConfig", "DAPOTrainer", "MathAccuracyReward", "build_rl_trainer", "reward_functions", "train_rl"]

@@ -5,8 +5,8 @@ and the field table of docs/rl.md.
 DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/ecosystem.md): token-level loss
 (``loss_type="dapo"``), clip-higher (``epsilon_high=0.28``), truncated completions left out of the loss
 (``mask_truncated_completions=True``), soft overlong punishment (``overlong_buffer_len``), no KL term (``beta=0``),
-temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong groups) is not in TRL;
-``frac_reward_zero_std`` in metrics.jsonl shows how many groups carry no signal.
+temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong groups, not in TRL) is eksft's
+:class:`eksft.rl.trainer.DAPOTrainer` (``dynamic_sampling``, ``max_generation_batches``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ class RLConfig(GRPOConfig):
                                             "generation_batch_size = prompts_per_generation * num_generations; the "
                                             "optimiser takes (generation_batch_size / completions per optimiser "
                                             "step) updates on each rollout batch.")  # fmt: skip
+    dynamic_sampling: bool = _f(True, "DAPO dynamic sampling: groups whose completions all get the same reward "
+                                "(all right or all wrong: no advantage) are dropped and more prompts are drawn until "
+                                "the rollout batch holds prompts_per_generation groups with reward variance (verl: "
+                                "algorithm.filter_groups.enable). Costs extra generation; see "
+                                "dynamic_sampling/* in the metrics.")  # fmt: skip
+    max_generation_batches: int = _f(10, "Dynamic sampling cap: at most this many generation batches (of "
+                                     "prompts_per_generation prompts each, the first included) per rollout batch "
+                                     "(verl: max_num_gen_batches). When still short, a warning names this field and "
+                                     "zero-variance groups fill the batch.")  # fmt: skip
+    dynamic_sampling_metric: str = _f("reward", "What must vary within a group to keep it: reward (the weighted sum "
+                                      "the advantages come from, overlong penalty included) or accuracy (the 0/1 "
+                                      "accuracy reward alone, DAPO's verl recipe: filter_groups.metric=acc).",
+                                      choices=["reward", "accuracy"])  # fmt: skip
     use_vllm: bool | None = _f(None, "vLLM rollouts. Unset: on when vLLM is installed and a GPU is present, else "
                                "HF generate. true without vLLM + GPU is an error.")  # fmt: skip
     # ------------------------------------------------------------------------------------------------ reward
@@ -123,6 +136,11 @@ class RLConfig(GRPOConfig):
         if self.max_completion_length is not None and self.overlong_buffer_len >= self.max_completion_length:
             bad("overlong_buffer_len", f"{self.overlong_buffer_len} must be below max_completion_length "
                 f"({self.max_completion_length}): the penalty starts at their difference. Lower it (or 0 = off).")  # fmt: skip
+        if self.max_generation_batches < 1:
+            bad("max_generation_batches", f"must be >= 1 (1 = filter only the first batch), got "
+                f"{self.max_generation_batches}.")  # fmt: skip
+        if self.dynamic_sampling_metric not in ("reward", "accuracy"):
+            bad("dynamic_sampling_metric", f"{self.dynamic_sampling_metric!r}; choose reward or accuracy.")
         if self.prompts_per_generation is not None and self.prompts_per_generation < 1:
             bad("prompts_per_generation", f"must be >= 1 or unset, got {self.prompts_per_generation}.")
         n_rewards = 2 if self.overlong_buffer_len > 0 else 1
