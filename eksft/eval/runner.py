@@ -137,7 +137,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         if not any(todo.values()):
             continue
         log(f"[eval] {model}: loading ({backend} backend)")
-        sampler = make_sampler(backend, model, cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
+        sampler = make_sampler(backend, model_source(model), cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
         for bench in benches:
             missing = todo[bench.name]
             bar = tqdm(total=len(bench.problems), initial=len(bench.problems) - len(missing),
@@ -183,6 +183,35 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     if comparisons:
         log(comparison_text(comparisons))
     return results
+
+
+def model_source(name: str) -> str:
+    """What to load for MODEL ``name``: the built-in aliases as ``eksft train`` resolves them (``tiny-random-llama``
+    is the seed-0 random model, written once to the eksft cache; ``smollm2-135m-instruct`` the converted GGUF);
+    any other name unchanged. Results stay keyed by the name the user gave."""
+    low = str(name).lower()
+    if low == "tiny-random-llama":
+        import shutil
+        import tempfile
+
+        from eksft.models.smollm import cache_dir
+        from eksft.train.tiny import save_tiny
+
+        target = cache_dir() / "tiny-random-llama"
+        if not (target / "config.json").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tiny-random-llama-", dir=target.parent))
+            save_tiny(tmp, seed=0)
+            try:
+                tmp.rename(target)
+            except OSError:  # written meanwhile by another run
+                shutil.rmtree(tmp, ignore_errors=True)
+        return str(target)
+    if low in ("smollm2-135m-instruct", "smollm2"):
+        from eksft.models.smollm import resolve_model_path
+
+        return resolve_model_path(name)
+    return name
 
 
 def _short(model: str) -> str:

@@ -228,3 +228,12 @@ def test_protocol_preset_and_both_answer_checks(setup, tmp_path, monkeypatch):
     assert cli.main(argv(out2, "--answer-extraction", "last_number")) == 0
     summary = json.loads((out2 / "results.json").read_text())["results"]["three"]["scripted"]
     assert summary["avg@4"] == pytest.approx(7 / 12) and summary["avg@4_last_boxed"] == pytest.approx(4 / 12)
+
+
+def test_builtin_model_aliases_resolve(tmp_path, monkeypatch):
+    """``eksft eval tiny-random-llama`` loads the built-in model (once written to the cache), not a hub name."""
+    monkeypatch.setenv("EKSFT_CACHE", str(tmp_path))
+    path = runner.model_source("tiny-random-llama")
+    assert path == str(tmp_path / "tiny-random-llama") and (tmp_path / "tiny-random-llama" / "config.json").is_file()
+    assert runner.model_source("tiny-random-llama") == path  # reused
+    assert runner.model_source("org/some-model") == "org/some-model"
