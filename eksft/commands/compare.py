@@ -50,7 +50,7 @@ def _labels(args, a, b) -> tuple[str, str]:
 
 
 def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    return "–" if x is None else f"{100 * x:.1f}".replace("-", "−")
 
 
 def _signed(x: float | None) -> str:
@@ -98,10 +98,12 @@ def compare(args, log=print) -> dict:
         log(f"### {bench} ({num} problems)")
         log(f"pass@k in percent with its {bootstrap_method(num, **opts)}; B − A in points with the paired "
             f"bootstrap interval (same resamples); 'B > A': share of resamples in which {lb} scored higher.")
+        log("")
         bench_out = {"seeds": [], "seed_level": []}
         for i, ((a, b), diffs) in enumerate(zip(pairs, per_seed)):
             if len(pairs) > 1:
                 log(f"seed {i + 1}: {a.folder} vs {b.folder}")
+                log("")
             log(f"| metric | {la} | {lb} | {lb} − {la} | 95% interval | B > A |")
             log("|---|---|---|---|---|---|")
             rows = []
@@ -113,11 +115,14 @@ def compare(args, log=print) -> dict:
                     f"{_signed(d.high)}] | {d.share_b_greater:.0%} |")  # fmt: skip
                 rows.append({**d.to_dict(), "interval_a": ia.as_list(), "interval_b": ib.as_list(),
                              "sentence": difference_sentence(d, la, lb)})  # fmt: skip
+            log("")
             for r in rows:
                 log(f"- {r['sentence']}")
+            log("")
             bench_out["seeds"].append(rows)
         if len(pairs) > 1:
             log(f"over {len(pairs)} seeds (mean, 95% Student-t interval over seeds):")
+            log("")
             log(f"| metric | {la} | {lb} | {lb} − {la} | 95% t-interval |")
             log("|---|---|---|---|---|")
             for j, k in enumerate(ks):
@@ -130,6 +135,7 @@ def compare(args, log=print) -> dict:
                 bench_out["seed_level"].append({"metric": f"pass@{k}", "mean_a": ta.estimate, "mean_b": tb.estimate,
                                                 "difference": td.estimate, "low": td.low, "high": td.high,
                                                 "method": td.method, "sentence": seed_sentence(diffs, la, lb)})  # fmt: skip
+            log("")
             for r in bench_out["seed_level"]:
                 log(f"- {r['sentence']}")
         out["benchmarks"][bench] = bench_out
