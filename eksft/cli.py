@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: command name -> module. Add a line here to add a command.
@@ -27,6 +28,8 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eksft", description="Entropy-KL Selective Fine-Tuning and friends.")
+    parser.add_argument("--debug", action="store_true", dest="_debug",
+                        help="show the traceback of an error (also: EKSFT_DEBUG=1)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -44,7 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    debug = args._debug or os.environ.get("EKSFT_DEBUG", "").lower() not in ("", "0", "false", "no")
+    try:
+        return int(args._run(args) or 0)
+    except _user_errors() as e:  # a user error (config, data, paths, settings): one line; a bug keeps its traceback
+        if debug:
+            raise
+        message, code = str(e) or type(e).__name__, getattr(e, "exit_code", 2)
+    prefix = f"eksft {args.command}: "
+    print(message if message.startswith(prefix) else prefix + message, file=sys.stderr, flush=True)
+    return code
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is the whole story (their raisers name the field, file or path and the fix)."""
+    errors = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    diverged = sys.modules.get("eksft.train.trainer")  # loaded only by the commands that train
+    return errors + ((diverged.TrainingDiverged,) if diverged else ())
 
 
 if __name__ == "__main__":

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from typing import get_type_hints
 
+#: Fields every training config accepts, set as plain attributes on a config class that does not declare them
+#: (TRL's GRPOConfig has no overwrite_output_dir since transformers 5): name -> (default, help).
+EXTRA_FIELDS = {"overwrite_output_dir": (False, "Start a new run in an output_dir that already holds one: its files "
+                                         "are removed first. Without it such a folder is refused unless "
+                                         "resume_from_checkpoint is set.")}  # fmt: skip
 #: What people carry over from other trainers that transformers 5 does not have, and what to write instead.
 RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: warmup_steps takes a fraction < 1"}
 
@@ -22,8 +28,20 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
         raise FileNotFoundError(f"config file {path!r} does not exist.")
     if os.path.abspath(path) in seen:
         raise ValueError(f"{path}: `include` cycle through {list(seen)}.")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8.") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader()) or {}
+    except yaml.MarkedYAMLError as e:  # one line: FILE line N: problem
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{path}{where}: {' '.join(filter(None, [e.context, e.problem]))}.") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML ({e}).") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of field: value, got {type(data).__name__}.")
     base = data.pop("include", None)
@@ -31,6 +49,35 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
         return data
     base_path = os.path.join(os.path.dirname(path), base)
     return {**load_yaml(base_path, (*seen, os.path.abspath(path))), **data}
+
+
+def not_utf8(path: str, raw: bytes, e: UnicodeDecodeError) -> str:
+    """``FILE line L (byte B): not valid UTF-8 (0x..)`` for a decode error of the bytes ``raw`` of ``path``."""
+    line = raw.count(b"\n", 0, e.start) + 1
+    return f"{path} line {line} (byte offset {e.start}): not valid UTF-8 (byte 0x{raw[e.start]:02x})"
+
+
+@functools.cache
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (YAML would silently keep the last value)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one of them",
+                        key_node.start_mark,
+                    )  # fmt: skip
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return Loader
 
 
 def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
@@ -43,6 +90,11 @@ def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
         if f.init:
             f.type = hints[f.name]
             HfArgumentParser._parse_dataclass_field(p, f)
+    if "overwrite_output_dir" not in {f.name for f in dataclasses.fields(cls)}:  # RLConfig: see EXTRA_FIELDS
+        from transformers.hf_argparser import string_to_bool
+
+        p.add_argument("--overwrite_output_dir", type=string_to_bool, nargs="?", const=True,
+                       help=EXTRA_FIELDS["overwrite_output_dir"][1])  # fmt: skip
     # Flags only override what they name: defaults move into the help text and argparse leaves absent flags out
     # of the namespace, so the YAML's values survive.
     for action in p._actions[first:]:
@@ -71,12 +123,20 @@ def config_from_values(values: dict, cls, where: str = "config", command: str = 
     from transformers import HfArgumentParser
 
     known = {f.name for f in dataclasses.fields(cls) if f.init}
+    extra = {k: values[k] if k in values else default for k, (default, _) in EXTRA_FIELDS.items() if k not in known}
+    values = {k: v for k, v in values.items() if k not in extra}
     unknown = sorted(set(values) - known)
     if unknown:
         hints = "".join(f" ({RENAMED[k]})" for k in unknown if k in RENAMED)
         raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists "
                          "every field.")  # fmt: skip
     (cfg,) = HfArgumentParser(cls).parse_dict(dict(values))
+    for k, v in extra.items():
+        if isinstance(v, str):
+            from transformers.hf_argparser import string_to_bool
+
+            v = string_to_bool(v)
+        setattr(cfg, k, bool(v))
     return cfg
 
 

@@ -66,8 +66,14 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        from eksft.config_io import not_utf8
+
+        raise RecordError(f"{not_utf8(path, raw, e)}; save the file as UTF-8 ({field}).") from None
     if path.endswith(".json") and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -209,9 +215,13 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
                 raise RecordError(f"{where}: missing field {name!r} (prompt_column / completion_column).")
         prompt, completion = row[cols.prompt], row[cols.completion]
         system = _system(row, cols, where)
+        for name, value in ((cols.prompt, prompt), (cols.completion, completion)):
+            if not isinstance(value, (str, list)):  # a number or null: the format expects a string
+                raise RecordError(f"{where}: field {name!r} must be a string (prompt_completion format), got "
+                                  f"{'null' if value is None else type(value).__name__}; or a list of "
+                                  "{role, content} messages.")  # fmt: skip
         if isinstance(prompt, str) and isinstance(completion, str):
-            if not completion:
-                raise RecordError(f"{where}: field {cols.completion!r} is empty.")
+            # An empty or whitespace-only completion passes here: the trainer drops it, counted in its one warning.
             if system is None:
                 return {"prompt": prompt, "completion": completion}
             messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt},

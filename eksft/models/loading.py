@@ -6,8 +6,12 @@ Every command that needs a model (``eksft eval``, ``eksft probe``, training) goe
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -27,7 +31,69 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+#: names that mean a built-in model, not a path or hub name (eksft.train.tiny, eksft.models.smollm)
+ALIASES = ("tiny-random-llama", "smollm2-135m-instruct", "smollm2")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def looks_like_path(value: str) -> bool:
+    """A value meant as a local path: starts with ``.``, ``~`` or ``/``, ends in ``.gguf``, has a backslash or more
+    than one ``/``, is no valid hub name, or its first part is an existing local folder (``models/x``)."""
+    v = str(value)
+    return (v.startswith((".", "~", "/")) or v.endswith(".gguf") or "\\" in v or v.count("/") > 1
+            or not HUB_ID.match(v) or ("/" in v and os.path.isdir(v.split("/")[0])))  # fmt: skip
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached, found within seconds (offline flags, one connection attempt), or None."""
+    for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(flag, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{flag}={os.environ[flag]}"
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # through a proxy: let the hub client try
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError as e:
+        return f"no connection to {url.hostname}: {e.strerror or e}"
+    return None
+
+
+def _cached_on_hub(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 (an invalid name or cache layout: not cached)
+        return False
+
+
+def check_model_source(value, field: str = "model") -> None:
+    """Fail at once, naming ``field`` and ``value``, when a model cannot be found: a path (looks_like_path) that does
+    not exist, a near-miss of a built-in alias, or a hub name while the hub is unreachable and it is not cached.
+    Anything else (an existing path, an alias, a reachable or cached hub name) passes."""
+    if value is None:
+        return
+    v = str(value)
+    if v.lower() in ALIASES or os.path.exists(os.path.expanduser(v)):
+        return
+    near = difflib.get_close_matches(v.lower(), ALIASES, n=1, cutoff=0.7)
+    if near and "/" not in v:
+        raise ValueError(f"{field}={v!r} is not a local path or a built-in model; did you mean {near[0]!r}?")
+    if looks_like_path(v):
+        raise FileNotFoundError(f"{field}={v!r}: no such file or folder ({os.path.abspath(os.path.expanduser(v))}); "
+                                "give an existing model folder or .gguf file, a hub name, or "
+                                f"{' / '.join(repr(a) for a in ALIASES[:2])}.")  # fmt: skip
+    if _cached_on_hub(v):
+        return
+    reason = hub_unreachable()
+    if reason:
+        raise ValueError(f"{field}={v!r} is not a local path, and as a hub model name it needs the hub, which is "
+                         f"unreachable ({reason}); download it once while online or give a local folder.")  # fmt: skip
+
+
 def _kwargs(name_or_path, gguf_file):
+    check_model_source(name_or_path, "model")
     local = Path(name_or_path).is_dir()
     if not local and Path(name_or_path).exists():
         raise ValueError(f"{name_or_path} is a file, not a model folder; pass its folder (and gguf_file for GGUF)")

@@ -106,6 +106,10 @@ class EKSFTConfig(SFTConfig):
     system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
     system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
     max_samples: int | None = _f(None, "Use only the first N training records (and N evaluation records).")
+    # -------------------------------------------------------------------------------------------------- output
+    overwrite_output_dir: bool = _f(False, "Start a new run in an output_dir that already holds one (model files, "
+                                    "checkpoint-*, metrics.jsonl, trainer_state.json): its files are removed first. "
+                                    "Without it such a folder is refused unless resume_from_checkpoint is set.")
 
     # TRL defaults bf16 to True, which fails on CPU; we default it to "where available".
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")

@@ -14,6 +14,7 @@ last line of a finished run is transformers' summary (``train_runtime``, ``train
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import defaultdict
@@ -21,6 +22,8 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 SUMMED = ("num_targets",)
@@ -75,7 +78,8 @@ def _plain(v):
 
 class MetricsJsonlCallback(TrainerCallback):
     """Appends every log to ``OUTPUT_DIR/metrics.jsonl`` (main process only). Resuming appends; lines after the
-    resumed step are dropped first so the file reads as one trajectory."""
+    resumed step (and the summary line of the stopped run) are dropped first so the file reads as one trajectory.
+    A last line cut short by a crash is dropped too."""
 
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, METRICS_FILE)
@@ -84,10 +88,10 @@ class MetricsJsonlCallback(TrainerCallback):
         if not state.is_world_process_zero or not os.path.exists(self.path):
             return
         keep = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip() and json.loads(line).get("step", 0) <= state.global_step and state.global_step > 0:
-                    keep.append(line)
+        if state.global_step > 0:
+            for record in _records(self.path):
+                if record.get("step", 0) <= state.global_step and "train_runtime" not in record:
+                    keep.append(json.dumps(record) + "\n")
         with open(self.path, "w", encoding="utf-8") as f:
             f.writelines(keep)
 
@@ -100,6 +104,26 @@ class MetricsJsonlCallback(TrainerCallback):
             f.write(json.dumps(record) + "\n")
 
 
+def _records(path: str) -> list[dict]:
+    """The JSON lines of ``path``; a last line cut short (a crash while appending) is skipped, any other bad line is
+    an error naming the file and the line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    out = []
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == last:  # torn by a crash mid-write: the step it logged is logged again after the resume
+                logger.warning("%s line %d is cut short (the run stopped while writing it); skipped.", path, i + 1)
+                continue
+            raise ValueError(f"{path} line {i + 1}: invalid JSON ({e.msg}); delete that line or the file.") from None
+    return out
+
+
 def read_metrics(output_dir: str) -> list[dict]:
-    with open(os.path.join(output_dir, METRICS_FILE), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every record of ``OUTPUT_DIR/metrics.jsonl`` (a torn last line is skipped)."""
+    return _records(os.path.join(output_dir, METRICS_FILE))

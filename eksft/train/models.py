@@ -9,6 +9,7 @@ import os
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.trainer.utils import create_model_from_path
 
+from eksft.models.loading import check_model_source
 from eksft.models.smollm import resolve_model_path
 
 from . import tiny
@@ -46,6 +47,13 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
+def check_model_sources(cfg) -> None:
+    """``model_name_or_path`` and ``ref_model`` exist (or are aliases / reachable hub names): fails at once naming the
+    field (eksft.models.loading.check_model_source) instead of after the hub client's retries."""
+    for name in ("model_name_or_path", "ref_model"):
+        check_model_source(getattr(cfg, name, None), f"{type(cfg).__name__}.{name}")
+
+
 def policy_and_tokenizer(cfg):
     """``(model, tokenizer)`` to hand a TRL trainer, from ``cfg`` (an EKSFTConfig or an RLConfig).
 
@@ -53,6 +61,7 @@ def policy_and_tokenizer(cfg):
     to TRL as strings (it loads them with ``model_init_kwargs``, ``dtype`` merged in); ``tiny-random-llama`` and
     ``.gguf`` files, which TRL cannot load from a string, are loaded here.
     """
+    check_model_sources(cfg)
     cfg.model_name_or_path = path = resolve_model_path(cfg.model_name_or_path)
     if getattr(cfg, "ref_model", None):
         cfg.ref_model = resolve_model_path(cfg.ref_model)

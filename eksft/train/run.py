@@ -9,7 +9,8 @@ import logging
 from eksft.data.formats import Columns, load_records
 
 from .config import EKSFTConfig
-from .models import policy_and_tokenizer
+from .models import check_model_sources, policy_and_tokenizer
+from .output_dir import check_writable, previous_run_remover, resuming
 from .trainer import EKSFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
     if not cfg.model_name_or_path:
         raise ValueError("EKSFTConfig.model_name_or_path is not set: give a model folder, a hub name, "
                          "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+    check_model_sources(cfg)  # before reading data: a missing path fails in a second, naming the field
+    check_writable(cfg.output_dir, "EKSFTConfig.output_dir")
     train, evaluation = load_data(cfg)
     model, tokenizer = policy_and_tokenizer(cfg)
     calibration = None
@@ -59,7 +62,25 @@ def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
 
 
 def train(cfg: EKSFTConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None) -> EKSFTTrainer:
+    """Build, train (``resume_from_checkpoint`` / ``cfg.resume_from_checkpoint``: a checkpoint folder or ``latest``)
+    and save the final model, only when its weights are finite. With ``overwrite_output_dir`` the files of the run
+    already in output_dir are removed when training starts. ``eksft train`` first checks the output folder
+    (output_dir.check_output_dir); this function does not, so callers that manage their folders (demo) keep theirs."""
+    resume = resume_from_checkpoint or cfg.resume_from_checkpoint
+    if getattr(cfg, "overwrite_output_dir", False) and not resuming(resume):
+        callbacks = [*(callbacks or []), previous_run_remover(cfg.output_dir)]
     trainer = build_trainer(cfg, callbacks)
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint or cfg.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.check_weights_finite()
     trainer.save_model(cfg.output_dir)
     return trainer
+
+
+def shut_down_process_group() -> None:
+    """Destroy the torch.distributed process group, if one exists: left to interpreter exit, gloo's threads can
+    abort the process ("terminate called without an active exception") after the run has finished. Registered with
+    ``atexit`` by ``eksft train`` / ``eksft rl``; idempotent."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -15,22 +15,31 @@ A training step, top to bottom (one policy forward per micro-batch):
    mean and we divide by the accumulation steps here, so ``loss_is_scaled_for_ga`` is always True: one place.
 4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
 
-A non-finite loss (the losses raise ``ValueError`` on NaN/inf logits) stops training with :class:`TrainingDiverged`
-naming the step and the last good checkpoint. The trainer holds no loss maths.
+Divergence: the trainer's own checks raise :class:`TrainingDiverged` (never a match on an error's text) when the
+logits or hidden states fed to the loss, the loss, or the gradient norm (checked after clipping, before
+``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A checkpoint (and the
+final model) is written only when every weight is finite, and the message names the newest checkpoint whose saved
+weights were read back finite (output_dir.py). The trainer holds no loss maths.
+
+Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (newest *complete* checkpoint, output_dir.py). Each
+checkpoint also stores the unlogged part of the current logging interval (``eksft_interval.json``: the summed loss and
+metric sums since the last log), so the first line logged after a resume covers the same steps as without the stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
+import math
 import os
 
 import torch
 from accelerate.utils import is_peft_model
 from datasets import Dataset
+from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutput
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
 from eksft.models.head import lm_head_parts
@@ -38,6 +47,7 @@ from eksft.models.head import lm_head_parts
 from . import loss_seam
 from .config import EKSFTConfig
 from .metrics import MetricAccumulator, MetricsJsonlCallback
+from .output_dir import last_finite_checkpoint, resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
 from .fused_forward import add_hidden_forward, gathered
 from .reference import load_reference, reference_hidden, reference_logits
@@ -46,8 +56,23 @@ from .sed import resolve_tau
 logger = logging.getLogger(__name__)
 
 
+INTERVAL_FILE = "eksft_interval.json"
+
+
 class TrainingDiverged(RuntimeError):
-    """Raised when the loss becomes NaN/inf; the message names the step and the checkpoint to resume from."""
+    """A quantity of the optimiser step went NaN/inf; raised before that step changes the weights. ``step`` (the
+    optimiser step that was stopped), ``quantity`` (what went non-finite) and ``checkpoint`` (the newest checkpoint
+    with finite weights, or None) are attributes; the message names them and the fix. ``eksft train`` exits 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, step: int, quantity: str, checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.quantity, self.checkpoint = step, quantity, checkpoint
+
+
+def _finite(t) -> bool:
+    return t is None or bool(torch.isfinite(t.detach()).all())
 
 
 @contextlib.contextmanager
@@ -94,6 +119,8 @@ class EKSFTTrainer(SFTTrainer):
             self.ref_model = load_reference(self, model if isinstance(model, str) else None, args.ref_model, start_copy,
                                             hidden_forward=self.loss_implementation == "fused")  # fmt: skip
         self.add_callback(MetricsJsonlCallback(args.output_dir))
+        self.add_callback(_RestoreInterval(self))
+        self._resumed_from = None
 
     def _resolve_implementation(self, args) -> str:
         """'fused' or 'logits' (loss_seam.resolve_implementation, then the model's head); patches the forward."""
@@ -113,16 +140,44 @@ class EKSFTTrainer(SFTTrainer):
 
     # ------------------------------------------------------------------------------------------------------ data
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        before = len(dataset) if isinstance(dataset, Dataset) and "input_ids" not in dataset.column_names else None
+        if not isinstance(dataset, Dataset) or "input_ids" in dataset.column_names:
+            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        before = len(dataset)
+        # A whitespace-only completion teaches nothing but an end of turn: dropped like an empty one.
+        dataset = dataset.filter(_has_completion)
+        empty = before - len(dataset)
         out = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        truncated = len(dataset) - len(out) if not packing else 0
+        if len(out) == 0:
+            raise ValueError(self._nothing_left(dataset, processing_class, args, packing, formatting_func,
+                                                dataset_name, before, empty))  # fmt: skip
         # TRL drops records left with no response token by truncation, silently; count them in ONE warning.
-        if before is not None and not packing and len(out) < before:
-            logger.warning(
-                "%d of %d %s records have no response token left after truncation to max_length=%s and were "
-                "dropped; raise max_length (or shorten prompts) to keep them.",
-                before - len(out), before, dataset_name, args.max_length,
-            )  # fmt: skip
+        if empty or truncated:
+            parts = ([f"{truncated} have no response token left after truncation to max_length={args.max_length} "
+                      "(raise max_length or shorten the prompts to keep them)"] if truncated else []) + \
+                    ([f"{empty} have an empty or whitespace-only completion"] if empty else [])  # fmt: skip
+            logger.warning("%d of %d %s records were dropped: %s.", empty + truncated, before, dataset_name,
+                           "; ".join(parts))  # fmt: skip
         return out
+
+    def _nothing_left(self, dataset, processing_class, args, packing, formatting_func, name, before, empty) -> str:
+        """The error when every record was dropped: why, with the prompt lengths in tokens and the fix."""
+        if len(dataset) == 0:
+            return (f"all {before} {name} records have an empty or whitespace-only completion: there is nothing "
+                    "to train on; check the completion column (completion_column / the last assistant turn).")
+        sample = dataset.select(range(min(len(dataset), 2000)))
+        max_length = args.max_length
+        try:  # the same tokenisation without truncation: a prompt's length is its run of leading masked labels
+            args.max_length = None
+            full = super()._prepare_dataset(sample, processing_class, args, packing, formatting_func, f"{name}-probe")
+        finally:
+            args.max_length = max_length
+        lengths = [next((i for i, t in enumerate(r["labels"]) if t != -100), len(r["labels"])) for r in full]
+        of = f" (of the first {len(sample)})" if len(sample) < len(dataset) else ""
+        return (f"all {before} {name} records were dropped: after truncation to max_length={max_length} none has "
+                f"a response token left. Prompts{of} are {min(lengths)} to {max(lengths)} tokens long (the longest: "
+                f"{max(lengths)}); set max_length above {max(lengths)} (at least above {min(lengths)}) or shorten "
+                "the prompts.")  # fmt: skip
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         if self._psft is None:
@@ -131,6 +186,10 @@ class EKSFTTrainer(SFTTrainer):
 
     # ------------------------------------------------------------------------------------------------------ train
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """``resume_from_checkpoint``: a checkpoint folder, or ``latest``/``True`` for the newest complete one of
+        output_dir; an incomplete or missing folder is an error naming a complete one (output_dir.py)."""
+        resume_from_checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        self._resumed_from = resume_from_checkpoint
         if self.args.loss_type == "sed_sft":
             resuming = bool(resume_from_checkpoint)
             self.sed_tau = resolve_tau(self, self._sed_calibration_dataset, resuming)
@@ -147,27 +206,25 @@ class EKSFTTrainer(SFTTrainer):
         kw = dict(tau=self.sed_tau, num_items_in_batch=num_items_in_batch if training else None,
                   position_ids=inputs.get("position_ids"),
                   seed=self._random_mask_seed() if training else self.args.seed)  # fmt: skip
-        try:
-            if self.loss_implementation == "fused":
-                outputs, result = self._fused_forward(model, fwd, labels, **kw)
-            else:
-                outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
-                ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
-                result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
-                                           old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
-        except ValueError as e:
-            if "NaN or inf" in str(e):
-                raise TrainingDiverged(self._diverged_message(str(e))) from e
-            raise
+        if self.loss_implementation == "fused":
+            outputs, result = self._fused_forward(model, fwd, labels, training=training, **kw)
+        else:
+            outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
+            ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
+            if training:  # before the loss: its own check would raise a plain ValueError
+                self._check_finite("logits", outputs.logits)
+                self._check_finite("reference logits", ref_logits)
+            result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
+                                       old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
         loss = result.loss
-        if not torch.isfinite(loss.detach()).all():
-            raise TrainingDiverged(self._diverged_message(f"loss = {float(loss.detach())}"))
+        if training:
+            self._check_finite("loss", loss)
         if training:
             loss = self._scale(loss, num_items_in_batch)
         self._loss_metrics["train" if training else "eval"].add(result.metrics)
         return (loss, outputs) if return_outputs else loss
 
-    def _fused_forward(self, model, fwd, labels, **kw):
+    def _fused_forward(self, model, fwd, labels, training=True, **kw):
         """Reference hidden states first (no grad), then the one policy forward, which ends in the loss."""
         ref_hidden = ref_head = None
         if loss_seam.needs_reference(self.args):
@@ -175,6 +232,9 @@ class EKSFTTrainer(SFTTrainer):
         box = {}
 
         def head_loss(hidden, head):  # runs inside the policy's forward, lm head gathered (fused_forward.py)
+            if training:
+                self._check_finite("final hidden states", hidden)
+                self._check_finite("reference hidden states", ref_hidden)
             with gathered(ref_head) as ref:
                 box["result"] = loss_seam.compute_fused(self.args, hidden, head, labels, ref_hidden=ref_hidden,
                                                         ref_head=ref, **kw)  # fmt: skip
@@ -197,13 +257,84 @@ class EKSFTTrainer(SFTTrainer):
         self._micro = (self.state.global_step, i + 1 if step == self.state.global_step else 0)
         return self.args.seed * 1_000_003 + self.state.global_step * 1_009 + self._micro[1]
 
-    def _diverged_message(self, reason: str) -> str:
-        last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-        resume = f"resume with --resume_from_checkpoint {last}" if last else "no checkpoint was saved yet"
-        return (
-            f"Training stopped: non-finite loss at optimiser step {self.state.global_step + 1} ({reason}). "
-            f"Last good checkpoint: {last or 'none'}; {resume} after lowering learning_rate or checking the data."
-        )
+    # ------------------------------------------------------------------------------------------------ divergence
+    def _check_finite(self, quantity: str, value) -> None:
+        if not _finite(value):
+            self._diverged(quantity, value)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """transformers computes the (pre-clip) gradient norm here, after backward and before ``optimizer.step``:
+        a NaN/inf norm stops training before that step writes it into the weights."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        if grad_norm is not None and not math.isfinite(float(grad_norm)):
+            self._diverged("gradient norm", grad_norm)
+        return grad_norm
+
+    def weights_finite(self) -> bool:
+        """Whether every trainable weight is finite (on every process)."""
+        ok = all(_finite(p) for p in self.model.parameters() if p.requires_grad)
+        if self.accelerator.num_processes > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if ok else 0.0], device=self.args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            ok = bool(flag.item() > 0)
+        return ok
+
+    def check_weights_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` rather than save non-finite weights (checkpoints and the final model)."""
+        if not self.weights_finite():
+            self._diverged("weights", None, after_step=True)
+
+    def _diverged(self, quantity: str, value, after_step: bool = False):
+        step = self.state.global_step + (0 if after_step else 1)
+        shown = "NaN/inf" if value is None or isinstance(value, torch.Tensor) and value.numel() > 1 else \
+            f"{float(value.detach() if isinstance(value, torch.Tensor) else value)}"  # fmt: skip
+        last = last_finite_checkpoint(self.args.output_dir)
+        when = (f"after optimiser step {step}: non-finite {quantity} ({shown}), so they were not saved" if after_step
+                else f"at optimiser step {step}: non-finite {quantity} ({shown}); training stopped before that step "
+                "could change the weights")  # fmt: skip
+        a = self.args
+        fix = (f"lower learning_rate (now {a.learning_rate:g})"
+               + (f" or clip gradients with max_grad_norm (now {a.max_grad_norm:g})" if not a.max_grad_norm else "")
+               + ", or check the data of that step")  # fmt: skip
+        if last:
+            where = (f"Last checkpoint with finite weights (checked): {last}. Fix: {fix}; then retrain with "
+                     f"--overwrite_output_dir true, or continue from those weights with --model_name_or_path {last} "
+                     "and a new output_dir (--resume_from_checkpoint would restore the saved optimiser and "
+                     "learning-rate schedule, so it would not lower the learning rate).")  # fmt: skip
+        else:
+            where = (f"No checkpoint with finite weights in {a.output_dir}. Fix: {fix}; then retrain with "
+                     "--overwrite_output_dir true.")  # fmt: skip
+        raise TrainingDiverged(f"training diverged {when}. {where}", step=step, quantity=quantity, checkpoint=last)
+
+    # ------------------------------------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        """Refuse non-finite weights; store the unlogged part of the logging interval (restored on resume), then
+        transformers' checkpoint, whose trainer_state.json is written last (a checkpoint is complete with it)."""
+        self.check_weights_finite()
+        interval = self._interval_state()
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, INTERVAL_FILE), "w", encoding="utf-8") as f:
+                json.dump(interval, f)
+        return super()._save_checkpoint(model, trial)
+
+    def _interval_state(self) -> dict:
+        """The loss and metric sums since the last log, summed over processes (process 0 restores them all)."""
+        acc = self._loss_metrics["train"]
+        keys = sorted(acc.sums)
+        values = [float(self._tr_loss), *(acc.sums[k] for k in keys), acc.weight, float(acc.count)]
+        if self.accelerator.num_processes > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor(values, dtype=torch.float64, device=self.args.device)
+            dist.all_reduce(t)
+            values = t.tolist()
+        return {"global_step": self.state.global_step, "last_logged": self._globalstep_last_logged,
+                "processes": self.accelerator.num_processes, "tr_loss": values[0],
+                "sums": dict(zip(keys, values[1:-2])), "weight": values[-2], "count": int(values[-1])}  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------------ logs
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -217,3 +348,42 @@ class EKSFTTrainer(SFTTrainer):
         for k, v in summary.items():
             logs.setdefault(k, v)  # never overwrite transformers' loss / eval_loss
         super().log(logs, start_time)
+
+
+def _has_completion(record: dict) -> bool:
+    return not _empty_completion(record)
+
+
+def _empty_completion(record: dict) -> bool:
+    """A completion (or the last assistant turn of ``messages``) that is empty or only whitespace."""
+    value = record.get("completion", record.get("messages"))
+    if isinstance(value, list):
+        value = value[-1].get("content") if value and isinstance(value[-1], dict) else value
+    return isinstance(value, str) and not value.strip()
+
+
+class _RestoreInterval(TrainerCallback):
+    """On resume, put the checkpoint's unlogged interval (``INTERVAL_FILE``) back into the trainer, so the first log
+    after the resume covers the same steps as an uninterrupted run. Process 0 takes the sums of all processes."""
+
+    def __init__(self, trainer: EKSFTTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        t = self.trainer
+        path = os.path.join(t._resumed_from, INTERVAL_FILE) if t._resumed_from else None
+        if not path or not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("global_step") != state.global_step:
+            return
+        t._globalstep_last_logged = saved["last_logged"]
+        if not state.is_world_process_zero:
+            return
+        t._tr_loss += saved["tr_loss"]
+        acc = t._loss_metrics["train"]
+        for k, v in saved["sums"].items():
+            acc.sums[k] += v
+        acc.weight += saved["weight"]
+        acc.count += saved["count"]

@@ -1,6 +1,7 @@
 """Worker of test_multiprocess.py, started by ``accelerate launch`` on every process: runs ``eksft train`` (the CLI's
 own ``main``) once per argv list in the JSON file given, so several configs share one launch (process start-up and
-imports cost most of the time on 2 CPU cores). Not a test module (pytest collects ``test_*.py`` only)."""
+imports cost most of the time on 2 CPU cores), then shuts the process group down. Not a test module (pytest collects
+``test_*.py`` only)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,11 @@ if __name__ == "__main__":
         rc = main(argv)
         if rc:
             sys.exit(rc)
+    # Both processes leave together and tear the gloo group down before interpreter exit: a group left to the
+    # interpreter's teardown can abort a process after all runs finished ("terminate called without an active
+    # exception"). `eksft train` also registers this at exit (eksft.train.run.shut_down_process_group).
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -72,10 +72,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """The model, data and config on disk, and every case trained once by the 2-process launch."""
-    root = tmp_path_factory.mktemp("multiprocess")
+def prepare(root) -> None:
+    """The model, data, configs and accelerate config of the launch, written under ``root``."""
     save_tiny(root / "model")
     write_jsonl(root / "train.jsonl", arithmetic_records(24))
     (root / "base.json").write_text(json.dumps(BASE))  # YAML is a superset of JSON: `eksft train base.json`
@@ -87,12 +85,24 @@ def workdir(tmp_path_factory):
     runs = [["train", "base.json", "--output_dir", f"two_{name}", *flags({**both, **two})]
             for name, (both, _, two) in CASES.items()]  # fmt: skip
     (root / "runs.json").write_text(json.dumps(runs))
+
+
+def launch(root) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of the worker on 2 processes in ``root`` (every case trained once)."""
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": path}  # fmt: skip
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate.yaml", "--multi_gpu",
            "--num_processes", "2", "--main_process_port", str(free_port()), WORKER, "runs.json"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The model, data and config on disk, and every case trained once by the 2-process launch."""
+    root = tmp_path_factory.mktemp("multiprocess")
+    prepare(root)
+    proc = launch(root)
     assert proc.returncode == 0, f"2-process launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return root
 
