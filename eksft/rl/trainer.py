@@ -104,7 +104,8 @@ class DAPOTrainer(GRPOTrainer):
         kept = sum(kept_per_process(flags, per_process, n_proc))
         total = per_process * n_proc
         stats = {"generation_batches": len(batches), "groups_drawn": total * len(batches),
-                 "groups_with_variance": sum(map(sum, flags)), "groups_kept": kept, "groups_filled": total - kept}  # fmt: skip
+                 "groups_with_variance": sum(map(sum, flags)), "groups_kept": kept,
+                 "groups_filled": total - kept}  # fmt: skip
         for name, value in stats.items():
             self._metrics["train"][METRIC_PREFIX + name].append(float(value))
         self.last_dynamic_sampling = stats  # for tests and callbacks
