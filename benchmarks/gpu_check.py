@@ -324,6 +324,7 @@ def build_models(tiny: bool, device):
     torch.manual_seed(0)
     with torch.device(device):
         policy = Qwen3ForCausalLM._from_config(qwen3_4b_config(tiny), dtype=torch.bfloat16)
+    policy.to(device)  # a no-op when the device context was honoured
     policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy.config.use_cache = False
     policy.train()
