@@ -72,7 +72,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def _finite(t) -> bool:
-    return t is None or bool(torch.isfinite(t.detach()).all())
+    if t is None:
+        return True
+    t = t.to_local() if hasattr(t, "to_local") else t  # a DTensor shard (FSDP2): the caller reduces over processes
+    return bool(torch.isfinite(t.detach()).all())
 
 
 @contextlib.contextmanager
@@ -266,7 +269,8 @@ class EKSFTTrainer(SFTTrainer):
         """transformers computes the (pre-clip) gradient norm here, after backward and before ``optimizer.step``:
         a NaN/inf norm stops training before that step writes it into the weights."""
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        if grad_norm is not None and not math.isfinite(float(grad_norm)):
+        norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # same on every process
+        if norm is not None and not math.isfinite(float(norm)):
             self._diverged("gradient norm", grad_norm)
         return grad_norm
 
@@ -325,14 +329,17 @@ class EKSFTTrainer(SFTTrainer):
         """The loss and metric sums since the last log, summed over processes (process 0 restores them all)."""
         acc = self._loss_metrics["train"]
         keys = sorted(acc.sums)
-        values = [float(self._tr_loss), *(acc.sums[k] for k in keys), acc.weight, float(acc.count)]
+        tr_loss = getattr(self, "_tr_loss", None)  # set by transformers' training loop
+        values = [float(tr_loss) if tr_loss is not None else 0.0, *(acc.sums[k] for k in keys), acc.weight,
+                  float(acc.count)]  # fmt: skip
         if self.accelerator.num_processes > 1:
             import torch.distributed as dist
 
             t = torch.tensor(values, dtype=torch.float64, device=self.args.device)
             dist.all_reduce(t)
             values = t.tolist()
-        return {"global_step": self.state.global_step, "last_logged": self._globalstep_last_logged,
+        return {"global_step": self.state.global_step,
+                "last_logged": getattr(self, "_globalstep_last_logged", self.state.global_step),
                 "processes": self.accelerator.num_processes, "tr_loss": values[0],
                 "sums": dict(zip(keys, values[1:-2])), "weight": values[-2], "count": int(values[-1])}  # fmt: skip
 
