@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 15 min; --quick about 3)."
+HELP = "Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 20 min; --quick about 3)."
+
+
+def split_methods(text: str) -> list[str]:
+    from eksft.methods import split_methods as split
+
+    return split(text)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif f.name == "methods":
             p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)",
-                           type=lambda s: [m.strip() for m in s.split(",") if m.strip()])  # fmt: skip
+                           type=split_methods)  # fmt: skip
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=argparse.SUPPRESS,

@@ -1,11 +1,9 @@
-"""The demo's settings. Defaults finish in about 15 minutes on a 2-core CPU; ``--quick`` in about 3 (see
-docs/demo.md for how the sizes were chosen)."""
+"""The demo's settings. Defaults finish in about 20 minutes on a 2-core CPU; ``--quick`` in about 3 (see
+docs/demo.md for how the sizes were chosen and what they measured)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-
-from eksft.losses import LOSSES
 
 
 @dataclass
@@ -14,7 +12,9 @@ class DemoConfig:
     model: str = field(default="smollm2-135m-instruct", metadata={
         "help": "starting model: a local folder, a hub name, or the built-in alias smollm2-135m-instruct"})
     methods: list[str] = field(default_factory=lambda: ["sft", "eksft"], metadata={
-        "help": f"comma-separated loss types to train, from {sorted(LOSSES)}"})
+        "help": "comma-separated methods to train: a loss type, optionally with EKSFTConfig field overrides in "
+                "brackets, e.g. sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],"
+                "eksft[lambda_entropy=0,lambda_kl=0]; each is its own model and label"})
     seeds: int = field(default=1, metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 "
                                                     "reports mean ± 95% interval"})
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
@@ -22,11 +22,13 @@ class DemoConfig:
     steps: int = field(default=20, metadata={"help": "optimiser steps per method"})
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)"})
-    rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio"})
-    lambda_entropy: float = field(default=0.05, metadata={"help": "EKSFT entropy bonus weight"})
-    lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight"})
-    eval_problems: int = field(default=64, metadata={"help": "held-out evaluation problems"})
-    samples: int = field(default=4, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
+    rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)"})
+    lambda_entropy: float = field(default=0.05, metadata={
+        "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the published "
+                "unit; [entropy_unit=nats] makes it per nat)"})
+    lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)"})
+    eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems"})
+    samples: int = field(default=16, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
     max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
     heldout_solutions: int = field(default=16, metadata={
         "help": "held-out worked solutions scored for entropy and KL to the base model"})
@@ -36,11 +38,7 @@ class DemoConfig:
     def validate(self) -> None:
         from eksft.data.synthetic import BENCHMARKS
 
-        unknown = [m for m in self.methods if m not in LOSSES]
-        if unknown:
-            raise ValueError(f"--methods: unknown loss type(s) {unknown}; choose from {sorted(LOSSES)}")
-        if not self.methods:
-            raise ValueError("--methods: give at least one loss type, e.g. sft,eksft")
+        self.parsed_methods()
         if self.task not in BENCHMARKS:
             raise ValueError(f"--task {self.task!r}: choose one of {sorted(BENCHMARKS)}")
         for name in ("seeds", "train_size", "steps", "batch_size", "eval_problems", "samples", "max_new_tokens",
@@ -50,6 +48,14 @@ class DemoConfig:
         if self.steps * self.batch_size > self.train_size * 20:
             raise ValueError(f"--steps {self.steps} x --batch-size {self.batch_size} is over 20 epochs of "
                              f"--train-size {self.train_size}; raise --train-size")  # fmt: skip
+
+    def parsed_methods(self):
+        """``methods`` as :class:`eksft.methods.Method` s (validated: unknown fields and bad values fail here)."""
+        from eksft.methods import parse_methods
+
+        if isinstance(self.methods, str):
+            self.methods = [self.methods]
+        return parse_methods(",".join(self.methods), where="methods")
 
     @property
     def ks(self) -> list[int]:

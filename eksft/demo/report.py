@@ -1,8 +1,9 @@
 """``report.md``, a self-contained ``report.html`` (images inlined) and ``report.json`` for the demo.
 
 The report is built as a list of blocks (heading, paragraph, table, image) rendered twice, so the Markdown and the
-HTML always say the same thing. Every number is the mean over seeds, with a 95% interval when there are several;
-the comparison sentences are derived from those numbers, including when EKSFT does not beat SFT.
+HTML always say the same thing. Every number carries a 95% interval: over seeds (Student t) when there are several,
+else a bootstrap over the evaluation problems or the held-out solutions; the verdicts (``claims.py``) come from
+intervals of the differences, including when EKSFT does not beat SFT.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from eksft.train.metrics import METRICS_FILE, read_metrics
 
+from .claims import claim_sentences, weighted_interval
 from .run import BASE
-from .stats import compare, fmt, mean_ci
+from .stats import fmt, mean_ci
 
 # (row label, getter(seed_record, model_label) -> float | None, which direction is better: 1 up, -1 down, 0 neither)
 ROWS = [
     ("pass@1", lambda s, m: s["eval"][m]["pass@1"], 1),
     ("pass@{n}", lambda s, m: s["eval"][m][f"pass@{s['eval'][m]['n']}"], 1),
+    ("pass@1, last number as the answer", lambda s, m: s["eval"][m].get(f"avg@{s['eval'][m]['n']}_last_number"), 1),
     ("no \\boxed{} answer (share)", lambda s, m: s["eval"][m]["no_answer_fraction"], -1),
     ("truncated responses (share)", lambda s, m: s["eval"][m]["truncated_fraction"], -1),
     ("mean response tokens", lambda s, m: s["eval"][m]["mean_response_tokens"], 0),
@@ -34,9 +38,48 @@ ROWS = [
     ("training time (min)", lambda s, m: None if m == BASE else s["runs"][m]["train_seconds"] / 60, -1),
 ]  # fmt: skip
 
-# Rows worth a sentence comparing each method with SFT.
-HEADLINE = ("pass@1", "pass@{n}", "held-out KL to base (nats/token)", "held-out entropy (nats/token)",
-            "sample token entropy (nats)", "distinct answers per problem", "parameters changed > 1e-3 (share)")  # fmt: skip
+#: Row -> its interval with one seed: the eval bootstrap's key (over problems) or the held-out statistic (over
+#: solutions). Rows not listed have no single-seed interval.
+EVAL_KEYS = {"pass@1": "pass@1", "pass@{n}": "pass@{n}", "pass@1, last number as the answer": "avg@{n}_last_number",
+             "no \\boxed{} answer (share)": "no_answer_fraction", "truncated responses (share)": "truncated_fraction",
+             "mean response tokens": "mean_response_tokens",
+             "distinct answers per problem": "distinct_answers_per_problem",
+             "sample token entropy (nats)": "mean_token_entropy", "distinct-2 of samples": "distinct_2"}  # fmt: skip
+HELDOUT_KEYS = {"held-out NLL (nats/token)": "nll", "held-out entropy (nats/token)": "entropy",
+                "held-out KL to base (nats/token)": "kl"}  # fmt: skip
+
+
+def single_seed_interval(seed: dict, name: str, model: str) -> tuple[float, float] | None:
+    """The 95% interval of one seed's cell (bootstrap over problems or held-out solutions), if it has one."""
+    try:
+        if name in EVAL_KEYS:
+            key = EVAL_KEYS[name].replace("{n}", str(seed["eval"][model]["n"]))
+            lo, hi = seed["eval"][model]["intervals"][key]
+            return float(lo), float(hi)
+        if name in HELDOUT_KEYS:
+            ps = seed["heldout"][model]["per_solution"]
+            return weighted_interval(ps[HELDOUT_KEYS[name]], ps["tokens"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def cell(summary: dict, name: str, getter, model: str) -> str:
+    xs = values(summary, getter, model)
+    if len(summary["seeds"]) >= 2 or not xs:
+        return fmt(xs)
+    iv = single_seed_interval(summary["seeds"][0], name, model)
+    return fmt(xs) if iv is None else f"{xs[0]:.3f} [{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
+def interval_note(summary: dict) -> str:
+    seeds = len(summary["seeds"])
+    if seeds >= 2:
+        return (f"Cells: mean ± half-width of the 95% Student-t interval over {seeds} training seeds (each seed "
+                "trains every model and samples its own answers).")  # fmt: skip
+    return ("Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems (2,000 resamples; "
+            "pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
+            "It covers which problems were drawn and the sampling, not training noise: use --seeds 3 for that.")  # fmt: skip
 
 
 def values(summary: dict, getter, model: str) -> list[float]:
@@ -56,61 +99,97 @@ def results_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     n = summary["config"]["samples"]
     rows = []
     for name, getter, _ in ROWS:
-        rows.append([name.replace("{n}", str(n)), *(fmt(values(summary, getter, m)) for m in labels)])
+        if not any(values(summary, getter, m) for m in labels):
+            continue  # e.g. no last-number check in older results
+        rows.append([name.replace("{n}", str(n)), *(cell(summary, name, getter, m) for m in labels)])
     return ["metric", *labels], rows
 
 
-def sentences(summary: dict) -> list[str]:
-    labels = list(summary["seeds"][0]["models"])
-    n = summary["config"]["samples"]
-    seeds = len(summary["seeds"])
-    out = []
-    p1 = dict((name, g) for name, g, _ in ROWS)["pass@1"]
-    for m in labels[1:]:
-        word = compare(values(summary, p1, m), values(summary, p1, BASE))
-        out.append(f"{m} vs the base model, pass@1: {fmt(values(summary, p1, BASE))} → "
-                   f"{fmt(values(summary, p1, m))} ({word}).")  # fmt: skip
-    if "sft" in labels:
-        for m in [x for x in labels[1:] if x != "sft"]:
-            for name, getter, better in ROWS:
-                if name not in HEADLINE:
-                    continue
-                a, b = values(summary, getter, m), values(summary, getter, "sft")
-                word = compare(a, b)
-                verdict = ""
-                if better and word in ("higher", "lower"):
-                    good = (word == "higher") == (better > 0)
-                    verdict = f": {m} is {'better' if good else 'worse'} than SFT here"
-                elif better and word in ("indistinguishable", "equal"):
-                    verdict = f": no measurable difference between {m} and SFT"
-                out.append(f"{name.replace('{n}', str(n))}: {m} {fmt(a)} vs sft {fmt(b)} ({word}){verdict}.")
-    if seeds == 1:
-        out.append("One seed: the numbers have no interval and small differences may be noise; run with --seeds 3 "
-                   "or more for 95% intervals.")  # fmt: skip
-    else:
-        out.append(f"{seeds} seeds: ± is the half-width of the 95% Student-t interval of the mean; 'indistinguishable' "
-                   "means the two intervals overlap.")  # fmt: skip
+def titles(summary: dict) -> dict[str, str]:
+    """Method label -> the plain name of its objective (eksft.methods.Method.title)."""
+    from eksft.methods import parse_method
+
+    out = {BASE: "the base model"}
+    for label in summary["seeds"][0]["runs"]:
+        try:
+            out[label] = parse_method(label).title
+        except ValueError:
+            out[label] = label
     return out
 
 
+def sentences(summary: dict) -> list[str]:
+    from eksft.eval.compare import difference_sentence, paired_difference
+
+    names = titles(summary)
+    labels = list(summary["seeds"][0]["models"])
+    seeds = summary["seeds"]
+    out = []
+    p1 = dict((name, g) for name, g, _ in ROWS)["pass@1"]
+    for m in labels[1:]:
+        if len(seeds) == 1:
+            try:
+                d = paired_difference(seeds[0]["eval"][BASE]["per_problem"], seeds[0]["eval"][m]["per_problem"], 1)
+                out.append(difference_sentence(d, "base", m))
+                continue
+            except (KeyError, TypeError, ValueError):
+                pass
+        out.append(f"{m} vs the base model, pass@1: {fmt(values(summary, p1, BASE))} → {fmt(values(summary, p1, m))}.")
+    if "sft" in labels:
+        out += claim_sentences(summary, names)
+    else:
+        out.append("No sft among the methods: the claims about EKSFT are stated against SFT, so none is judged here.")
+    return out
+
+
+def colours(summary: dict) -> dict[str, str]:
+    """One colour per model label, the same in every panel and plot."""
+    cycle = ["#555555", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    return {m: cycle[i % len(cycle)] for i, m in enumerate(summary["seeds"][0]["models"])}
+
+
 def plot_pass_at_k(summary: dict, path: Path) -> Path:
+    """pass@k against k (log scale, integer ticks) for every model, with its 95% band: over seeds (t) when there
+    are several, else the bootstrap over problems; markers keep coinciding curves visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for m in summary["seeds"][0]["models"]:
-        curves = [s["eval"][m]["pass_at_k_curve"] for s in summary["seeds"]]
+    seeds = summary["seeds"]
+    colour = colours(summary)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    markers = "osD^vP*X"
+    ks_all: list[int] = []
+    for i, m in enumerate(seeds[0]["models"]):
+        curves = [s["eval"][m]["pass_at_k_curve"] for s in seeds]
         ks = sorted(int(k) for k in curves[0])
-        means = [mean_ci([c[str(k)] for c in curves])[0] for k in ks]
-        ax.plot(ks, means, marker="o", label=m)
+        ks_all = ks if len(ks) > len(ks_all) else ks_all
+        stats = [mean_ci([c[str(k)] for c in curves]) for k in ks]
+        means = [x for x, _ in stats]
+        if len(seeds) >= 2:
+            low = [x - (h or 0) for x, h in stats]
+            high = [x + (h or 0) for x, h in stats]
+        else:
+            band = seeds[0]["eval"][m].get("pass_at_k_band") or {}
+            low = [band.get(str(k), [x, x])[0] for k, x in zip(ks, means)]
+            high = [band.get(str(k), [x, x])[1] for k, x in zip(ks, means)]
+        ax.fill_between(ks, low, high, color=colour[m], alpha=0.15, linewidth=0)
+        ax.plot(ks, means, marker=markers[i % len(markers)], markersize=4, color=colour[m], label=m,
+                alpha=0.9)  # fmt: skip
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k")
-    ax.set_title(f"pass@k on {summary['config']['task']} (mean over {len(summary['seeds'])} seed(s))")
+    ticks = [k for k in ks_all if k & (k - 1) == 0 or k == ks_all[-1]]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(k) for k in ticks])
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k (share of problems)")
+    ax.set_ylim(-0.02, 1.02)
+    band = "95% t-interval over seeds" if len(seeds) >= 2 else "95% bootstrap interval over problems"
+    ax.set_title(f"pass@k on {summary['config']['task']}; bands: {band}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -118,29 +197,34 @@ def plot_pass_at_k(summary: dict, path: Path) -> Path:
 
 
 def plot_training(summary: dict, path: Path) -> Path:
-    """Loss, mean entropy and mean KL to the reference over training steps, seed 0 (KL only where the method
-    loads a reference)."""
+    """Cross-entropy on the trained targets, mean entropy and mean KL to the reference over training steps, seed 0
+    (KL only where the method loads a reference). The CE panel compares like with like: each method's CE on the
+    targets it imitates, not its combined objective (EKSFT's includes the entropy bonus and can go below 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("loss", "training loss"), ("entropy_mean", "mean token entropy (nats)"),
-              ("kl_mean", "mean KL(policy ‖ base) (nats)")]  # fmt: skip
+    panels = [("ce", "cross-entropy on trained targets", "nats/token"),
+              ("entropy_mean", "mean token entropy", "nats"),
+              ("kl_mean", "mean KL(policy ‖ base)", "nats")]  # fmt: skip
+    colour = colours(summary)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for method, run in summary["seeds"][0]["runs"].items():
         logged = read_metrics(run["run_dir"]) if (Path(run["run_dir"]) / METRICS_FILE).exists() else []
         lines = [r for r in logged if "step" in r and "train_runtime" not in r]
-        for ax, (key, title) in zip(axes, panels):
-            pts = [(r["step"], r[key]) for r in lines if r.get(key) is not None]
+        for ax, (key, _, _) in zip(axes, panels):
+            pts = [(r["step"], r[key] if key != "ce" or "ce" in r else r.get("loss")) for r in lines
+                   if r.get(key, r.get("loss") if key == "ce" else None) is not None]  # fmt: skip
             if pts:
-                ax.plot(*zip(*pts), label=method)
-            ax.set_title(title)
-            ax.set_xlabel("step")
-    for ax in axes:
+                ax.plot(*zip(*pts), marker=".", color=colour[method], label=method)
+    for ax, (_, title, unit) in zip(axes, panels):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend()
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -156,22 +240,32 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     b.append(("p", f"Model `{cfg['model']}` ({summary['base_model']}), fine-tuned on {cfg['train_size']} "
                    f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {cfg['steps']} AdamW steps × "
                    f"{cfg['batch_size']} sequences, learning rate {cfg['learning_rate']:g} (cosine), full fine-tuning "
-                   f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']}, λ_KL = {cfg['lambda_kl']}. "
+                   f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
+                   f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
+                   f"nat, unless a method's brackets say otherwise. "
                    f"Evaluation: {cfg['eval_problems']} held-out problems × {cfg['samples']} samples at temperature "
                    f"1.0, at most {cfg['max_new_tokens']} new tokens, answers checked with math-verify (gold first). "
                    f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}"))  # fmt: skip
+    load = summary.get("load_average")
+    load_text = "" if not load else (f" Machine load (1-minute load average) at start {load[0]:.1f}, at end "
+                                     f"{load[1]:.1f}: above the CPU count, other work shared the cores and the "
+                                     f"wall time is longer than on an idle machine." if max(load) > mach["cpu_count"]
+                                     else f" Machine load at start {load[0]:.1f}, at end {load[1]:.1f}.")  # fmt: skip
     b.append(("p", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
                    f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
-                   f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS)."))  # fmt: skip
+                   f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}"))  # fmt: skip
     b.append(("h2", "Results"))
     header, rows = results_table(summary)
+    names = titles(summary)
+    b.append(("p", interval_note(summary) + " Methods: " +
+              "; ".join(f"`{m}` = {names.get(m, m)}" for m in summary["seeds"][0]["models"]) + "."))  # fmt: skip
     b.append(("table", header, rows))
     b.append(("h2", "What the numbers say"))
     b.append(("ul", sentences(summary)))
     b.append(("h2", "Plots"))
     b.append(("img", plot_pass_at_k(summary, plots / "pass_at_k.png"), "pass@k curves"))
     b.append(("img", plot_training(summary, plots / "training.png"),
-              "loss, entropy and KL to the base model over training steps (seed 0)"))  # fmt: skip
+              "cross-entropy on the trained targets, entropy and KL to the base model over training steps (seed 0)"))  # fmt: skip
     for path, caption in [(out / "drift" / "drift_histogram.png", "relative parameter change (seed 0)"),
                           (out / "probe" / "probe.png", "probability of each token of a held-out solution under "
                            "each model; EKSFT's would-be mask marked"),
@@ -205,18 +299,24 @@ def to_markdown(bl: list[tuple], out: Path) -> str:
     return "\n".join(lines)
 
 
+def inline(text: str) -> str:
+    """Escaped text with Markdown `code` spans rendered as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def to_html(bl: list[tuple]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>eksft demo report</title><style>"
              "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
+             "code{background:#f3f3f3;padding:0 .2em;border-radius:3px}"
              "</style></head><body>"]  # fmt: skip
     for block in bl:
         kind = block[0]
         if kind in ("h1", "h2", "p"):
-            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+            parts.append(f"<{kind}>{inline(block[1])}</{kind}>")
         elif kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in block[1]) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{inline(x)}</li>" for x in block[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
             body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in block[2])
@@ -227,6 +327,12 @@ def to_html(bl: list[tuple]) -> str:
                          f"<figcaption>{html.escape(block[2])}</figcaption></figure>")  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def rerender(out: str | Path) -> list[Path]:
+    """Write the report again from a finished run's ``summary.json`` (e.g. after a report change); trains nothing."""
+    out = Path(out)
+    return write_report(json.loads((out / "summary.json").read_text()), out)
 
 
 def write_report(summary: dict, out: Path) -> list[Path]:

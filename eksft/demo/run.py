@@ -8,6 +8,7 @@ Everything is built from the project's public pieces (``eksft.train``, ``eksft.e
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -40,36 +41,41 @@ def prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, list[dict]]:
     return path, heldout
 
 
-def train_method(cfg: DemoConfig, base: str, method: str, seed: int, run_dir: Path, train_file: Path, log) -> dict:
-    """Train one method (skipped when ``demo_train.json`` says it finished); return its record."""
+def loss_fields(cfg: DemoConfig, method) -> dict:
+    """The EKSFTConfig loss fields of one method: the demo's rho / lambdas, then the method's own overrides."""
+    return {"rho": cfg.rho, "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl, **method.fields}
+
+
+def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, train_file: Path, log) -> dict:
+    """Train one method (an :class:`eksft.methods.Method`; skipped when ``demo_train.json`` says it finished);
+    return its record."""
     marker = run_dir / "demo_train.json"
     settings = {"model": base, "task": cfg.task, "train_size": cfg.train_size, "steps": cfg.steps,
-                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "rho": cfg.rho,
-                "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl}  # fmt: skip
+                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, **loss_fields(cfg, method)}  # fmt: skip
     if marker.exists():
         record = json.loads(marker.read_text())
         old = record.get("settings", {})
         if old != settings:  # a rerun must not report models trained with other settings under this run's header
             diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise ValueError(f"{run_dir} holds a {method} model trained with other settings ({diff}: "
+            raise ValueError(f"{run_dir} holds a {method.label} model trained with other settings ({diff}: "
                              f"{[old.get(k) for k in diff]}); use a new --output-dir, or delete that folder")  # fmt: skip
-        log(f"[demo] {method} seed {seed}: already trained, skipping ({run_dir})")
+        log(f"[demo] {method.label} seed {seed}: already trained, skipping ({run_dir})")
         return record
     from eksft.train.config import EKSFTConfig
     from eksft.train.run import train
 
     tcfg = EKSFTConfig(
-        model_name_or_path=base, train_file=str(train_file), output_dir=str(run_dir), loss_type=method,
+        model_name_or_path=base, train_file=str(train_file), output_dir=str(run_dir),
         max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
         learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.0,
         adam_beta2=0.95, logging_steps=1, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        max_length=256, gradient_checkpointing=False, dtype="float32", rho=cfg.rho,
-        lambda_entropy=cfg.lambda_entropy, lambda_kl=cfg.lambda_kl,
+        max_length=256, gradient_checkpointing=False, dtype="float32", dataloader_pin_memory=False,
         sed_calibration_samples=min(64, cfg.train_size), psft_updates_per_batch=min(8, cfg.steps),
+        **loss_fields(cfg, method),
     )  # fmt: skip
     start = time.time()
     train(tcfg)
-    record = {"method": method, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start,
+    record = {"method": method.label, "loss_type": method.loss_type, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start,
               "settings": settings}  # fmt: skip
     marker.write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -93,23 +99,23 @@ def heldout_statistics(base: str, models: dict[str, str], heldout: list[dict]) -
     for label, path in models.items():
         model = load_model(path, dtype="float32", device="cpu") if path != base else None
         sums = {"nll": 0.0, "entropy": 0.0, "kl": 0.0}
+        per_solution = {"nll": [], "entropy": [], "kl": [], "tokens": []}  # for intervals over solutions
         n = 0
         for (ids, labels), ref in zip(inputs, base_logits):
             logits = model(ids).logits if model is not None else ref
             m = eksft_loss(logits, labels, ref, rho=0.0).metrics
             k = m["num_targets"]
-            sums["nll"] += m["ce"] * k
-            sums["entropy"] += m["entropy_mean"] * k
-            sums["kl"] += m["kl_mean"] * k
+            for key, metric in (("nll", "ce"), ("entropy", "entropy_mean"), ("kl", "kl_mean")):
+                sums[key] += m[metric] * k
+                per_solution[key].append(m[metric])
+            per_solution["tokens"].append(k)
             n += k
-        out[label] = {key: value / max(n, 1) for key, value in sums.items()}
+        out[label] = {**{key: value / max(n, 1) for key, value in sums.items()}, "per_solution": per_solution}
         del model
     return out
 
 
 def machine() -> dict:
-    import os
-
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__}  # fmt: skip
@@ -127,9 +133,9 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
 
     sd = out / f"seed{seed}"
     runs = {}
-    for method in cfg.methods:
-        log_stage(log, f"seed {seed}: training {method} ({cfg.steps} steps x {cfg.batch_size} sequences)")
-        runs[method] = train_method(cfg, base, method, seed, sd / method, train_file, log)
+    for method in cfg.parsed_methods():
+        log_stage(log, f"seed {seed}: training {method.label} ({cfg.steps} steps x {cfg.batch_size} sequences)")
+        runs[method.label] = train_method(cfg, base, method, seed, sd / method.slug, train_file, log)
     models = {BASE: base, **{m: r["run_dir"] for m, r in runs.items()}}
 
     log_stage(log, f"seed {seed}: sampling {cfg.samples} answers to {cfg.eval_problems} held-out problems per model")
@@ -167,7 +173,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    start = time.time()
+    start, load_start = time.time(), os.getloadavg()[0]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_stage(log, f"model {cfg.model}")
@@ -183,7 +189,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     sample = heldout[0]
     run_probe(list(first["models"].values()), sample["problem"], sample["completion"], out / "probe",
               instruction=INSTRUCTION, chat_template=True, rho=cfg.rho)  # fmt: skip
-    masked_runs = [r["run_dir"] for m, r in first["runs"].items() if m in ("eksft", "random_mask")]
+    masked_runs = [r["run_dir"] for r in first["runs"].values() if r.get("loss_type") in ("eksft", "random_mask")]
     if masked_runs:
         from eksft.analysis.masks import run_masks
 
@@ -191,7 +197,10 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         run_masks(masked_runs, out / "masks")
     summary = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "base_model": base,
                "machine": machine(), "wall_seconds": time.time() - start, "peak_rss_gb": peak_rss_gb(),
+               "load_average": [load_start, os.getloadavg()[0]],
                "seeds": seeds}  # fmt: skip
+    # The raw numbers first, so a report can be re-rendered from them (eksft.demo.report.rerender) whatever happens.
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     paths = write_report(summary, out)
     log_stage(log, f"done in {summary['wall_seconds'] / 60:.1f} min; report: {paths[0]} and {paths[1]}")
     return summary
