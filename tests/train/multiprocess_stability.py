@@ -5,6 +5,8 @@ fresh folder, optionally beside a CPU burner, and count clean exits. Not a test 
     .venv/bin/python -m tests.train.multiprocess_stability 20 --burner
 
 It prints one line per launch (exit code, seconds, and the crash signature when there is one) and the count.
+``--code-root DIR`` runs another checkout's code and worker (e.g. ``git archive COMMIT eksft tests | tar -x -C DIR``),
+for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from tests.train import test_multiprocess
 from tests.train.test_multiprocess import launch, prepare
 
 
@@ -23,7 +26,11 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("runs", type=int, nargs="?", default=20)
     p.add_argument("--burner", action="store_true", help="a busy-looping python process beside the launches")
+    p.add_argument("--code-root", default=None, help="run this checkout's eksft and worker instead")
     args = p.parse_args()
+    if args.code_root:
+        test_multiprocess.ROOT = args.code_root
+        test_multiprocess.WORKER = str(pathlib.Path(args.code_root) / "tests" / "train" / "multiprocess_worker.py")
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.burner else None
     ok = 0
     try:
