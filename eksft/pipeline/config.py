@@ -96,8 +96,10 @@ def _section(value, name: str, base_dir: str) -> dict:
 def _methods(value) -> dict[str, dict]:
     from eksft.losses import LOSSES
 
-    if isinstance(value, list):
-        value = {name: {} for name in value}
+    if isinstance(value, list):  # names, or named methods "loss[field=value,...]" (eksft/methods.py)
+        from eksft.methods import parse_methods
+
+        value = {m.slug: m.fields for m in parse_methods(value, where="pipeline `methods`")}
     if not isinstance(value, dict) or not value:
         raise ValueError("pipeline `methods`: give a list of method names (e.g. [sft, eksft]) or a mapping "
                          "name: {field: value} of per-method SFT overrides.")  # fmt: skip

@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CPU = {"bf16": False, "deepspeed": None}
 
 
-@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "pipeline_smollm2_cpu.yaml", "paper/pipeline_qwen3_4b.yaml"])
+@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "pipeline_smollm2_cpu.yaml", "paper/pipeline_qwen3_4b.yaml",
+                                  "paper/pipeline_qwen3_4b_ablations.yaml", "paper/pipeline_qwen3_4b_rho_sweep.yaml"])
 def test_shipped_pipeline_configs_resolve(name, monkeypatch):
     from eksft.rl import RLConfig
     from eksft.train import EKSFTConfig
@@ -27,10 +28,18 @@ def test_shipped_pipeline_configs_resolve(name, monkeypatch):
     pc = load_pipeline_config(os.path.join("configs", name))
     for method in pc.methods:
         sft = config_from_values({**sft_values(pc, method, "x.jsonl"), **CPU}, EKSFTConfig)
-        assert sft.loss_type == method and sft.seed == pc.seed
+        assert sft.loss_type == pc.methods[method]["loss_type"] and sft.seed == pc.seed
+        for key, value in pc.methods[method].items():  # named methods' overrides reach the SFT config
+            assert getattr(sft, key) == value, (method, key)
         rl = config_from_values({**rl_values(pc, method, "x.jsonl"), **CPU, "use_vllm": False}, RLConfig)
         assert rl.model_name_or_path == stage_dir(pc, method, "sft") and rl.skip_samples == pc.data.sft_samples
-    if "paper" in name:
+    if "ablations" in name:
+        assert set(pc.methods) == {"sft", "eksft", "eksft__lambda_entropy-0", "eksft__lambda_kl-0",
+                                   "eksft__lambda_entropy-0__lambda_kl-0", "random_mask__random_mask_fraction-0.1",
+                                   "global_reg"}  # fmt: skip
+    elif "rho_sweep" in name:
+        assert [sft_values(pc, m, "x")["rho"] for m in pc.methods] == [0, 0.1, 0.2, 0.3, 0.4]
+    elif "paper" in name:
         assert set(pc.methods) == {"sft", "eksft", "dft", "iw_sft", "psft", "sed_sft"}
         assert (pc.eval.n, pc.eval.table_k, pc.eval.max_new_tokens, pc.data.sft_samples) == (32, 32, 8192, 3000)
         assert sft.learning_rate == 1e-5 and sft.max_length == 20000 and rl.learning_rate == 1e-6
@@ -44,7 +53,9 @@ def base(**kw):
 @pytest.mark.parametrize(
     "values, match",
     [
-        (base(methods=["nope"]), r"methods\.nope"),
+        (base(methods=["nope"]), r"methods`: 'nope': unknown loss type"),
+        (base(methods={"nope": {}}), r"methods\.nope"),
+        (base(methods=["eksft[lamda_kl=0]"]), r"did you mean 'lambda_kl'"),
         (base(eval={"benchmarks": ["a"], "n": 4, "ks": [8]}), r"eval\.ks"),
         (base(extra=1), r"unknown key\(s\) \['extra'\]"),
         (base(stages=["train"]), "stages"),

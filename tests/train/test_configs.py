@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
                  if not os.path.basename(p).startswith(("rl_", "pipeline_"))
                  and os.path.join("configs", "accelerate") not in p)  # fmt: skip
-LOSS_FIELDS = {"output_dir", "loss_type", "rho", "lambda_entropy", "lambda_kl", "selection", "variant",
+LOSS_FIELDS = {"output_dir", "loss_type", "rho", "lambda_entropy", "lambda_kl", "selection", "variant", "entropy_unit",
                "normalization", "iw_clip", "psft_epsilon_high", "psft_updates_per_batch", "asft_lambda",
                "sed_lambda", "sed_k", "sed_r", "sed_calibration_samples", "gem_beta"}  # fmt: skip
 # Real-hardware fields that cannot validate on a CPU test machine (bf16 needs a GPU, deepspeed the package).
