@@ -1,9 +1,9 @@
 """Per-token probability of a reference solution under several models (paper Appendix D, Figure 6).
 
-For each solution token u_j: p(u_j) from row j−1 of each model's logits (docs/method.md notation), the entropy
+For each solution token u_j: p(u_j) from row j−1 of each model's logits (docs/losses.md conventions), the entropy
 H_j of that row, and whether EKSFT would take the token out of cross-entropy when that model is the policy and the
 first model is the reference (``eksft.losses.eksft_loss(...).mask``). For the first model itself the policy equals
-the reference, every KL is 0, and only high-entropy tokens are masked (method.md, point 4).
+the reference, every KL is 0, and only high-entropy tokens are masked (docs/losses.md, EKSFT step 3).
 """
 
 from __future__ import annotations

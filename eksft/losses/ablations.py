@@ -1,4 +1,4 @@
-"""Ablations the paper reports (docs/method.md): global regularisation (Appendix B.2) and random masking
+"""Ablations the paper reports (docs/losses.md): global regularisation (Appendix B.2) and random masking
 (Appendix H). Masking-only, no-entropy and no-KL ablations are ``eksft_loss`` with a lambda set to 0.
 """
 

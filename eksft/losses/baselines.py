@@ -1,4 +1,4 @@
-"""The comparison losses of the paper (docs/method.md, "Comparison losses"), per valid target j with p = p_{j-1},
+"""The comparison losses of the paper (docs/losses.md), per valid target j with p = p_{j-1},
 y = u_j. Each returns a :class:`LossResult`; none of them masks tokens, so ``.mask`` is ``None``.
 """
 

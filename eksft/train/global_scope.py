@@ -1,5 +1,5 @@
 """EKSFT with ``scope="global"``: one Top-K threshold over the valid targets of *all* data-parallel processes
-(method.md, EKSFT step 2).
+(docs/losses.md, EKSFT step 1).
 
 ``eksft.losses`` selects within one process. Here each process computes its per-target statistics
 (``eksft.losses.eksft.paper_statistics``, the numbers ``eksft_loss`` selects on), the detached values are

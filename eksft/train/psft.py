@@ -1,4 +1,4 @@
-"""PSFT's old policy (Zhu et al. 2025; method.md, comparison losses): when a *data batch* is drawn, the policy's
+"""PSFT's old policy (Zhu et al. 2025; docs/losses.md): when a *data batch* is drawn, the policy's
 log-probabilities of its labels are snapshotted, then ``psft_updates_per_batch`` optimiser steps (minibatch updates)
 consume it, each on its own share. With one update per batch the snapshot equals the policy at the update, r = 1,
 and the gradient is exactly SFT's.

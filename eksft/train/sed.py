@@ -1,4 +1,4 @@
-"""SED-SFT's threshold τ: calibrated once on the *starting* model before training (method.md; seeds/004), logged
+"""SED-SFT's threshold τ: calibrated once on the *starting* model before training (docs/losses.md), logged
 with every training log as ``sed_tau`` and saved to ``OUTPUT_DIR/sed_tau.json`` so a resumed run reuses it.
 """
 
