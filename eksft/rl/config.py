@@ -18,7 +18,7 @@ from trl import GRPOConfig
 
 from eksft.eval.sampling import vllm_available
 from eksft.eval.verify import EXTRACTIONS
-from eksft.train.config import DATA_FORMATS
+from eksft.train.config import DATA_FORMATS, quiet_defaults
 
 #: ``train_file: synthetic:NAME`` draws prompts from eksft.data.synthetic.training_records(NAME, ...).
 SYNTHETIC_PREFIX = "synthetic:"
@@ -115,6 +115,7 @@ class RLConfig(GRPOConfig):
             self.generation_batch_size = self.prompts_per_generation * (self.num_generations or 1)
         if self.reward_weights is None:
             self.reward_weights = [1.0, self.overlong_penalty_factor] if self.overlong_buffer_len > 0 else [1.0]
+        quiet_defaults(self)
         super().__post_init__()
 
     def validate_rl(self) -> None:

@@ -26,6 +26,17 @@ def _f(default, help_text, **kw):
     return field(default=default, metadata={"help": help_text, **kw})
 
 
+def quiet_defaults(args) -> None:
+    """Before ``TrainingArguments.__post_init__`` (EKSFTConfig and RLConfig): transformers 5 renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name, which TRL sets by default
+    (True), so the value moves to the new name and no config warns on the correct path; pinned host memory only helps
+    copies to an accelerator, so it is off without one (torch warns otherwise)."""
+    if args.activation_checkpointing is None and args.gradient_checkpointing is not None:
+        args.activation_checkpointing, args.gradient_checkpointing = args.gradient_checkpointing, None
+    if not torch.accelerator.is_available():
+        args.dataloader_pin_memory = False
+
+
 @dataclass
 class EKSFTConfig(SFTConfig):
     # ------------------------------------------------------------------------------------------------------ loss
@@ -124,6 +135,7 @@ class EKSFTConfig(SFTConfig):
             )
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+        quiet_defaults(self)
         super().__post_init__()
         self.validate_eksft()
 
