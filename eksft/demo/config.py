@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 
+#: The starting model's label in every table and plot.
+BASE = "base"
+
+
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "report, models, samples and plots go here"})

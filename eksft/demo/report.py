@@ -17,7 +17,7 @@ from pathlib import Path
 from eksft.train.metrics import METRICS_FILE, read_metrics
 
 from .claims import claim_sentences, weighted_interval
-from .run import BASE
+from .config import BASE
 from .stats import fmt, mean_ci
 
 # (row label, getter(seed_record, model_label) -> float | None, which direction is better: 1 up, -1 down, 0 neither)

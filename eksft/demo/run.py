@@ -17,9 +17,8 @@ import torch
 
 from eksft.data.synthetic import INSTRUCTION, training_records
 
-from .config import DemoConfig
-
-BASE = "base"
+from .config import BASE, DemoConfig
+from .report import write_report
 
 
 def log_stage(log, text: str) -> None:
@@ -74,11 +73,30 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
         **loss_fields(cfg, method),
     )  # fmt: skip
     start = time.time()
-    train(tcfg)
+    train(tcfg, progress=compact_log(method.label, log))
     record = {"method": method.label, "loss_type": method.loss_type, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start,
               "settings": settings}  # fmt: skip
     marker.write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def compact_log(label: str, log):
+    """A transformers callback printing one short line per logged step (the full dict stays in metrics.jsonl)."""
+    from transformers import TrainerCallback
+
+    class CompactLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" not in logs or not state.is_world_process_zero:
+                return
+            parts = [f"loss {logs['loss']:.3f}"]
+            for key, name, fmt in (("ce", "CE", ".3f"), ("masked_fraction", "masked", ".2f"),
+                                   ("entropy_mean", "entropy", ".3f"), ("kl_mean", "KL", ".3f")):  # fmt: skip
+                if isinstance(logs.get(key), (int, float)):
+                    parts.append(f"{name} {logs[key]:{fmt}}")
+            log(f"[train] {label} step {state.global_step}/{state.max_steps}: " + ", ".join(parts))
+
+    return CompactLog()
 
 
 @torch.no_grad()
@@ -167,8 +185,6 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     """Run the whole demo; return the summary that ``report.json`` holds."""
     from eksft.models.smollm import resolve_model_path
-
-    from .report import write_report
 
     cfg.validate()
     if cfg.threads:

@@ -8,6 +8,7 @@ import torch
 
 from .tokens import (
     NORMALIZATIONS,
+    NonFiniteError,
     Targets,
     check_choice,
     check_inputs,
@@ -108,7 +109,7 @@ def psft_loss(
         return empty(logits, "ratio_mean", "clip_fraction")
     old = upcast(old_logps[t.valid]).detach()
     if not bool(torch.isfinite(old).all()):
-        raise ValueError("`old_logps` contains NaN or inf at valid label positions.")
+        raise NonFiniteError("`old_logps` contains NaN or inf at valid label positions.", "old_logps")
     logz = log_softmax32(t.rows)
     logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
     ratio = (logp - old).exp()

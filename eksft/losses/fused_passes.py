@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .baselines import dft_loss, sft_loss
 from .selection import random_select
 from .tokens import (
+    NonFiniteError,
     check_fraction,
     check_nonnegative,
     denominator,
@@ -308,8 +309,9 @@ def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size, ws=None):
             logz, ref_logz = log_softmax32(proj.logits(rows[sl])), log_softmax32(ref_proj.logits(ref_rows[sl]))
             logp[sl], h[sl], kl[sl] = row_stats(logz, ref_logz, tokens[sl])
     if not bool(torch.isfinite(logp).all() & torch.isfinite(h).all() & torch.isfinite(kl).all()):
-        raise ValueError("The fused head produced NaN or inf statistics: check `hidden`, `ref_hidden` and the lm_head "
-                         "weights (overflow in fp16/bf16, a diverged run) before computing the loss.")  # fmt: skip
+        raise NonFiniteError("The fused head produced NaN or inf statistics: check `hidden`, `ref_hidden` and the "
+                             "lm_head weights (overflow in fp16/bf16, a diverged run) before computing the loss.",
+                             "fused-head statistics")  # fmt: skip
     return logp, h, kl
 
 

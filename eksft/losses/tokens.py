@@ -17,6 +17,15 @@ NORMALIZATIONS = ("mean", "tokens")
 
 
 # ----------------------------------------------------------------------------------------------------------- checks
+class NonFiniteError(ValueError):
+    """A loss input or statistic is NaN or inf: a diverged run or an overflow, not a bad argument. ``quantity``
+    names it; the trainer turns this into its divergence stop (eksft.train.trainer.TrainingDiverged)."""
+
+    def __init__(self, message: str, quantity: str):
+        super().__init__(message)
+        self.quantity = quantity
+
+
 def check_logits(name: str, logits: torch.Tensor) -> None:
     if not isinstance(logits, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor of shape (B, T, V), got {type(logits).__name__}.")
@@ -25,9 +34,10 @@ def check_logits(name: str, logits: torch.Tensor) -> None:
     if not logits.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor; got dtype {logits.dtype}.")
     if logits.numel() and not bool(torch.isfinite(logits).all()):
-        raise ValueError(
+        raise NonFiniteError(
             f"`{name}` contains NaN or inf values. Check the model's forward pass (overflow in fp16/bf16, "
-            "a diverged run) before computing the loss."
+            "a diverged run) before computing the loss.",
+            name,
         )
 
 

@@ -61,7 +61,8 @@ def build_trainer(cfg: EKSFTConfig, callbacks=None) -> EKSFTTrainer:
                         peft_config=peft_config(cfg), sed_calibration_dataset=calibration, callbacks=callbacks)  # fmt: skip
 
 
-def train(cfg: EKSFTConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None) -> EKSFTTrainer:
+def train(cfg: EKSFTConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None,
+          progress=None) -> EKSFTTrainer:  # fmt: skip
     """Build, train (``resume_from_checkpoint`` / ``cfg.resume_from_checkpoint``: a checkpoint folder or ``latest``)
     and save the final model, only when its weights are finite. With ``overwrite_output_dir`` the files of the run
     already in output_dir are removed when training starts. ``eksft train`` first checks the output folder
@@ -70,6 +71,12 @@ def train(cfg: EKSFTConfig, resume_from_checkpoint: str | bool | None = None, ca
     if getattr(cfg, "overwrite_output_dir", False) and not resuming(resume):
         callbacks = [*(callbacks or []), previous_run_remover(cfg.output_dir)]
     trainer = build_trainer(cfg, callbacks)
+    if progress is not None:  # a caller's own per-step line (the demo's) instead of transformers' bar and log dicts
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(progress)
     trainer.train(resume_from_checkpoint=resume)
     trainer.check_weights_finite()
     trainer.save_model(cfg.output_dir)

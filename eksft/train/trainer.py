@@ -42,6 +42,7 @@ from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
+from eksft.losses.tokens import NonFiniteError
 from eksft.models.head import lm_head_parts
 
 from . import loss_seam
@@ -209,16 +210,21 @@ class EKSFTTrainer(SFTTrainer):
         kw = dict(tau=self.sed_tau, num_items_in_batch=num_items_in_batch if training else None,
                   position_ids=inputs.get("position_ids"),
                   seed=self._random_mask_seed() if training else self.args.seed)  # fmt: skip
-        if self.loss_implementation == "fused":
-            outputs, result = self._fused_forward(model, fwd, labels, training=training, **kw)
-        else:
-            outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
-            ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
-            if training:  # before the loss: its own check would raise a plain ValueError
-                self._check_finite("logits", outputs.logits)
-                self._check_finite("reference logits", ref_logits)
-            result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
-                                       old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
+        try:
+            if self.loss_implementation == "fused":
+                outputs, result = self._fused_forward(model, fwd, labels, training=training, **kw)
+            else:
+                outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
+                ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
+                if training:
+                    self._check_finite("logits", outputs.logits)
+                    self._check_finite("reference logits", ref_logits)
+                result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
+                                           old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
+        except NonFiniteError as e:  # the loss's own checks (fused statistics, PSFT's old log-probs, ...)
+            if not training:
+                raise
+            self._diverged(e.quantity, None)
         loss = result.loss
         if training:
             self._check_finite("loss", loss)
