@@ -48,6 +48,8 @@ class Method:
     def title(self) -> str:
         """Plain name for sentences: which objective this is."""
         o = dict(self.overrides)
+        if self.loss_type == "sft" and not o:
+            return "SFT"
         if self.loss_type != "eksft":
             return self.label
         if o.get("variant") == "official":
