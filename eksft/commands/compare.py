@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of those resamples")
     p.add_argument("--ignore-setting", action="append", default=[], choices=PAIRED_SETTINGS,
                    help="pair the folders even though this sampling setting differs (repeatable)")  # fmt: skip
+    p.add_argument("--answer-check", choices=["run", "last_boxed", "last_number"], default="run",
+                   help="which stored answer check counts as correct: the runs' own --answer-extraction, or the "
+                        "last_boxed / last_number check every sample also records (format vs skill failures)")  # fmt: skip
     p.add_argument("--output-json", default=None, help="also write the comparison to this JSON file")
 
 
@@ -72,7 +75,8 @@ def compare(args, log=print) -> dict:
         raise ValueError(f"--bootstrap-resamples {args.bootstrap_resamples}: need at least 1")
     pairs = []
     for fa, fb in zip(folders_a, folders_b):
-        a, b = load_result(fa, args.model_a), load_result(fb, args.model_b)
+        check = None if args.answer_check == "run" else args.answer_check
+        a, b = load_result(fa, args.model_a, check), load_result(fb, args.model_b, check)
         check_pairable(a, b, args.ignore_setting)
         pairs.append((a, b))
     for a, b in pairs[1:]:  # every seed on the same problems and settings as the first

@@ -200,8 +200,22 @@ def _pick_model(models: list[str], wanted: str | None, folder: Path) -> str:
                      f"({', '.join(models)}); give the full name")  # fmt: skip
 
 
-def load_result(folder, model: str | None = None) -> ModelResult:
-    """Read one model's per-problem ``(n, c)`` tables from an ``eksft eval`` output folder (``results.json``)."""
+def _with_check(rows: dict, check: str | None, extraction: str | None, folder: Path) -> dict:
+    """Per-problem rows whose ``c`` counts the samples right under answer ``check`` (None: the run's own)."""
+    if check is None or check == extraction:
+        return rows
+    key = f"c_{check}"
+    if any(key not in r for r in rows.values()):
+        raise ValueError(f"{folder}: no per-problem {check} counts (the run scored by {extraction}; runs before the "
+                         "per-sample checks were stored lack them): rescore samples.jsonl with eksft.eval.rescore")  # fmt: skip
+    return {pid: {**r, "c": r[key]} for pid, r in rows.items()}
+
+
+def load_result(folder, model: str | None = None, check: str | None = None) -> ModelResult:
+    """Read one model's per-problem ``(n, c)`` tables from an ``eksft eval`` output folder (``results.json``).
+
+    ``check``: count the samples right under another stored answer check (``"last_number"``, ``"last_boxed"``)
+    instead of the run's own ``--answer-extraction``."""
     folder = Path(folder)
     path = folder / "results.json"
     if not path.is_file():
@@ -219,7 +233,11 @@ def load_result(folder, model: str | None = None) -> ModelResult:
             per_problem = _from_samples(folder, chosen)
             break
         per_problem[bench] = {r["id"]: r for r in rows}
-    return ModelResult(str(folder), chosen, _settings(config), list(config.get("ks", [])), per_problem)
+    per_problem = {b: _with_check(rows, check, config.get("extraction"), folder) for b, rows in per_problem.items()}
+    settings = _settings(config)
+    if check is not None:
+        settings["extraction"] = check
+    return ModelResult(str(folder), chosen, settings, list(config.get("ks", [])), per_problem)
 
 
 def check_pairable(a: ModelResult, b: ModelResult, ignore: Sequence[str] = ()) -> None:

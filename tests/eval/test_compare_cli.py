@@ -104,3 +104,17 @@ def test_pass_at_k_png_has_bands(tmp_path):
                                "runs/eksft": [(32, 0)] * 6})  # fmt: skip
     png = tmp_path / "plot" / "pass_at_k_b.png"
     assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_answer_check_compares_the_stored_last_number_counts(tmp_path, capsys):
+    """B boxes nothing but writes the right number everywhere: equal to A by the run's check, ahead by last number."""
+    ka, kb = tmp_path / "a", tmp_path / "b"
+    for path, model, ln in ((ka, "a", [0] * 7), (kb, "b", [8] * 7)):
+        path.mkdir()
+        lines = lines_for([(8, 0)] * 7, model, checks_last_number=ln)
+        config = {"models": [model], "ks": [1], **SETTINGS}
+        write_outputs(path, {"b": {model: summarize(lines, [1], extraction="last_boxed")}}, config)
+    assert cli.main(["compare", str(ka), str(kb)]) == 0
+    assert "b − a on pass@1: +0.0 points" in capsys.readouterr().out
+    assert cli.main(["compare", str(ka), str(kb), "--answer-check", "last_number"]) == 0
+    assert "b − a on pass@1: +100.0 points, 95% interval [+100.0, +100.0]: b higher" in capsys.readouterr().out
