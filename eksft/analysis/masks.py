@@ -15,6 +15,19 @@ MASK_METRICS = (
     "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean", "entropy_mean", "kl_mean",
 )  # fmt: skip
 PREFIXES = ("", "train/", "train_")
+#: Panel titles in words, with units; shares are drawn on [0, 1] so step-to-step noise does not look like a swing.
+TITLES = {
+    "masked_fraction": ("share of targets taken out of CE (|M| / N)", "share"),
+    "entropy_masked_fraction": ("share selected by entropy (|M_H| / N)", "share"),
+    "kl_masked_fraction": ("share selected by KL (|M_KL| / N)", "share"),
+    "iou_entropy_kl": ("overlap of the two sets, IoU(M_H, M_KL)", "share"),
+    "entropy_masked_mean": ("mean entropy of masked targets", "nats"),
+    "entropy_unmasked_mean": ("mean entropy of trained targets", "nats"),
+    "kl_masked_mean": ("mean KL to reference, masked targets", "nats"),
+    "kl_unmasked_mean": ("mean KL to reference, trained targets", "nats"),
+    "entropy_mean": ("mean entropy, all targets", "nats"),
+    "kl_mean": ("mean KL to reference, all targets", "nats"),
+}
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -60,6 +73,7 @@ def plot_masks(runs: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     metrics = [m for m in MASK_METRICS if any(m in r["series"] for r in runs.values())]
     cols = min(3, len(metrics))
@@ -69,9 +83,16 @@ def plot_masks(runs: dict, path: Path) -> None:
         for name, r in runs.items():
             if m in r["series"]:
                 pts = [(s, v) for s, v in zip(r["steps"], r["series"][m]) if v is not None]
-                ax.plot([s for s, _ in pts], [v for _, v in pts], label=name, linewidth=1.2)
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+                ax.plot([s for s, _ in pts], [v for _, v in pts], label=name, linewidth=1.2, marker=".")
+        title, unit = TITLES.get(m, (m, ""))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimiser step", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if unit == "share":
+            ax.set_ylim(-0.02, 1.02)
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")

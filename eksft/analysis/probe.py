@@ -102,7 +102,10 @@ def plot_probe(report: dict, path: Path) -> None:
         r = report["models"][name]
         for j, (key, cmap, vmax) in enumerate((("prob", "Reds", 1.0), ("entropy", "Blues", max_h))):
             ax = axes[2 * i + j][0]
-            ax.imshow([r[key]], aspect="auto", cmap=cmap, vmin=0, vmax=vmax)
+            image = ax.imshow([r[key]], aspect="auto", cmap=cmap, vmin=0, vmax=vmax)
+            bar = fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
+            bar.set_label("p(token)" if key == "prob" else "entropy (nats)", fontsize=6)
+            bar.ax.tick_params(labelsize=6)
             xs = [x for x, m in enumerate(r["masked"]) if m]
             ax.scatter(xs, [0] * len(xs), marker="x", color="black", s=12, linewidths=0.8)
             ax.set_yticks([0], [f"{Path(name).name or name}\n{key}"], fontsize=7)

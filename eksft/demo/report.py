@@ -218,7 +218,10 @@ def plot_training(summary: dict, path: Path) -> Path:
                    if r.get(key, r.get("loss") if key == "ce" else None) is not None]  # fmt: skip
             if pts:
                 ax.plot(*zip(*pts), marker=".", color=colour[method], label=method)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (_, title, unit) in zip(axes, panels):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(unit)
