@@ -3,7 +3,9 @@ method, pass@1 (= avg@n) and pass@K per benchmark and their average, in percent;
 numbers (fractions) and the stage times; pass@k plots with one curve per method.
 
 K is 32 (the paper's pass@32) or, with fewer samples, the largest k in ``eval.ks`` (EvalSettings.table_k); the
-header says which. A stage that has not run shows ``-``.
+header says which. A stage that has not run shows ``-``. Every per-benchmark cell carries its 95% bootstrap interval
+over problems (from ``eksft eval``), and each method is compared with SFT (or the first method) by a paired
+bootstrap over the same problems: the report's sentences state the difference and its interval, not point estimates.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def stage_rows(pc, results: dict) -> dict:
     keys = ("pass@1", f"pass@{k}")
     rows = {}
     for method, per_bench in results.items():
-        benches = {b: {key: s.get(key) for key in keys} for b, s in per_bench.items()}
+        benches = {b: {**{key: s.get(key) for key in keys},
+                       **{f"{key}_interval": (s.get("intervals") or {}).get(key) for key in keys}}
+                   for b, s in per_bench.items()}  # fmt: skip
         average = {key: sum(v[key] for v in benches.values()) / len(benches) for key in keys} if benches else {}
         rows[method] = {"benchmarks": benches, "average": average}
     return rows
@@ -55,6 +59,43 @@ def stage_rows(pc, results: dict) -> dict:
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _pct_iv(cell: dict, key: str) -> str:
+    """'12.5 [8.0, 17.0]' (percent, 95% bootstrap interval over problems) or the bare value without an interval."""
+    value, iv = cell.get(key), cell.get(f"{key}_interval")
+    if value is None or not iv:
+        return _pct(value)
+    return f"{100 * value:.1f} [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
+
+
+def comparisons(pc, results: dict) -> tuple[list[dict], list[str]]:
+    """Each method against SFT (or the first method) on every benchmark, pass@1 and pass@K: paired bootstrap over
+    the problems both were evaluated on. Returns the JSON records and one sentence each."""
+    from eksft.eval.compare import difference_sentence, paired_difference
+
+    ref = "sft" if "sft" in results else next(iter(results), None)
+    records, text = [], []
+    if ref is None:
+        return records, text
+    for method, per_bench in results.items():
+        if method == ref:
+            continue
+        for bench, summary in per_bench.items():
+            base = results[ref].get(bench)
+            if not base or "per_problem" not in base or "per_problem" not in summary:
+                continue
+            a = {p["id"]: (p["n"], p["c"]) for p in base["per_problem"]}
+            b = {p["id"]: (p["n"], p["c"]) for p in summary["per_problem"]}
+            for k in sorted({1, pc.eval.table_k}):
+                try:
+                    d = paired_difference(a, b, k)
+                except ValueError as e:  # different problems or too few samples: say so instead of comparing
+                    text.append(f"{bench}: {method} vs {ref} not compared ({e}).")
+                    break
+                records.append({"benchmark": bench, "method": method, "reference": ref, **d.to_dict()})
+                text.append(f"{bench}: " + difference_sentence(d, ref, method))
+    return records, text
 
 
 def markdown_table(pc, rows: dict) -> str:
@@ -67,7 +108,7 @@ def markdown_table(pc, rows: dict) -> str:
         row = rows.get(method)
         cells = [method]
         for key in ("pass@1", f"pass@{k}"):
-            cells += [_pct(row["benchmarks"].get(b, {}).get(key)) if row else "-" for b in benches]
+            cells += [_pct_iv(row["benchmarks"].get(b, {}), key) if row else "-" for b in benches]
         cells += [_pct(row["average"].get(key)) if row else "-" for key in ("pass@1", f"pass@{k}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -96,13 +137,20 @@ def write_report(pc, out_dir: str) -> dict:
     md = [f"# EKSFT pipeline report: {os.path.basename(os.path.abspath(pc.output_dir))}", "",
           f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
           f"problem at temperature {pc.eval.temperature}, max {pc.eval.max_new_tokens} new tokens"
-          + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "") + f"; seed {pc.seed}.",
-          ""]  # fmt: skip
+          + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "") + f"; seed {pc.seed}. "
+          "In brackets: 95% bootstrap interval over the benchmark's problems (2,000 resamples); averages over "
+          "benchmarks have none. One training seed: the intervals cover the problems and the sampling, not training "
+          "noise.", ""]  # fmt: skip
+    report["comparisons"] = {}
     for stage, title in STAGE_TITLES.items():
         results = collect(pc, stage)
         rows = stage_rows(pc, results)
         report["stages"][stage] = rows
         md += [f"## {title}", "", markdown_table(pc, rows), ""]
+        records, sentences = comparisons(pc, results)
+        report["comparisons"][stage] = records
+        if sentences:
+            md += ["Paired differences (bootstrap over the same problems):", ""] + [f"- {x}" for x in sentences] + [""]
         if results:  # one figure per benchmark, one curve per method
             by_bench = {}
             for method, per_bench in results.items():

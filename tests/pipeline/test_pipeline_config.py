@@ -91,3 +91,26 @@ def test_report_averages_over_benchmarks(tmp_path):
     md = open(tmp_path / "report" / "report.md").read()
     assert "| sft | 50.0 | 25.0 | 75.0 | 50.0 | 37.5 | 62.5 |" in md
     assert "| eksft | - | - | - | - | - | - |" in md
+
+
+def test_report_cells_carry_intervals_and_methods_are_compared_paired(tmp_path):
+    """With eksft eval's intervals and per-problem counts, cells show '[low, high]' and each method gets a paired
+    sentence against sft; a method right on every problem against one right on none is 'higher'."""
+    pc = pipeline_config_from(base(output_dir=str(tmp_path), methods=["sft", "eksft"],
+                                   eval={"benchmarks": ["b1"], "n": 4}))  # fmt: skip
+    for method, c in (("sft", 0), ("eksft", 4)):
+        folder = stage_dir(pc, method, "sft_eval")
+        os.makedirs(folder)
+        summary = {"pass@1": c / 4, "pass@4": float(c > 0), "num_problems": 3, "n": 4,
+                   "pass_at_k_curve": {str(k): c / 4 for k in range(1, 5)},
+                   "intervals": {"method": "bootstrap", "pass@1": [c / 4, c / 4], "pass@4": [c / 4, c / 4]},
+                   "per_problem": [{"id": str(i), "n": 4, "c": c} for i in range(3)]}  # fmt: skip
+        json.dump({"config": {}, "results": {"b1": {"m": summary}}}, open(os.path.join(folder, "results.json"), "w"))
+        mark_done(folder, {"seconds": 1.0})
+    report = write_report(pc, str(tmp_path / "report"))
+    md = open(tmp_path / "report" / "report.md").read()
+    assert "| eksft | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in md
+    (first, *_), records = report["comparisons"]["sft_eval"], report["comparisons"]["sft_eval"]
+    assert [r["metric"] for r in records] == ["pass@1", "pass@4"]
+    assert first["low"] == first["high"] == first["difference"] == 1.0
+    assert "b1: eksft − sft on pass@1: +100.0 points" in md and "eksft higher" in md
