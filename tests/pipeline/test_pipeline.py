@@ -26,6 +26,7 @@ def tiny_pipeline(out: str) -> dict:
                 "max_length": 160, "learning_rate": 3e-3, "logging_steps": 1, "save_strategy": "no",
                 "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
         "rl": {"max_steps": 2, "num_generations": 2, "prompts_per_generation": 2, "per_device_train_batch_size": 4,
+               "max_generation_batches": 2,  # dynamic sampling: the tiny model rarely varies; keep refills few
                "max_completion_length": 12, "overlong_buffer_len": 4, "learning_rate": 1e-3, "logging_steps": 1,
                "save_strategy": "no", "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
         "eval": {"benchmarks": ["arithmetic-easy"], "limit": 2, "n": 2, "max_new_tokens": 12, "batch_size": 2},
