@@ -93,13 +93,13 @@ def rl_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
 
 def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
     """One training stage (kind 'train' or 'rl'), in this process or through ``pc.launcher``."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from eksft.train.output_dir import latest_complete
 
     os.makedirs(out, exist_ok=True)
     config_path = os.path.join(out, "config.yaml")
     with open(config_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(values, f, sort_keys=False)
-    resume = get_last_checkpoint(out)
+    resume = latest_complete(out)  # a checkpoint cut short by a crash is skipped, never resumed from
     if resume:
         log(f"[pipeline]   resuming from {resume}")
     if pc.launcher:  # multi-GPU: e.g. "accelerate launch --num_processes 8 -m eksft.cli"

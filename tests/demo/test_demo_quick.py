@@ -26,6 +26,9 @@ def test_files(report):
     assert page.count("data:image/png;base64,") >= 4 and "<img src='plots" not in page  # self-contained
     md = (out / "report.md").read_text()
     assert "| metric | base | sft | eksft |" in md and "QUICK settings" in md
+    assert "| pass@1 | 0." in md and "] | 0." in md  # cells carry their one-seed bootstrap interval
+    assert "EKSFT (paper equations, published λ) keeps entropy (held-out entropy, eksft − sft)" in md
+    assert (out / "summary.json").is_file()  # the report can be re-rendered from it
 
 
 def test_numbers_in_range(report):
