@@ -249,11 +249,13 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
                    f"Evaluation: {cfg['eval_problems']} held-out problems × {cfg['samples']} samples at temperature "
                    f"1.0, at most {cfg['max_new_tokens']} new tokens, answers checked with math-verify (gold first). "
                    f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}"))  # fmt: skip
-    load = summary.get("load_average")
-    load_text = "" if not load else (f" Machine load (1-minute load average) at start {load[0]:.1f}, at end "
-                                     f"{load[1]:.1f}: above the CPU count, other work shared the cores and the "
-                                     f"wall time is longer than on an idle machine." if max(load) > mach["cpu_count"]
-                                     else f" Machine load at start {load[0]:.1f}, at end {load[1]:.1f}.")  # fmt: skip
+    load = summary.get("load_average")  # [start, end] (older runs) or [start, highest at a stage, end]
+    load_text = ""
+    if load:
+        load_text = (f" Machine load (1-minute load average) at start {load[0]:.1f}, highest at a stage "
+                     f"{max(load):.1f}, at end {load[-1]:.1f}")  # fmt: skip
+        load_text += (": above the CPU count, so other work shared the cores and the wall time is longer than on "
+                      "an idle machine." if max(load) > mach["cpu_count"] + 0.5 else ".")  # fmt: skip
     b.append(("p", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
                    f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
                    f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}"))  # fmt: skip
