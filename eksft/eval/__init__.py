@@ -1,4 +1,4 @@
-"""``eksft.eval``: pass@k evaluation with math-verify (docs/evaluation.md; protocol in docs/method.md).
+"""``eksft.eval``: pass@k evaluation with math-verify (docs/evaluation.md, which also gives the paper's protocol).
 
 Importing this package is cheap; torch, transformers and vLLM load only when sampling starts, numpy only when an
 interval or comparison is asked for.

@@ -58,7 +58,7 @@ def choose_backend(name: str) -> str:
         return "vllm" if vllm_available() else "hf"
     if name == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ValueError("backend 'vllm' needs vLLM: pip install 'eksft[vllm]' (in its own environment, see "
-                         "docs/ecosystem.md), or use --backend hf")  # fmt: skip
+                         "docs/evaluation.md), or use --backend hf")  # fmt: skip
     return name
 
 

@@ -1,4 +1,4 @@
-"""Answer checking with math-verify, gold first: ``verify(parse(gold), parse(prediction))`` (docs/method.md).
+"""Answer checking with math-verify, gold first: ``verify(parse(gold), parse(prediction))`` (docs/evaluation.md).
 
 math-verify bounds each parse and comparison with ``signal.alarm``, which only works in the main thread. There we
 use its own time limit; in another thread we turn its timeouts off, warn once, and the check has no time limit.

@@ -151,7 +151,7 @@ def load_model_and_tokenizer(
         padding_side: ``left`` for batched generation (new tokens must follow the prompt directly).
 
     The tokenizer gets a pad token (its eos token) when it has none; callers must not drop eos labels by
-    comparing with the pad id (docs/ecosystem.md).
+    comparing with the pad id (SmolLM2 pads with its eos token).
     """
     tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, padding_side=padding_side)
     model = load_model(name_or_path, dtype=dtype, device=device, gguf_file=gguf_file)

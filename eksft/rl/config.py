@@ -2,7 +2,7 @@
 and model fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text
 and the field table of docs/rl.md.
 
-DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/ecosystem.md): token-level loss
+DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/rl.md): token-level loss
 (``loss_type="dapo"``), clip-higher (``epsilon_high=0.28``), truncated completions left out of the loss
 (``mask_truncated_completions=True``), soft overlong punishment (``overlong_buffer_len``), no KL term (``beta=0``),
 temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong groups, not in TRL) is eksft's

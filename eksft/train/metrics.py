@@ -2,7 +2,7 @@
 
 Every ``LossResult.metrics`` value is a mean over its micro-batch's ``num_targets`` valid targets, so the interval's
 value is the ``num_targets``-weighted mean over its micro-batches (and over processes): averaging micro-batch means
-with equal weights would over-weight short batches (ecosystem.md, "Traps"). ``num_targets`` itself is summed.
+with equal weights would over-weight short batches (a known trap of custom losses). ``num_targets`` itself is summed.
 The loss functions' own ``loss`` metric is dropped: transformers' ``loss`` (the optimised objective, as scaled for
 the step) is the one logged.
 

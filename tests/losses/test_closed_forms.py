@@ -1,4 +1,4 @@
-"""Closed-form cases of the EKSFT loss and hand-worked examples of both variants (docs/method.md). CPU, < 1 s."""
+"""Closed-form cases of the EKSFT loss and hand-worked examples of both variants (docs/losses.md). CPU, < 1 s."""
 
 import math
 
