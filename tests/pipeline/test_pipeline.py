@@ -89,9 +89,11 @@ def test_report_has_both_tables(finished):
         for method, row in report["stages"][stage].items():
             res = json.load(open(os.path.join(out, method, stage, "results.json")))["results"]["arithmetic-easy"]
             summary = next(iter(res.values()))
-            assert row["benchmarks"]["arithmetic-easy"] == {"pass@1": summary["pass@1"], "pass@2": summary["pass@2"]}
+            assert row["benchmarks"]["arithmetic-easy"] == {
+                "pass@1": summary["pass@1"], "pass@2": summary["pass@2"],
+                "pass@1_interval": summary["intervals"]["pass@1"], "pass@2_interval": summary["intervals"]["pass@2"]}
             assert row["average"]["pass@1"] == summary["pass@1"]  # one benchmark: the average is its value
-            assert f"| {method} | {100 * summary['pass@1']:.1f} |" in md
+            assert f"| {method} | {100 * summary['pass@1']:.1f} [" in md  # value [95% interval]
     assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_sft.png"))
     assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_rl.png"))
 
