@@ -1,7 +1,8 @@
 """The ``eksft`` command line: ``eksft COMMAND [ARGS]``.
 
 Each command lives in ``eksft/commands/<name>.py`` and exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so ``eksft --help`` stays fast.
+``run(args) -> int``. Building the parser imports every command module (each keeps its heavy imports — torch
+models, TRL, datasets — inside ``run``), so ``eksft --help`` stays fast.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``eksft losses``: train a tiny random Llama for a few steps with every loss and print each one's terms.
 
 A seconds-long, download-free end-to-end check that every loss runs, backpropagates and reports its metrics on a
-real causal LM. It is the README's first command until the laptop demo (``eksft demo``) lands.
+real causal LM architecture (random weights); the laptop demo (``eksft demo``) is the real-model run.
 """
 
 from __future__ import annotations

@@ -163,11 +163,6 @@ def gather_targets(
     return Targets(valid=valid, rows=rows, tokens=labels[valid].long(), seq=sequence_ids(labels, position_ids)[valid])
 
 
-def same_position_rows(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Rows at the label positions themselves (row j for label j): the authors' off-by-one, see docs/losses.md."""
-    return logits[valid]
-
-
 # ------------------------------------------------------------------------------------------------- token statistics
 def upcast(x: torch.Tensor) -> torch.Tensor:
     """At least fp32: fp16/bf16 statistics are computed in fp32, fp64 stays fp64 (gradcheck)."""
