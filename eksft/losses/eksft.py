@@ -244,7 +244,8 @@ def eksft_loss(
         same = log_softmax32(logits[t.valid])
         ref_same = log_softmax32(ref_logits[t.valid]).detach()
         h_stat = entropy_from_logprobs(same)
-        kl_stat = (same.exp() * (same.exp() - ref_same)).sum(-1)  # Σ p (p - log q): their penalty (= KL + H + Σp²)
+        p = same.exp()
+        kl_stat = (p * (p - ref_same)).sum(-1)  # Σ p (p - log q): their penalty (= KL + H + Σp²)
         kl_select = kl_from_logprobs(same, ref_same)  # they *select* M_KL by the true KL of the same row
 
     plan = plan_eksft(

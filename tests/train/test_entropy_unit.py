@@ -11,20 +11,20 @@ import pytest
 from eksft.train import build_trainer
 
 
-def logged(cfg) -> list[dict]:
+def logged(cfg) -> tuple[list[dict], int]:
+    """The metrics lines that carry the per-nat weight, and the policy's vocabulary size."""
     trainer = build_trainer(cfg)
     trainer.train()
     with open(f"{cfg.output_dir}/metrics.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if "lambda_entropy_per_nat" in line]
+        return [json.loads(line) for line in f if "lambda_entropy_per_nat" in line], trainer.model.config.vocab_size
 
 
 @pytest.mark.parametrize("implementation", ["fused", "logits"])
 @pytest.mark.parametrize("unit", ["normalized", "nats"])
 def test_per_nat_weight_is_logged(make_config, implementation, unit):
     cfg = make_config(loss_implementation=implementation, entropy_unit=unit, lambda_entropy=0.05, max_steps=1)
-    lines = logged(cfg)
+    lines, vocab = logged(cfg)
     assert lines, "lambda_entropy_per_nat missing from metrics.jsonl"
-    vocab = build_trainer(cfg).model.config.vocab_size
     expected = 0.05 / math.log(vocab) if unit == "normalized" else 0.05
     assert lines[0]["lambda_entropy_per_nat"] == pytest.approx(expected, rel=1e-6)
 
