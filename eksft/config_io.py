@@ -28,12 +28,7 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
         raise FileNotFoundError(f"config file {path!r} does not exist.")
     if os.path.abspath(path) in seen:
         raise ValueError(f"{path}: `include` cycle through {list(seen)}.")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8.") from None
+    text = read_utf8(path)
     try:
         data = yaml.load(text, Loader=_unique_key_loader()) or {}
     except yaml.MarkedYAMLError as e:  # one line: FILE line N: problem
@@ -55,6 +50,17 @@ def not_utf8(path: str, raw: bytes, e: UnicodeDecodeError) -> str:
     """``FILE line L (byte B): not valid UTF-8 (0x..)`` for a decode error of the bytes ``raw`` of ``path``."""
     line = raw.count(b"\n", 0, e.start) + 1
     return f"{path} line {line} (byte offset {e.start}): not valid UTF-8 (byte 0x{raw[e.start]:02x})"
+
+
+def read_utf8(path: str, where: str = "") -> str:
+    """The text of ``path``; bytes that are not UTF-8 raise one ValueError naming the line and byte offset
+    (``where`` is appended to the fix, e.g. the field the file came from)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8{where}.") from None
 
 
 @functools.cache

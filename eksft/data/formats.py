@@ -66,14 +66,12 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        from eksft.config_io import not_utf8
+    from eksft.config_io import read_utf8
 
-        raise RecordError(f"{not_utf8(path, raw, e)}; save the file as UTF-8 ({field}).") from None
+    try:
+        text = read_utf8(path, f" ({field})")
+    except ValueError as e:
+        raise RecordError(str(e)) from None
     if path.endswith(".json") and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
