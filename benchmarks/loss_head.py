@@ -174,7 +174,7 @@ def worker(args) -> dict:
             raise
         out.update(status="oom", error=str(e).splitlines()[0][:160], runs_done=len(times))
     else:
-        out.update(status="ok", loss=loss, time_s=round(statistics.median(times), 3), times_s=[round(t, 3) for t in times],
+        out.update(status="ok", loss=loss, time_s=round(statistics.median(times), 6), times_s=[round(t, 6) for t in times],
                    cpu_s=round(statistics.median(cpu), 3))  # CPU seconds: less sensitive to other users' load
     out.update(
         peak_above_inputs_gb=round((peak_rss_bytes() - base_rss) / 1e9, 3),
