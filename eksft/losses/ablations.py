@@ -7,19 +7,10 @@ from __future__ import annotations
 import torch
 
 from .baselines import prepare
-from .eksft import empty_result, paper_statistics
+from .eksft import EksftPlan, empty_result, paper_statistics
 from .selection import random_select
 from .tokens import check_fraction, check_nonnegative, denominator, entropy_scale, mean_or_zero
 from .types import LossResult
-
-
-def masked_objective(logp, h, kl, m, lambda_entropy, lambda_kl, normalization, num_items, n):
-    """CE over the kept targets, entropy bonus and KL penalty over ``m`` — the EKSFT objective for a given mask
-    (``lambda_entropy`` per nat of ``h``)."""
-    keep = ~m
-    d_ce = denominator(int(keep.sum()), normalization, num_items, n)
-    d_reg = denominator(int(m.sum()), normalization, num_items, n)
-    return (-logp[keep]).sum() / d_ce - lambda_entropy * h[m].sum() / d_reg + lambda_kl * kl[m].sum() / d_reg
 
 
 def global_reg_loss(
@@ -32,7 +23,7 @@ def global_reg_loss(
     scale = entropy_scale(entropy_unit, logits.shape[-1])  # lambda_entropy is per unit of H * scale
     t = prepare(logits, labels, ignore_index, normalization, ref_logits)
     if t.n == 0:
-        return empty_result(logits, labels)
+        return empty_result(logits, labels, GLOBAL_REG_METRICS)
     logp, h, kl = paper_statistics(t, ref_logits)
     d = denominator(t.n, normalization, num_items_in_batch, t.n)
     loss = ((-logp).sum() - lambda_entropy * scale * h.sum() + lambda_kl * kl.sum()) / d
@@ -46,6 +37,13 @@ def global_reg_loss(
     return LossResult(loss=loss, metrics=metrics, mask=t.scatter(torch.zeros(t.n, dtype=torch.bool, device=logp.device)))
 
 
+GLOBAL_REG_METRICS = ("loss", "ce", "entropy_term", "kl_term", "entropy_mean", "kl_mean", "masked_fraction",
+                      "lambda_entropy_per_nat", "num_targets")  # fmt: skip
+RANDOM_MASK_METRICS = ("loss", "ce", "entropy_term", "kl_term", "lambda_entropy_per_nat", "masked_fraction",
+                       "entropy_masked_mean", "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean",
+                       "entropy_mean", "kl_mean", "num_targets")  # fmt: skip
+
+
 def random_mask_loss(
     logits, labels, ref_logits, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05,
     entropy_unit="normalized", normalization="mean", ignore_index=-100, num_items_in_batch=None, position_ids=None,
@@ -53,25 +51,43 @@ def random_mask_loss(
     """Random masking (Appendix H): drop exactly ceil(fraction·N) uniformly random targets from CE (reproducible
     from ``seed``; the trainer passes a per-step seed) and apply EKSFT's regularisers on the dropped set
     (``lambda_entropy`` per unit of ``entropy_unit``, as in ``eksft_loss``)."""
-    check_fraction("fraction", fraction)
-    check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
-    scale = entropy_scale(entropy_unit, logits.shape[-1])
+    _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, logits.shape[-1])
     t = prepare(logits, labels, ignore_index, normalization, ref_logits)
     if t.n == 0:
-        return empty_result(logits, labels)
+        return empty_result(logits, labels, RANDOM_MASK_METRICS)
     logp, h, kl = paper_statistics(t, ref_logits)
-    m = random_select(t.n, fraction, seed, logp.device)
-    loss = masked_objective(logp, h, kl, m, lambda_entropy * scale, lambda_kl, normalization, num_items_in_batch,
-                            t.n)  # fmt: skip
-    hd, kd, keep = h.detach(), kl.detach(), ~m
-    metrics = {
-        "loss": float(loss.detach()), "ce": mean_or_zero(-logp.detach()[keep]),
-        "entropy_term": mean_or_zero(hd[m]) * scale, "kl_term": mean_or_zero(kd[m]),
-        "lambda_entropy_per_nat": lambda_entropy * scale,
-        "masked_fraction": float(m.float().mean()), "entropy_masked_mean": mean_or_zero(hd[m]),
-        "entropy_unmasked_mean": mean_or_zero(hd[keep]), "kl_masked_mean": mean_or_zero(kd[m]),
-        "kl_unmasked_mean": mean_or_zero(kd[keep]), "entropy_mean": float(hd.mean()), "kl_mean": float(kd.mean()),
-        "num_targets": float(t.n),
-    }  # fmt: skip
-    return LossResult(loss=loss, metrics=metrics, mask=t.scatter(m))
+    plan = plan_random_mask(logp, h, kl, fraction=fraction, seed=seed, lambda_entropy=lambda_entropy,
+                            lambda_kl=lambda_kl, entropy_unit=entropy_unit, vocab_size=logits.shape[-1],
+                            normalization=normalization, num_items_in_batch=num_items_in_batch)  # fmt: skip
+    loss = plan.objective(logp, h, kl)
+    plan.metrics["loss"] = float(loss.detach())
+    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
 
+
+def _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_size) -> float:
+    check_fraction("fraction", fraction)
+    check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
+    return entropy_scale(entropy_unit, vocab_size)
+
+
+def plan_random_mask(logp, h, kl, *, fraction, seed, lambda_entropy, lambda_kl, entropy_unit, vocab_size,
+                     normalization, num_items_in_batch=None) -> EksftPlan:  # fmt: skip
+    """Random masking's mask and coefficients from detached ``(N,)`` statistics, as an :class:`EksftPlan` (the
+    seeded mask is both the entropy and the KL set), so the logits path and the fused head share it as they share
+    :func:`plan_eksft`."""
+    scale = _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_size)
+    logp, h, kl = logp.detach(), h.detach(), kl.detach()
+    n = logp.numel()
+    m = random_select(n, fraction, seed, logp.device)
+    keep = ~m
+    d_ce = denominator(int(keep.sum()), normalization, num_items_in_batch, n)
+    d_reg = denominator(int(m.sum()), normalization, num_items_in_batch, n)
+    metrics = {
+        "ce": mean_or_zero(-logp[keep]), "entropy_term": mean_or_zero(h[m]) * scale, "kl_term": mean_or_zero(kl[m]),
+        "lambda_entropy_per_nat": lambda_entropy * scale,
+        "masked_fraction": float(m.float().mean()), "entropy_masked_mean": mean_or_zero(h[m]),
+        "entropy_unmasked_mean": mean_or_zero(h[keep]), "kl_masked_mean": mean_or_zero(kl[m]),
+        "kl_unmasked_mean": mean_or_zero(kl[keep]), "entropy_mean": float(h.mean()), "kl_mean": float(kl.mean()),
+        "num_targets": float(n),
+    }  # fmt: skip
+    return EksftPlan(m, m, m, m, m, d_ce, lambda_entropy * scale / d_reg, lambda_kl / d_reg, metrics)

@@ -16,6 +16,7 @@ from .tokens import (
     denominator,
     entropy_from_logprobs,
     gather_targets,
+    log_probs,
     log_softmax32,
     upcast,
     zero_loss,
@@ -51,8 +52,7 @@ def sft_loss(logits, labels, *, normalization="mean", ignore_index=-100, num_ite
     t = prepare(logits, labels, ignore_index, normalization)
     if t.n == 0:
         return empty(logits)
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     return finish(-logp, logz, logp, t, normalization, num_items_in_batch)
 
 
@@ -61,8 +61,7 @@ def dft_loss(logits, labels, *, normalization="mean", ignore_index=-100, num_ite
     t = prepare(logits, labels, ignore_index, normalization)
     if t.n == 0:
         return empty(logits)
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     return finish(-logp.detach().exp() * logp, logz, logp, t, normalization, num_items_in_batch)
 
 
@@ -76,10 +75,9 @@ def iw_sft_loss(
     t = prepare(logits, labels, ignore_index, normalization, ref_logits, position_ids)
     if t.n == 0:
         return empty(logits, "weight_mean", "weight_max")
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     ref_rows = ref_logits[:, :-1][t.valid[:, 1:]]
-    ref_logp = log_softmax32(ref_rows).gather(-1, t.tokens[:, None]).squeeze(-1).detach()
+    ref_logp = log_probs(ref_rows, t.tokens)[1].detach()
     _, inverse, counts = torch.unique(t.seq, return_inverse=True, return_counts=True)
     diff = torch.zeros(counts.numel(), dtype=logp.dtype, device=logp.device).index_add_(0, inverse, (logp.detach() - ref_logp))
     w_seq = (diff / counts).exp().clamp(0.0, clip)  # (S,)
@@ -110,8 +108,7 @@ def psft_loss(
     old = upcast(old_logps[t.valid]).detach()
     if not bool(torch.isfinite(old).all()):
         raise NonFiniteError("`old_logps` contains NaN or inf at valid label positions.", "old_logps")
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     ratio = (logp - old).exp()
     clipped = ratio.detach() > 1.0 + epsilon_high
     per_token = -torch.minimum(ratio, torch.full_like(ratio, 1.0 + epsilon_high))
@@ -128,8 +125,7 @@ def asft_loss(
     t = prepare(logits, labels, ignore_index, normalization, ref_logits)
     if t.n == 0:
         return empty(logits, "kl_ref_policy")
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
     kl_qp = (ref_logz.exp() * (ref_logz - logz)).sum(-1)
     per_token = -logp.detach().exp() * logp + lambda_kl * kl_qp
@@ -145,8 +141,7 @@ def gem_loss(
     t = prepare(logits, labels, ignore_index, normalization)
     if t.n == 0:
         return empty(logits)
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     s = torch.softmax(upcast(t.rows.detach()) / beta, dim=-1)
     per_token = -logp + (s * logz).sum(-1)
     return finish(per_token, logz, logp, t, normalization, num_items_in_batch)

@@ -27,6 +27,7 @@ from .tokens import (
     entropy_scale,
     gather_targets,
     kl_from_logprobs,
+    log_probs,
     log_softmax32,
     mean_or_zero,
     upcast,
@@ -129,6 +130,7 @@ def plan_eksft(
     penalty); ``kl_select`` = the true KL of that row, which selects M_KL (their ``calculate_kl_and_entropy``).
     ``entropy_unit``: ``normalized`` weights H / ln V (``vocab_size`` required), ``nats`` weights H.
     """
+    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
     logp, entropy, kl = upcast(logp.detach()), upcast(entropy.detach()), upcast(kl.detach())
     kl_sel = kl if kl_select is None else upcast(kl_select.detach())  # what M_KL is chosen by (true KL)
     n = logp.numel()
@@ -184,9 +186,8 @@ def plan_eksft(
 def paper_statistics(t: Targets, ref_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(logp_j, H_j, KL_j)`` of every valid target j, fp32, with gradients through the policy (docs/losses.md,
     notation); also used by ``scope="global"`` (eksft/train/global_scope.py), so both select on the same numbers."""
-    logz = log_softmax32(t.rows)  # (N, V) fp32
+    logz, logp = log_probs(t.rows, t.tokens)  # (N, V), (N,) fp32
     ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
     return logp, entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
 
 
@@ -240,7 +241,7 @@ def eksft_loss(
         logp, h_stat, kl_stat = paper_statistics(t, ref_logits)
     else:
         # Authors' code: statistics from row j (not j-1) at label position j; CE still scores target j with row j-1.
-        logp = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+        logp = log_probs(t.rows, t.tokens)[1]
         same = log_softmax32(logits[t.valid])
         ref_same = log_softmax32(ref_logits[t.valid]).detach()
         h_stat = entropy_from_logprobs(same)

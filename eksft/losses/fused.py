@@ -4,13 +4,15 @@ output projection, never holding full-vocabulary logits for the policy or the re
 Only the N valid targets are projected, ``chunk_size`` rows at a time, so at most one ``(chunk, V)`` block of logits
 per model exists at once (plus the few elementwise temporaries of that block). Statistics are fp32.
 
-* Per-target losses (sft, dft, gem, sed_sft, asft, global_reg): one pass. Each chunk of rows is handed to the
-  logits-path function itself (``ROW_LOSSES``), as a batch of two-token sequences, so the per-token formulas are
+Which losses it serves and how is the ``fused`` column of ``spec.SPECS``:
+
+* ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg): one pass. Each chunk of rows is handed
+  to the logits-path function itself, as a batch of two-token sequences, so the per-token formulas are
   written once; autograd on that chunk gives the gradient w.r.t. its logits, which is projected straight into
   gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
   use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain twin).
-* Losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects log p(y), H and KL for
-  every valid target and :func:`plan_eksft` (or the random mask) fixes masks and per-target coefficients; pass 2
+* ``"planned"``, losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects
+  log p(y), H and KL for every valid target and :func:`plan_eksft` (or :func:`plan_random_mask`) fixes masks and per-target coefficients; pass 2
   recomputes each chunk's logits and forms the gradient of ``ce_w*(-logp) - ent_w*H + kl_w*KL`` (in closed form on
   reused buffers; autograd on the plain twin). Targets that carry no regulariser need no reference logits in pass 2.
 
@@ -24,34 +26,25 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from .ablations import global_reg_loss, random_mask_loss
-from .baselines import asft_loss, dft_loss, gem_loss, sft_loss
-from .eksft import eksft_loss, plan_eksft, validate_options
+from .ablations import plan_random_mask
+from .eksft import plan_eksft
 from .fused_passes import (
     Grads,
     PrecomputedGrad,
     Projection,
     Workspace,
     logit_transform,
-    random_mask_plan,
     row_pass,
     stats_pass,
     weighted_grad_pass,
     weighted_objective,
 )
-from .sed_sft import sed_sft_loss
+from .spec import SPECS, fused_refusal
 from .tokens import NORMALIZATIONS, check_choice, denominator, sequence_ids, valid_label_mask
 from .types import LossResult
 
-#: Losses scored one target at a time: each chunk of rows goes through the logits-path function itself.
-ROW_LOSSES = {
-    "sft": sft_loss, "dft": dft_loss, "gem": gem_loss, "sed_sft": sed_sft_loss, "asft": asft_loss,
-    "global_reg": global_reg_loss,
-}  # fmt: skip
-#: Losses whose mask depends on every target's statistics (or is drawn over all of them): two passes.
-PLANNED_LOSSES = {"eksft": eksft_loss, "random_mask": random_mask_loss}
-FUSED_LOSSES = (*ROW_LOSSES, *PLANNED_LOSSES)
-REFERENCE_LOSSES = frozenset({"eksft", "asft", "global_reg", "random_mask"})
+#: The losses the fused head serves (``SPECS[name].fused`` is set).
+FUSED_LOSSES = tuple(name for name, spec in SPECS.items() if spec.fused)
 #: Rows per block. 128 x 151,936 fp32 logits is 78 MB; the matmul is still large enough to run at full speed.
 DEFAULT_CHUNK_SIZE = 128
 
@@ -61,7 +54,7 @@ def head_logits(hidden, weight, bias=None, *, logit_scale=None, final_logit_soft
     return logit_transform(F.linear(hidden, weight, bias), logit_scale, final_logit_softcapping)
 
 
-# ------------------------------------------------------------------------------------------------------ public API
+# ------------------------------------------------------------------------------------------------------ validation
 def _check_tensors(hidden, weight, bias, labels, hidden_name, weight_name, bias_name):
     if not (isinstance(hidden, torch.Tensor) and hidden.dim() == 3 and hidden.is_floating_point()):
         raise ValueError(f"`{hidden_name}` must be a floating-point (B, T, d) tensor of final hidden states (after the "
@@ -78,7 +71,7 @@ def _check_tensors(hidden, weight, bias, labels, hidden_name, weight_name, bias_
 
 def _check_options(loss_type: str, options: dict) -> dict:
     """The loss's own keyword options (those of the logits-path function), with its defaults filled in."""
-    fn = ROW_LOSSES.get(loss_type) or PLANNED_LOSSES[loss_type]
+    fn = SPECS[loss_type].fn
     shared = {"normalization", "ignore_index", "num_items_in_batch", "position_ids"}
     params = {p.name: p.default for p in inspect.signature(fn).parameters.values()
               if p.kind is p.KEYWORD_ONLY and p.name not in shared}  # fmt: skip
@@ -91,6 +84,36 @@ def _check_options(loss_type: str, options: dict) -> dict:
     return {**{k: v for k, v in params.items() if v is not inspect.Parameter.empty}, **options}
 
 
+def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, ref_bias, chunk_size, normalization,
+              ignore_index, options) -> dict:  # fmt: skip
+    """Every argument check of :func:`fused_head_loss`; returns the loss's options with defaults filled in."""
+    check_choice("loss_type", loss_type, FUSED_LOSSES)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    options = _check_options(loss_type, options)
+    refusal = fused_refusal(loss_type, options)
+    if refusal:
+        raise ValueError(f"{refusal}; use {SPECS[loss_type].fn.__name__} on full logits.")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"`chunk_size` must be an integer >= 1 (targets per block), got {chunk_size!r}.")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.is_floating_point():
+        raise ValueError("`labels` must be an integer tensor of shape (B, T).")
+    _check_tensors(hidden, weight, bias, labels, "hidden", "lm_head_weight", "lm_head_bias")
+    if SPECS[loss_type].needs_reference:
+        if ref_hidden is None or ref_weight is None:
+            raise ValueError(f"`{loss_type}` needs the reference: pass `ref_hidden` and `ref_lm_head_weight`.")
+        _check_tensors(ref_hidden, ref_weight, ref_bias, labels, "ref_hidden", "ref_lm_head_weight",
+                       "ref_lm_head_bias")  # fmt: skip
+        if ref_weight.shape[0] != weight.shape[0]:
+            raise ValueError("`ref_lm_head_weight` and `lm_head_weight` must have the same vocabulary size V.")
+    vocab = weight.shape[0]
+    tokens = labels[valid_label_mask(labels, ignore_index)]
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
+        raise ValueError(f"`labels` contains ids outside [0, {vocab}) that are not ignore_index={ignore_index}; "
+                         "the tokenizer and the model's vocabulary disagree.")  # fmt: skip
+    return options
+
+
+# ------------------------------------------------------------------------------------------------------ public API
 def fused_head_loss(
     loss_type: str,
     hidden: torch.Tensor,
@@ -117,85 +140,58 @@ def fused_head_loss(
         hidden: ``(B, T, d)`` policy final hidden states (after the final norm). Gradients flow into these.
         lm_head_weight: ``(V, d)`` policy output projection (may be the tied embedding matrix); gets a gradient.
         labels: ``(B, T)`` unshifted token ids, ``ignore_index`` where not scored.
-        ref_hidden, ref_lm_head_weight: the frozen reference's, for losses in ``REFERENCE_LOSSES`` (detached here).
+        ref_hidden, ref_lm_head_weight: the frozen reference's, for losses that need it (``SPECS``; detached here).
         chunk_size: valid targets projected at once; peak extra memory is a few ``(chunk_size, V)`` fp32 blocks.
         lm_head_bias, ref_lm_head_bias: ``(V,)`` output biases, if the heads have them.
         logit_scale, final_logit_softcapping: the model's logit multiplier and soft-cap (``eksft.models.lm_head_parts``),
             applied to both models' logits.
         normalization, ignore_index, num_items_in_batch, position_ids, **options: as the logits-path loss takes them.
     """
-    check_choice("loss_type", loss_type, FUSED_LOSSES)
-    check_choice("normalization", normalization, NORMALIZATIONS)
-    options = _check_options(loss_type, options)
-    if not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"`chunk_size` must be an integer >= 1 (targets per block), got {chunk_size!r}.")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.is_floating_point():
-        raise ValueError("`labels` must be an integer tensor of shape (B, T).")
-    _check_tensors(hidden, lm_head_weight, lm_head_bias, labels, "hidden", "lm_head_weight", "lm_head_bias")
-    needs_ref = loss_type in REFERENCE_LOSSES
-    if needs_ref:
-        if ref_hidden is None or ref_lm_head_weight is None:
-            raise ValueError(f"`{loss_type}` needs the reference: pass `ref_hidden` and `ref_lm_head_weight`.")
-        _check_tensors(ref_hidden, ref_lm_head_weight, ref_lm_head_bias, labels, "ref_hidden", "ref_lm_head_weight",
-                       "ref_lm_head_bias")  # fmt: skip
-        if ref_lm_head_weight.shape[0] != lm_head_weight.shape[0]:
-            raise ValueError("`ref_lm_head_weight` and `lm_head_weight` must have the same vocabulary size V.")
-    if loss_type == "eksft":
-        validate_options(options["rho"], options["lambda_entropy"], options["lambda_kl"], options["selection"],
-                         options["scope"], normalization, options["variant"], options["entropy_unit"])  # fmt: skip
-        if options["variant"] != "paper":
-            raise ValueError("`variant='official'` is not supported by the fused head (its statistics come from other "
-                             "rows than its cross-entropy); use eksft_loss on full logits, or variant='paper'.")  # fmt: skip
-    vocab = lm_head_weight.shape[0]
+    options = _validate(loss_type, hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, lm_head_bias,
+                        ref_lm_head_bias, chunk_size, normalization, ignore_index, options)  # fmt: skip
+    spec = SPECS[loss_type]
+    head = dict(logit_scale=logit_scale, final_logit_softcapping=final_logit_softcapping)
     valid = valid_label_mask(labels, ignore_index)  # (B, T) label positions j >= 1 that are scored
     tokens = labels[valid].long()
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
-        raise ValueError(f"`labels` contains ids outside [0, {vocab}) that are not ignore_index={ignore_index}; "
-                         "the tokenizer and the model's vocabulary disagree.")  # fmt: skip
-    head = dict(logit_scale=logit_scale, final_logit_softcapping=final_logit_softcapping)
-    shared = dict(normalization=normalization, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch)
-
     if tokens.numel() == 0:  # the logits-path function on one (B, 1, V) column: its zero loss, metrics and shapes
-        fn = ROW_LOSSES.get(loss_type) or PLANNED_LOSSES[loss_type]
-        ref = (head_logits(ref_hidden[:, :1], ref_lm_head_weight, ref_lm_head_bias, **head).detach(),) if needs_ref else ()
-        r = fn(head_logits(hidden[:, :1], lm_head_weight, lm_head_bias, **head), labels[:, :1], *ref, **shared, **options)
+        ref = (head_logits(ref_hidden[:, :1], ref_lm_head_weight, ref_lm_head_bias, **head).detach(),) \
+            if spec.needs_reference else ()  # fmt: skip
+        r = spec.fn(head_logits(hidden[:, :1], lm_head_weight, lm_head_bias, **head), labels[:, :1], *ref,
+                    normalization=normalization, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch,
+                    **options)  # fmt: skip
         return LossResult(r.loss, r.metrics, None if r.mask is None else torch.zeros_like(valid))
 
     rows = hidden[:, :-1][valid[:, 1:]]  # (N, d): row j-1 scores label j; autograd scatters its gradient back
-    proj = Projection(lm_head_weight.detach(), None if lm_head_bias is None else lm_head_bias.detach(),
-                      logit_scale, final_logit_softcapping)  # fmt: skip
+    proj = Projection(lm_head_weight.detach(), None if lm_head_bias is None else lm_head_bias.detach(), logit_scale,
+                      final_logit_softcapping)  # fmt: skip
     ref_rows = ref_proj = None
-    if needs_ref:
+    if spec.needs_reference:
         ref_rows = ref_hidden[:, :-1][valid[:, 1:]].detach()
-        ref_proj = Projection(ref_lm_head_weight.detach(), None if ref_lm_head_bias is None else ref_lm_head_bias.detach(),
-                              logit_scale, final_logit_softcapping)  # fmt: skip
+        ref_proj = Projection(ref_lm_head_weight.detach(), None if ref_lm_head_bias is None else
+                              ref_lm_head_bias.detach(), logit_scale, final_logit_softcapping)  # fmt: skip
     grads = None
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, lm_head_weight, lm_head_bias)):
         grads = Grads(rows, lm_head_weight, lm_head_bias)
-    n, mask = tokens.numel(), None
     ws = Workspace.ensure(None, rows, proj, chunk_size)  # the (chunk, V) blocks, shared by the passes
-
+    n = tokens.numel()
     with torch.no_grad():
-        if loss_type in ROW_LOSSES:
+        if spec.fused == "rows":
             d = denominator(n, normalization, num_items_in_batch, n)  # the global normaliser, shared by all chunks
-            loss, metrics = row_pass(ROW_LOSSES[loss_type], rows.detach(), tokens, proj, ref_rows, ref_proj, d,
-                                      chunk_size, grads, ignore_index, options, ws)  # fmt: skip
-            if loss_type == "global_reg":
-                mask = torch.zeros_like(valid)
-        else:
+            loss, metrics = row_pass(spec.fn, rows.detach(), tokens, proj, ref_rows, ref_proj, d, chunk_size, grads,
+                                     ignore_index, options, ws)  # fmt: skip
+            mask = None if loss_type != "global_reg" else torch.zeros_like(valid)
+        else:  # "planned": statistics of every target, one plan, then the gradient
             logp, h, kl = stats_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, chunk_size, ws)
+            shared = dict(normalization=normalization, num_items_in_batch=num_items_in_batch, vocab_size=lm_head_weight.shape[0])
             if loss_type == "eksft":
-                seq = sequence_ids(labels, position_ids)[valid]
-                plan = plan_eksft(logp, h, kl, seq, normalization=normalization, num_items_in_batch=num_items_in_batch,
-                                  vocab_size=vocab, **options)  # fmt: skip
-                m, weights, metrics = plan.mask, (plan.ce_weight, plan.entropy_weight, plan.kl_weight), plan.metrics
+                plan = plan_eksft(logp, h, kl, sequence_ids(labels, position_ids)[valid], **shared, **options)
             else:
-                m, weights, metrics = random_mask_plan(logp, h, kl, normalization=normalization, vocab_size=vocab,
-                                                       num_items_in_batch=num_items_in_batch, **options)  # fmt: skip
+                plan = plan_random_mask(logp, h, kl, **shared, **options)
+            weights, metrics = (plan.ce_weight, plan.entropy_weight, plan.kl_weight), plan.metrics
             loss = weighted_objective(logp, h, kl, *weights)
             metrics["loss"] = float(loss)
             mask = torch.zeros_like(valid)
-            mask[valid] = m
+            mask[valid] = plan.mask
             if grads is not None:
                 weighted_grad_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, *weights, chunk_size, grads, ws)
     if grads is not None:
@@ -203,36 +199,9 @@ def fused_head_loss(
     return LossResult(loss=loss, metrics=metrics, mask=mask)
 
 
-def eksft_head_loss(
-    hidden: torch.Tensor,
-    lm_head_weight: torch.Tensor,
-    labels: torch.Tensor,
-    ref_hidden: torch.Tensor,
-    ref_lm_head_weight: torch.Tensor,
-    *,
-    rho: float = 0.2,
-    lambda_entropy: float = 0.05,
-    lambda_kl: float = 0.05,
-    selection: str = "union",
-    scope: str = "micro_batch",
-    normalization: str = "mean",
-    variant: str = "paper",
-    entropy_unit: str = "normalized",
-    ignore_index: int = -100,
-    num_items_in_batch=None,
-    position_ids: torch.Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    lm_head_bias: torch.Tensor | None = None,
-    ref_lm_head_bias: torch.Tensor | None = None,
-    logit_scale: float | None = None,
-    final_logit_softcapping: float | None = None,
-) -> LossResult:
-    """:func:`eksft_loss` from final hidden states, without ``(B, T, V)`` logits. Options as in ``eksft_loss``;
-    head arguments as in :func:`fused_head_loss`. ``variant="official"`` is refused (docs/fused_head.md)."""
-    return fused_head_loss(
-        "eksft", hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, chunk_size=chunk_size,
-        lm_head_bias=lm_head_bias, ref_lm_head_bias=ref_lm_head_bias, logit_scale=logit_scale,
-        final_logit_softcapping=final_logit_softcapping, normalization=normalization, ignore_index=ignore_index,
-        num_items_in_batch=num_items_in_batch, position_ids=position_ids, rho=rho, lambda_entropy=lambda_entropy,
-        lambda_kl=lambda_kl, selection=selection, scope=scope, variant=variant, entropy_unit=entropy_unit,
-    )  # fmt: skip
+def eksft_head_loss(hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, **kwargs) -> LossResult:
+    """:func:`eksft_loss` from final hidden states, without ``(B, T, V)`` logits: ``fused_head_loss("eksft", ...)``.
+    EKSFT's options (``rho``, ``lambda_entropy``, ... with ``eksft_loss``'s defaults) and the head arguments
+    (``chunk_size``, ``lm_head_bias``, ``logit_scale``, ...) as :func:`fused_head_loss` takes them.
+    ``variant="official"`` is refused (docs/fused_head.md)."""
+    return fused_head_loss("eksft", hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, **kwargs)

@@ -21,21 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import dft_loss, sft_loss
-from .selection import random_select
-from .tokens import (
-    NonFiniteError,
-    check_fraction,
-    check_nonnegative,
-    denominator,
-    entropy_scale,
-    entropy_from_logprobs,
-    kl_from_logprobs,
-    log_softmax32,
-    mean_or_zero,
-)
+from .tokens import NonFiniteError, entropy_from_logprobs, kl_from_logprobs, log_softmax32, pick
 
 
 #: True: closed-form block gradients on reused buffers. False: the plain twin (autograd on the logits-path functions).
+#: A module switch, not a parameter, on purpose: the plain twin exists to be compared with (the tests flip it, and so
+#: can someone chasing a suspected fast-path bug); no training run should choose it, so no config field offers it.
 FAST_PATH = True
 
 
@@ -188,7 +179,7 @@ def weighted_objective(logp, h, kl, ce_w, ent_w, kl_w) -> torch.Tensor:
 
 def row_stats(logz, ref_logz, tokens):
     """log p(y), H(p) and KL(p || q) per row, by the logits path's own functions (H, KL None without reference)."""
-    logp = logz.gather(-1, tokens[:, None]).squeeze(-1)
+    logp = pick(logz, tokens)
     if ref_logz is None:
         return logp, None, None
     return logp, entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
@@ -280,7 +271,7 @@ def ce_row_pass(coefficient, rows, tokens, proj, d, chunk_size, grads, ws):
     for sl in chunks(n, chunk_size):
         z, chain = proj.logits_into(rows[sl], ws, "z", "chain" if grads is not None else None)
         logz = torch.log_softmax(z, -1, out=ws.get("logp", z.shape[0]))
-        logp[sl] = lp = logz.gather(1, tokens[sl, None]).squeeze(1)
+        logp[sl] = lp = pick(logz, tokens[sl])
         p = torch.exp(logz, out=z)
         h[sl] = -logz.mul_(p).sum(-1)
         if grads is not None:
@@ -301,7 +292,7 @@ def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size, ws=None):
             m = sl.stop - sl.start
             logz = torch.log_softmax(proj.logits_into(rows[sl], ws, "z")[0], -1, out=ws.get("logp", m))
             ref_logz = torch.log_softmax(ref_proj.logits_into(ref_rows[sl], ws, "z")[0], -1, out=ws.get("logq", m))
-            logp[sl] = logz.gather(1, tokens[sl, None]).squeeze(1)
+            logp[sl] = pick(logz, tokens[sl])
             p = torch.exp(logz, out=ws.get("z", m))
             kl[sl] = torch.sub(logz, ref_logz, out=ref_logz).mul_(p).sum(-1)
             h[sl] = -logz.mul_(p).sum(-1)
@@ -350,26 +341,3 @@ def weighted_chunk_grad(proj, h_rows, ref_proj, ref_rows, tokens, ce_w, ent_w, k
         return ce_block_grad_(z, tokens, _scaled(ce_w, proj), chain, ws.get("logp", n))
     ce_w, ent_w, kl_w = (_scaled(w, proj) for w in (ce_w, ent_w, kl_w))
     return weighted_block_grad_(z, logq, tokens, ce_w, ent_w, kl_w, chain, ws.get("logp", n), ws.get("scratch", n))
-
-
-def random_mask_plan(logp, h, kl, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05,
-                     entropy_unit="normalized", vocab_size, normalization, num_items_in_batch):  # fmt: skip
-    """Coefficients and metrics of ``random_mask_loss`` (ablations.py) for its seeded mask."""
-    check_fraction("fraction", fraction)
-    check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
-    scale = entropy_scale(entropy_unit, vocab_size)
-    n = logp.numel()
-    m = random_select(n, fraction, seed, logp.device)
-    keep = ~m
-    d_ce = denominator(int(keep.sum()), normalization, num_items_in_batch, n)
-    d_reg = denominator(int(m.sum()), normalization, num_items_in_batch, n)
-    weights = (keep.float() / d_ce, m.float() * (lambda_entropy * scale / d_reg), m.float() * (lambda_kl / d_reg))
-    metrics = {
-        "ce": mean_or_zero(-logp[keep]), "entropy_term": mean_or_zero(h[m]) * scale, "kl_term": mean_or_zero(kl[m]),
-        "lambda_entropy_per_nat": lambda_entropy * scale,
-        "masked_fraction": float(m.float().mean()), "entropy_masked_mean": mean_or_zero(h[m]),
-        "entropy_unmasked_mean": mean_or_zero(h[keep]), "kl_masked_mean": mean_or_zero(kl[m]),
-        "kl_unmasked_mean": mean_or_zero(kl[keep]), "entropy_mean": float(h.mean()), "kl_mean": float(kl.mean()),
-        "num_targets": float(n),
-    }  # fmt: skip
-    return m, weights, metrics

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .baselines import empty, finish, prepare
-from .tokens import check_fraction, check_nonnegative, gather_targets, log_softmax32, upcast
+from .tokens import check_fraction, check_nonnegative, gather_targets, log_probs, upcast
 from .types import LossResult
 
 
@@ -40,8 +40,7 @@ def sed_sft_loss(
     t = prepare(logits, labels, ignore_index, normalization)
     if t.n == 0:
         return empty(logits, "sed_masked_fraction", "topk_mass_mean")
-    logz = log_softmax32(t.rows)
-    logp = logz.gather(-1, t.tokens[:, None]).squeeze(-1)
+    logz, logp = log_probs(t.rows, t.tokens)
     s_k = topk_mass(t.rows, k)
     m = (s_k < tau).float()
     per_token = -logp + lambda_sed * m * (logp.exp() - 0.5) ** 2

@@ -173,6 +173,17 @@ def log_softmax32(rows: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(upcast(rows), dim=-1)
 
 
+def pick(logz: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` entries ``logz[i, tokens[i]]`` of ``(N, V)`` log-probabilities: each row's target log-probability."""
+    return logz.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def log_probs(rows: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 log-softmax of ``(N, V)`` logit rows and the ``(N,)`` log-probability of each row's target token."""
+    logz = log_softmax32(rows)
+    return logz, pick(logz, tokens)
+
+
 def entropy_from_logprobs(logz: torch.Tensor) -> torch.Tensor:
     """H(p) = -sum_v p_v log p_v, per row (nats)."""
     return -(logz.exp() * logz).sum(-1)
@@ -189,7 +200,7 @@ def target_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
     This is the layout PSFT's ``old_logps`` and IW-SFT's reference log-probs use.
     """
     t = gather_targets(logits, labels, ignore_index)
-    logp = log_softmax32(t.rows).gather(-1, t.tokens[:, None]).squeeze(-1)
+    logp = log_probs(t.rows, t.tokens)[1]
     out = torch.zeros(labels.shape, dtype=logp.dtype, device=logits.device)
     out[t.valid] = logp
     return out

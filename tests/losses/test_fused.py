@@ -32,7 +32,8 @@ import eksft.losses.fused_passes as fused_passes
 import eksft.losses.sed_sft
 import eksft.losses.tokens
 from eksft.losses import LOSSES
-from eksft.losses.fused import REFERENCE_LOSSES, eksft_head_loss, fused_head_loss, head_logits
+from eksft.losses import NEEDS_REFERENCE
+from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
 from eksft.losses.types import LossResult
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,14 +73,14 @@ def run_logits(loss_type, b, head=None, **options):
     head = head or {}
     logits = head_logits(b["hidden"], b["weight"], b["bias"], **head)
     ref = ()
-    if loss_type in REFERENCE_LOSSES:
+    if loss_type in NEEDS_REFERENCE:
         ref = (head_logits(b["ref_hidden"], b["ref_weight"], b["ref_bias"], **head).detach(),)
     return LOSSES[loss_type](logits, b["labels"], *ref, **OPTIONS.get(loss_type, {}), **options)
 
 
 def run_fused(loss_type, b, head=None, **options):
     head = head or {}
-    ref = (b["ref_hidden"], b["ref_weight"]) if loss_type in REFERENCE_LOSSES else ()
+    ref = (b["ref_hidden"], b["ref_weight"]) if loss_type in NEEDS_REFERENCE else ()
     return fused_head_loss(loss_type, b["hidden"], b["weight"], b["labels"], *ref, lm_head_bias=b["bias"],
                            ref_lm_head_bias=b["ref_bias"] if ref else None, **head,
                            **OPTIONS.get(loss_type, {}), **options)  # fmt: skip
@@ -218,7 +219,7 @@ def test_frozen_head_gets_no_gradient():
 @contextlib.contextmanager
 def float64_statistics():
     """Run the logits-path losses with float64 log-softmax: the 'exact' computation for the tolerance rule."""
-    modules = (eksft.losses.eksft, eksft.losses.baselines, eksft.losses.sed_sft)
+    modules = (eksft.losses.tokens, eksft.losses.eksft, eksft.losses.baselines)  # every logits-path caller
     saved = [m.log_softmax32 for m in modules]
     for m in modules:
         m.log_softmax32 = lambda rows: torch.log_softmax(rows.double(), dim=-1)
