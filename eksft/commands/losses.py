@@ -34,57 +34,64 @@ def tiny_batch(vocab: int, seed: int, batch: int = 4, length: int = 48):
 
 
 def run(args) -> int:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from eksft.losses import SPECS
 
-    from eksft.losses import LOSSES, NEEDS_REFERENCE, calibrate_sed_tau, target_logprobs
-
-    methods = list(LOSSES) if args.methods == "all" else [m.strip() for m in args.methods.split(",")]
-    unknown = [m for m in methods if m not in LOSSES]
+    methods = list(SPECS) if args.methods == "all" else [m.strip() for m in args.methods.split(",")]
+    unknown = [m for m in methods if m not in SPECS]
     if unknown:
-        raise SystemExit(f"unknown loss type(s) {unknown}; choose from {sorted(LOSSES)}")
-    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
-    input_ids, labels = tiny_batch(config.vocab_size, args.seed)
+        raise SystemExit(f"unknown loss type(s) {unknown}; choose from {sorted(SPECS)}")
     rows = []
     for method in methods:
-        torch.manual_seed(args.seed)
-        model = LlamaForCausalLM(config)
-        ref = LlamaForCausalLM(config).eval()
-        ref.load_state_dict(model.state_dict())
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        kwargs = {}
-        if method == "sed_sft":
-            kwargs["tau"] = calibrate_sed_tau(model, [{"input_ids": input_ids, "labels": labels}])
-        start = time.perf_counter()
-        with torch.no_grad():
-            old_logps = target_logprobs(model(input_ids).logits, labels)
-        for step in range(args.steps):
-            logits = model(input_ids).logits
-            extra = dict(kwargs)
-            if method in NEEDS_REFERENCE:
-                with torch.no_grad():
-                    extra_args = (ref(input_ids).logits,)
-            elif method == "psft":
-                extra_args = (old_logps,)  # one data batch, several updates: the ratio moves away from 1
-            else:
-                extra_args = ()
-            if method == "random_mask":
-                extra["seed"] = args.seed + step
-            result = LOSSES[method](logits, labels, *extra_args, **extra)
-            opt.zero_grad()
-            result.loss.backward()
-            opt.step()
-        row = {"method": method, "seconds": round(time.perf_counter() - start, 3)}
-        row.update({k: round(result.metrics[k], 4) for k in COLUMNS if k in result.metrics})
-        rows.append(row)
+        rows.append(train_one(method, args.steps, args.seed))
         if args.json:
-            print(json.dumps(row), flush=True)
+            print(json.dumps(rows[-1]), flush=True)
     if not args.json:
-        print(f"Last-step loss terms after {args.steps} AdamW steps on a tiny random Llama "
-              f"(4 x 48 tokens, 2/3 response); '-' = the method has no such term.\n")  # fmt: skip
-        header = ["method", *COLUMNS]
-        print("  ".join(f"{h:>15}" for h in header))
-        for row in rows:
-            print("  ".join(f"{row.get(h, '-'):>15}" if h == "method" else
-                            (f"{row[h]:>15.4f}" if h in row else f"{'-':>15}") for h in header))  # fmt: skip
+        print_table(rows, args.steps)
     return 0
+
+
+def train_one(method: str, steps: int, seed: int) -> dict:
+    """``steps`` AdamW steps of a fresh tiny random Llama on one batch with loss ``method``; its last-step metrics.
+    The extra inputs each loss takes come from its row of ``eksft.losses.SPECS``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from eksft.losses import SPECS, calibrate_sed_tau, target_logprobs
+
+    spec = SPECS[method]
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+    input_ids, labels = tiny_batch(config.vocab_size, seed)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    ref = LlamaForCausalLM(config).eval()
+    ref.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    tau = calibrate_sed_tau(model, [{"input_ids": input_ids, "labels": labels}]) if "tau" in spec.per_batch else None
+    start = time.perf_counter()
+    with torch.no_grad():  # one data batch, several updates: PSFT's ratio moves away from 1
+        old_logps = target_logprobs(model(input_ids).logits, labels)
+    for step in range(steps):
+        logits = model(input_ids).logits
+        if spec.third == "ref_logits":
+            with torch.no_grad():
+                third = (ref(input_ids).logits,)
+        else:
+            third = (old_logps,) if spec.third == "old_logps" else ()
+        per_batch = {k: v for k, v in (("tau", tau), ("seed", seed + step)) if k in spec.per_batch}
+        result = spec.fn(logits, labels, *third, **per_batch)
+        opt.zero_grad()
+        result.loss.backward()
+        opt.step()
+    row = {"method": method, "seconds": round(time.perf_counter() - start, 3)}
+    row.update({k: round(result.metrics[k], 4) for k in COLUMNS if k in result.metrics})
+    return row
+
+
+def print_table(rows: list[dict], steps: int) -> None:
+    print(f"Last-step loss terms after {steps} AdamW steps on a tiny random Llama "
+          f"(4 x 48 tokens, 2/3 response); '-' = the method has no such term.\n")  # fmt: skip
+    header = ["method", *COLUMNS]
+    print("  ".join(f"{h:>15}" for h in header))
+    for row in rows:
+        print("  ".join(f"{row.get(h, '-'):>15}" if h == "method" else
+                        (f"{row[h]:>15.4f}" if h in row else f"{'-':>15}") for h in header))  # fmt: skip

@@ -225,6 +225,31 @@ def denominator(count: int, normalization: str, num_items_in_batch, n_local: int
     return n
 
 
+def step_scale(
+    normalization: str, num_items_in_batch, *, accumulation_steps: int, processes: int, counts_span_processes: bool,
+    sets_span_processes: bool = False,
+) -> float:  # fmt: skip
+    """The second half of the rule (:func:`denominator` is the first): the factor a trainer multiplies one
+    micro-batch's loss by, so that the gradient summed over ``accumulation_steps`` micro-batches and averaged over
+    ``processes`` by data parallelism (DDP) is the gradient of the whole optimiser step's loss.
+
+    * ``tokens`` with ``num_items_in_batch``: :func:`denominator` already divided every term by the step's target
+      count, so the micro-batch losses *sum* to the step's loss: accumulation adds them (1), and when that count
+      covers every process (``counts_span_processes``, transformers' ``average_tokens_across_devices``) DDP's
+      average must be undone (x ``processes``).
+    * otherwise (``mean``; ``tokens`` without a count): each micro-batch loss is a mean and the step's loss is the
+      mean of them (/ ``accumulation_steps``); DDP's average over processes is the mean over them. Except when the
+      sets of the terms span every process (``sets_span_processes``: EKSFT ``scope="global"`` with ``mean``): the
+      denominators count every process's targets, so the per-process losses sum to the step's loss
+      (x ``processes``).
+
+    Tested by tests/train/test_trainer_loss.py (accumulation) and tests/train/test_multiprocess.py (two processes).
+    """
+    if normalization == "tokens" and num_items_in_batch is not None:
+        return float(processes) if counts_span_processes else 1.0
+    return (processes if sets_span_processes else 1) / accumulation_steps
+
+
 def zero_loss(logits: torch.Tensor) -> torch.Tensor:
     """A zero that is still attached to the graph (zero gradient, never NaN)."""
     return logits.reshape(-1)[:1].sum() * 0.0

@@ -15,11 +15,22 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-from eksft.losses import LOSSES
+from eksft.losses import LOSSES, SPECS
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
 SCOPES = ("micro_batch", "sequence", "global")
 DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
+
+
+def _fused_limits() -> str:
+    """What the fused head does not serve, from the loss table (eksft.losses.SPECS), for the help text."""
+    parts = [name for name, spec in SPECS.items() if not spec.fused]
+    parts += [f"{name} with {option} other than {'/'.join(values)}" for name, spec in SPECS.items()
+              for option, values in spec.fused_options.items()]  # fmt: skip
+    return ", ".join(parts)
+
+
+_FUSED_LIMITS = _fused_limits()
 
 
 def _f(default, help_text, **kw):
@@ -44,10 +55,9 @@ class EKSFTConfig(SFTConfig):
                         choices=sorted(LOSSES))  # fmt: skip
     loss_implementation: str = _f("auto", "'fused': the memory-efficient lm head (eksft.losses.fused): the policy and "
                                   "reference return final hidden states and the loss projects only the scored targets, "
-                                  "in chunks, never building (B, T, V) logits; iw_sft, psft, variant=official, "
-                                  "scope=global and a PEFT-wrapped lm_head are an error. 'logits': losses on full "
-                                  "(B, T, V) "
-                                  "logits. 'auto': fused where it applies, else logits (one info log line).",
+                                  "in chunks, never building (B, T, V) logits; " + _FUSED_LIMITS + " and a PEFT-wrapped "
+                                  "lm_head are an error. 'logits': losses on full (B, T, V) logits. 'auto': fused "
+                                  "where it applies, else logits (one info log line).",
                                   choices=list(LOSS_IMPLEMENTATIONS))  # fmt: skip
     rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
     lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "

@@ -5,7 +5,8 @@
 (``eksft.losses.eksft.paper_statistics``, the numbers ``eksft_loss`` selects on), the detached values are
 all-gathered (variable lengths, padded), :func:`eksft.losses.plan_eksft` selects on the concatenation exactly as
 ``scope="micro_batch"`` does on one process, and each process forms ``EksftPlan.objective`` on its own slice
-(``EksftPlan.part``). No formula lives here: only the gather and the world-size factor of ``mean``.
+(``EksftPlan.part``). No formula lives here: only the gather. (The process-count factor of ``mean``, whose
+denominators count every process's targets, is applied with the rest of the normalisation: ``tokens.step_scale``.)
 
 Metrics: every process logs the plan's values, which are over all processes, with ``num_targets`` = its own count,
 so the trainer's ``num_targets``-weighted reduction over processes (metrics.py) gives the global values back and
@@ -46,17 +47,17 @@ def all_gather_cat(values: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def global_eksft_loss(
-    logits, labels, ref_logits, *, rho, lambda_entropy, lambda_kl, selection, normalization, variant="paper",
+    logits, labels, ref_logits, *, rho, lambda_entropy, lambda_kl, selection, normalization,
     entropy_unit="normalized", ignore_index=-100, num_items_in_batch=None, position_ids=None,
 ) -> LossResult:  # fmt: skip
+    """``eksft_loss`` (``variant="paper"``; EKSFTConfig refuses ``scope="global"`` with any other) with one Top-K over
+    the targets of every process. With ``mean`` the returned loss is this process's share: the losses of all
+    processes *sum* to the step's loss (the trainer's ``tokens.step_scale`` undoes DDP's average)."""
     kw = dict(rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection,
-              normalization=normalization, variant=variant, entropy_unit=entropy_unit,
-              ignore_index=ignore_index)  # fmt: skip
+              normalization=normalization, entropy_unit=entropy_unit)  # fmt: skip
     if not distributed():
-        return eksft_loss(logits, labels, ref_logits, scope="micro_batch", num_items_in_batch=num_items_in_batch,
-                          position_ids=position_ids, **kw)  # fmt: skip
-    if variant != "paper":
-        raise ValueError("scope='global' supports variant='paper' only.")
+        return eksft_loss(logits, labels, ref_logits, scope="micro_batch", ignore_index=ignore_index,
+                          num_items_in_batch=num_items_in_batch, position_ids=position_ids, **kw)  # fmt: skip
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
     logp, h, kl = paper_statistics(t, ref_logits)
@@ -65,15 +66,9 @@ def global_eksft_loss(
         return empty_result(logits, labels)
     plan = plan_eksft(
         stats[:, 0], stats[:, 1], stats[:, 2], torch.zeros(stats.shape[0], dtype=torch.long, device=stats.device),
-        rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope="micro_batch",
-        normalization=normalization, variant="paper", num_items_in_batch=num_items_in_batch,
-        vocab_size=logits.shape[-1], entropy_unit=entropy_unit,
+        scope="micro_batch", variant="paper", num_items_in_batch=num_items_in_batch, vocab_size=logits.shape[-1], **kw,
     ).part(slice(offset, offset + t.n))  # fmt: skip
     loss = plan.objective(logp, h, kl)
-    if normalization == "mean":
-        # The weights divide by set sizes over all processes, so the objective is the *sum* of the per-process
-        # losses; DDP averages gradients, hence the world-size factor. ("tokens": the trainer applies it, like TRL.)
-        loss = loss * dist.get_world_size()
     plan.metrics["loss"] = float(loss.detach())
     plan.metrics["num_targets"] = float(t.n)  # this process's share: the trainer sums it over processes
     return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))

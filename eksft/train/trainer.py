@@ -6,13 +6,12 @@ A training step, top to bottom (one policy forward per micro-batch):
 2. ``compute_loss``, logits path: policy forward -> full logits (with graph); the reference's logits (reference.py)
    when the loss needs them; ``loss_seam.compute`` calls the loss function, which takes its statistics from the
    detached logits of this same forward.
-   Fused path (``loss_implementation`` fused, or auto where it applies; ``loss_seam.resolve_implementation``): the
+   Fused path (``loss_implementation`` fused, or auto where it applies; ``loss_seam.implementation``): the
    reference's backbone gives final hidden states (no logits); the policy is called with ``eksft_head_loss=`` a
    closure, so inside its own forward (fused_forward.py) the backbone's hidden states and the gathered lm head go
    to ``loss_seam.compute_fused`` (``eksft.losses.fused.fused_head_loss``, same options). No ``(B, T, V)`` logits.
-3. Normalisation: with ``normalization="tokens"`` and ``num_items_in_batch`` the loss is already scaled for the
-   whole optimiser step (times the process count, as DDP averages; like TRL). Otherwise it is a per-micro-batch
-   mean and we divide by the accumulation steps here, so ``loss_is_scaled_for_ga`` is always True: one place.
+3. Normalisation: the loss function divides by ``tokens.denominator``; ``_scale`` multiplies by
+   ``tokens.step_scale`` (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
 4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
 
 Divergence: the trainer's own checks raise :class:`TrainingDiverged` (never a match on an error's text) when the
@@ -42,8 +41,7 @@ from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
-from eksft.losses.tokens import NonFiniteError
-from eksft.models.head import lm_head_parts
+from eksft.losses.tokens import NonFiniteError, step_scale
 
 from . import loss_seam
 from .config import EKSFTConfig
@@ -127,15 +125,8 @@ class EKSFTTrainer(SFTTrainer):
         self._resumed_from = None
 
     def _resolve_implementation(self, args) -> str:
-        """'fused' or 'logits' (loss_seam.resolve_implementation, then the model's head); patches the forward."""
-        impl, reason = loss_seam.resolve_implementation(args), loss_seam.fused_unsupported(args)
-        if impl == "fused":
-            try:
-                lm_head_parts(self.model)  # refuses LoRA / modules_to_save on lm_head, non-linear heads
-            except ValueError as e:
-                if args.loss_implementation == "fused":
-                    raise ValueError(f"EKSFTConfig.loss_implementation='fused': {e}") from e
-                impl, reason = "logits", str(e)
+        """'fused' or 'logits' (``loss_seam.implementation``, decided once here); patches the forward for fused."""
+        impl, reason = loss_seam.implementation(args, self.model)
         if impl == "fused":
             add_hidden_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model)
         elif args.loss_implementation == "auto":
@@ -238,6 +229,10 @@ class EKSFTTrainer(SFTTrainer):
         ref_hidden = ref_head = None
         if loss_seam.needs_reference(self.args):
             ref_hidden, ref_head = reference_hidden(self, model, fwd)
+        # The loss runs inside the policy's forward (a closure, its result passed back in `box`) rather than after
+        # it on returned hidden states: under DeepSpeed ZeRO-3 and FSDP the lm head's full weight exists only while
+        # the model's forward runs (fused_forward.gathered), and the loss must come out of that forward for
+        # DDP/FSDP's backward hooks and accelerate's autocast wrapper to see it.
         box = {}
 
         def head_loss(hidden, head):  # runs inside the policy's forward, lm head gathered (fused_forward.py)
@@ -255,11 +250,13 @@ class EKSFTTrainer(SFTTrainer):
         return outputs, result
 
     def _scale(self, loss, num_items_in_batch):
-        if self.args.normalization == "tokens" and num_items_in_batch is not None:
-            if self.args.average_tokens_across_devices:  # num_items_in_batch counts every rank; DDP averages
-                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-            return loss
-        return loss / self.current_gradient_accumulation_steps
+        """This micro-batch's share of the optimiser step's loss: the whole rule is ``tokens.step_scale``."""
+        a = self.args
+        return loss * step_scale(a.normalization, num_items_in_batch,
+                                 accumulation_steps=self.current_gradient_accumulation_steps,
+                                 processes=self.accelerator.num_processes // self.get_tp_size(),
+                                 counts_span_processes=a.average_tokens_across_devices,
+                                 sets_span_processes=a.loss_type == "eksft" and a.scope == "global")  # fmt: skip
 
     def _random_mask_seed(self) -> int:
         step, i = self._micro

@@ -3,20 +3,18 @@
 import pytest
 import torch
 
-from eksft.losses import LOSSES, target_logprobs
+from eksft.losses import LOSSES, SPECS, target_logprobs
 
 from .conftest import make_batch
 
 
 def call(name, logits, labels, ref, **kw):
-    fn = LOSSES[name]
-    if name in ("eksft", "iw_sft", "asft", "global_reg", "random_mask"):
-        return fn(logits, labels, ref, **kw).loss
-    if name == "psft":
-        return fn(logits, labels, target_logprobs(ref, labels), **kw).loss
-    if name == "sed_sft":
-        return fn(logits, labels, tau=0.7, **kw).loss
-    return fn(logits, labels, **kw).loss
+    """Loss ``name`` with the extra inputs its row of ``SPECS`` names (``ref`` stands in for the reference)."""
+    spec = SPECS[name]
+    third = {"ref_logits": (ref,), "old_logps": (target_logprobs(ref, labels),), None: ()}[spec.third]
+    if "tau" in spec.per_batch:
+        kw.setdefault("tau", 0.7)
+    return spec.fn(logits, labels, *third, **kw).loss
 
 
 STOP_GRADIENT = ("dft", "iw_sft", "asft", "gem")  # losses with a stop-gradient on a smooth function of the logits

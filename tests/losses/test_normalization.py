@@ -58,3 +58,20 @@ def test_packed_sequences_match_separate_rows():
 def test_loss_table_is_complete():
     assert set(LOSSES) == {"sft", "eksft", "dft", "iw_sft", "psft", "asft", "sed_sft", "gem", "global_reg",
                            "random_mask"}  # fmt: skip
+
+
+def test_step_scale_is_the_whole_rule():
+    """``tokens.step_scale``, the trainer's half of the normalisation (tests/train/test_trainer_loss.py and
+    tests/train/test_multiprocess.py check it end to end): per case, the factor that makes the accumulated,
+    DDP-averaged gradient the step's gradient."""
+    from eksft.losses.tokens import step_scale
+
+    kw = dict(accumulation_steps=4, processes=2)
+    # tokens with a step-wide count: micro-batch losses already sum to the step's loss; DDP's mean is undone
+    assert step_scale("tokens", 40, counts_span_processes=True, **kw) == 2.0
+    assert step_scale("tokens", 40, counts_span_processes=False, **kw) == 1.0  # count of this process only
+    # per-micro-batch means: the step's loss is their mean over accumulation steps
+    assert step_scale("mean", 40, counts_span_processes=True, **kw) == 0.25
+    assert step_scale("tokens", None, counts_span_processes=True, **kw) == 0.25
+    # scope="global" with mean: set sizes count every process, so the per-process losses sum to the step's
+    assert step_scale("mean", None, counts_span_processes=True, sets_span_processes=True, **kw) == 0.5
