@@ -40,7 +40,8 @@ def check_stage_folders(pc, log=print) -> None:
 
     import yaml
 
-    from eksft.pipeline.run import data_file, is_done, rl_values, sft_values, stage_dir
+    from eksft.pipeline.layout import is_done, stage_dir
+    from eksft.pipeline.run import data_file, rl_values, sft_values
     from eksft.train.output_dir import checkpoints, incomplete_reason, latest_complete, remove_run, run_contents
 
     train_file = data_file(pc) if any(s in pc.stages for s in ("sft", "rl")) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from eksft.config_io import add_config_arguments, config_from_file, flag_overrides, load_yaml  # noqa: F401
+from eksft.config_io import add_config_arguments, config_from_file, flag_overrides
 
 HELP = "Fine-tune a causal LM with EKSFT or a comparison loss (YAML config + --field overrides)."
 CLI_ONLY = ("config",)

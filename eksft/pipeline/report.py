@@ -17,6 +17,7 @@ from pathlib import Path
 from eksft.eval.benchmarks import benchmark_name
 
 from .config import STAGES
+from .layout import DONE, is_done, stage_dir
 
 STAGE_TITLES = {"sft_eval": "Stage 1: after SFT", "rl_eval": "Stage 2: after SFT -> RL (DAPO)"}
 
@@ -30,12 +31,10 @@ def _read_json(path: str) -> dict | None:
 
 def collect(pc, stage: str) -> dict:
     """``{method: {benchmark: summary}}`` of the finished evaluations of ``stage`` (sft_eval or rl_eval)."""
-    from .run import DONE, stage_dir
-
     out = {}
     for method in pc.methods:
         folder = stage_dir(pc, method, stage)
-        data = _read_json(os.path.join(folder, "results.json")) if os.path.isfile(os.path.join(folder, DONE)) else None
+        data = _read_json(os.path.join(folder, "results.json")) if is_done(folder) else None
         if data is None:
             continue
         # eksft eval keys results by model path; the pipeline evaluates one model per folder.
@@ -115,8 +114,6 @@ def markdown_table(pc, rows: dict) -> str:
 
 
 def _stage_seconds(pc) -> dict:
-    from .run import DONE, stage_dir
-
     out = {}
     for method in pc.methods:
         for stage in STAGES:

@@ -30,24 +30,8 @@ import yaml
 from eksft.config_io import config_from_values
 
 from .config import PipelineConfig
+from .layout import is_done, mark_done, stage_dir
 from .report import write_report
-
-DONE = "DONE.json"
-
-
-def stage_dir(pc: PipelineConfig, method: str, stage: str) -> str:
-    return os.path.join(pc.output_dir, method, stage)
-
-
-def is_done(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, DONE))
-
-
-def mark_done(path: str, info: dict) -> None:
-    tmp = os.path.join(path, DONE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, os.path.join(path, DONE))  # atomic: the marker is whole or absent
 
 
 # ------------------------------------------------------------------------------------------------------ data

@@ -137,7 +137,7 @@ def test_file_formats_gold_fallback_and_errors(tmp_path):
 @pytest.mark.parametrize("name", ["rl_demo_cpu.yaml", "paper/rl_qwen3_4b.yaml", "paper/rl_qwen3_8b.yaml"])
 def test_shipped_rl_configs_parse(name, monkeypatch):
     from eksft.commands import rl as rl_cmd
-    from eksft.commands.train import load_yaml
+    from eksft.config_io import load_yaml
 
     monkeypatch.chdir(ROOT)
     path = os.path.join("configs", name)

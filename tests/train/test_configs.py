@@ -13,6 +13,7 @@ import re
 import pytest
 
 from eksft.commands import train as train_cmd
+from eksft.config_io import load_yaml
 from eksft.train import EKSFTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,7 +38,7 @@ def parser():
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
 def test_every_shipped_config_parses(path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    values = train_cmd.load_yaml(path)
+    values = load_yaml(path)
     overrides = {k: v for k, v in CPU_OVERRIDES.items() if k in values}
     cfg = train_cmd.config_from(path, overrides)
     assert isinstance(cfg, EKSFTConfig) and cfg.loss_type == values.get("loss_type", "eksft")
@@ -47,7 +48,7 @@ def test_every_shipped_config_parses(path, monkeypatch):
 
 def test_paper_configs_settings_and_identical_across_methods():
     for size in ("4b", "8b"):
-        eksft = train_cmd.load_yaml(os.path.join(ROOT, "configs", "paper", f"qwen3_{size}_eksft.yaml"))
+        eksft = load_yaml(os.path.join(ROOT, "configs", "paper", f"qwen3_{size}_eksft.yaml"))
         assert (eksft["rho"], eksft["lambda_entropy"], eksft["lambda_kl"], eksft["learning_rate"]) == (0.2, 0.05, 0.05, 1e-5)
         assert (eksft["num_train_epochs"], eksft["adam_beta1"], eksft["adam_beta2"], eksft["weight_decay"]) == (8, 0.9, 0.95, 0.1)
         assert (eksft["per_device_train_batch_size"], eksft["gradient_accumulation_steps"], eksft["max_length"]) == (1, 8, 20000)
@@ -56,7 +57,7 @@ def test_paper_configs_settings_and_identical_across_methods():
         methods = glob.glob(os.path.join(ROOT, "configs", "paper", f"qwen3_{size}_*.yaml"))
         losses = set()
         for path in methods:
-            values = train_cmd.load_yaml(path)
+            values = load_yaml(path)
             assert {k: v for k, v in values.items() if k not in LOSS_FIELDS} == shared, path
             losses.add(values["loss_type"])
         assert losses == {"eksft", "sft", "dft", "iw_sft", "psft", "asft", "sed_sft", "gem"}
