@@ -63,6 +63,33 @@ def read_utf8(path: str, where: str = "") -> str:
         raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8{where}.") from None
 
 
+def check_choices(cfg, *names: str) -> None:
+    """Each named field of dataclass ``cfg`` holds one of its ``choices`` (field metadata); else a ValueError
+    naming ``Class.field``, the value and the choices."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    for name in names:
+        choices, value = list(fields[name].metadata["choices"]), getattr(cfg, name)
+        if value not in choices:
+            raise ValueError(f"{type(cfg).__name__}.{name}: {value!r}; choose one of {choices}.")
+
+
+def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError):
+    """``(line number, object)`` for each non-blank line of JSON Lines ``text``; a line that is not a JSON object
+    raises ``error`` naming ``where`` and the line."""
+    import json
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{where} line {lineno}: invalid JSON ({e.msg}); fix or delete the line.") from None
+        if not isinstance(obj, dict):
+            raise error(f"{where} line {lineno}: expected a JSON object, got {type(obj).__name__}.")
+        yield lineno, obj
+
+
 @functools.cache
 def _unique_key_loader():
     import yaml

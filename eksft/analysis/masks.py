@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eksft.config_io import jsonl_objects
+
 MASK_METRICS = (
     "masked_fraction", "entropy_masked_fraction", "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean",
     "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean", "entropy_mean", "kl_mean",
@@ -36,15 +38,7 @@ def read_run(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path} does not exist; pass a training run folder that has metrics.jsonl")
     steps, series = [], {m: [] for m in MASK_METRICS}
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {i}: not valid JSON ({err.msg}); fix or delete the line") from err
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path} line {i}: expected a JSON object, got {type(rec).__name__}")
+    for i, rec in jsonl_objects(path.read_text(), str(path)):
         values = {m: next((rec[p + m] for p in PREFIXES if p + m in rec), None) for m in MASK_METRICS}
         if all(v is None for v in values.values()):
             continue  # an eval or summary line

@@ -66,7 +66,7 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
-    from eksft.config_io import read_utf8
+    from eksft.config_io import jsonl_objects, read_utf8
 
     try:
         text = read_utf8(path, f" ({field})")
@@ -82,15 +82,7 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
             raise RecordError(f"{path} record {bad[0] + 1}: expected a JSON object, got {type(rows[bad[0]]).__name__}.")
         return rows, [f"{path} record {i + 1}" for i in range(len(rows))]
     rows, where = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):  # JSON Lines (also .json files holding one object a line)
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{path} line {lineno}: invalid JSON ({e.msg}).") from None
-        if not isinstance(row, dict):
-            raise RecordError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}.")
+    for lineno, row in jsonl_objects(text, path, RecordError):  # JSON Lines (also .json holding one object a line)
         rows.append(row)
         where.append(f"{path} line {lineno}")
     return rows, where
@@ -172,30 +164,26 @@ def _text(value, where: str, name: str) -> str:
     return value
 
 
-def _messages(value, where: str, name: str) -> list[dict]:
-    if not isinstance(value, list) or not value:
-        raise RecordError(f"{where}: field {name!r} must be a non-empty list of {{role, content}} messages.")
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise RecordError(f"{where}: field {name!r}[{i}] must be an object with 'role' and 'content'.")
-        if m["role"] not in ("system", "user", "assistant", "tool"):
-            raise RecordError(f"{where}: field {name!r}[{i}].role {m['role']!r} is not system/user/assistant/tool.")
-        out.append({"role": m["role"], "content": _text(m["content"], where, f"{name}[{i}].content")})
-    return out
+#: The turn layout of each conversational format: (role key, content key, role names -> role).
+MESSAGE_ROLES = {r: r for r in ("system", "user", "assistant", "tool")}
+TURNS = {"messages": ("role", "content", MESSAGE_ROLES), "sharegpt": ("from", "value", SHAREGPT_ROLES)}
 
 
-def _sharegpt(value, where: str, name: str) -> list[dict]:
+def turns(value, where: str, name: str, fmt: str = "messages") -> list[dict]:
+    """``[{role, content}, ...]`` from a ``messages`` or ``sharegpt`` list, each turn checked."""
+    role_key, content_key, roles = TURNS[fmt]
     if not isinstance(value, list) or not value:
-        raise RecordError(f"{where}: field {name!r} must be a non-empty list of {{from, value}} turns.")
+        raise RecordError(f"{where}: field {name!r} must be a non-empty list of {{{role_key}, {content_key}}} "
+                          f"{'messages' if fmt == 'messages' else 'turns'}.")  # fmt: skip
     out = []
     for i, m in enumerate(value):
-        if not isinstance(m, dict) or "from" not in m or "value" not in m:
-            raise RecordError(f"{where}: field {name!r}[{i}] must be an object with 'from' and 'value'.")
-        role = SHAREGPT_ROLES.get(m["from"])
+        if not isinstance(m, dict) or role_key not in m or content_key not in m:
+            raise RecordError(f"{where}: field {name!r}[{i}] must be an object with {role_key!r} and {content_key!r}.")
+        role = roles.get(m[role_key]) if isinstance(m[role_key], str) else None
         if role is None:
-            raise RecordError(f"{where}: field {name!r}[{i}].from {m['from']!r} is not one of {sorted(SHAREGPT_ROLES)}.")
-        out.append({"role": role, "content": _text(m["value"], where, f"{name}[{i}].value")})
+            raise RecordError(f"{where}: field {name!r}[{i}].{role_key} {m[role_key]!r} is not one of "
+                              f"{sorted(roles)}.")  # fmt: skip
+        out.append({"role": role, "content": _text(m[content_key], where, f"{name}[{i}].{content_key}")})
     return out
 
 
@@ -226,14 +214,14 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
                         {"role": "assistant", "content": completion}]  # fmt: skip
         else:
             p = [{"role": "user", "content": _text(prompt, where, cols.prompt)}] if isinstance(prompt, str) else \
-                _messages(prompt, where, cols.prompt)  # fmt: skip
-            c = _messages(completion, where, cols.completion)
+                turns(prompt, where, cols.prompt)  # fmt: skip
+            c = turns(completion, where, cols.completion)
             messages = ([{"role": "system", "content": system}] if system and p[0]["role"] != "system" else []) + p + c
     elif fmt in ("messages", "sharegpt"):
         name = cols.messages if fmt == "messages" else cols.conversations
         if name not in row:
             raise RecordError(f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column).")
-        messages = (_messages if fmt == "messages" else _sharegpt)(row[name], where, name)
+        messages = turns(row[name], where, name, fmt)
         system = _system(row, cols, where)
         if system and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system}, *messages]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig
 
+from eksft.config_io import check_choices
 from eksft.eval.sampling import vllm_available
 from eksft.eval.verify import EXTRACTIONS
 from eksft.train.config import DATA_FORMATS, quiet_defaults
@@ -124,10 +125,7 @@ class RLConfig(GRPOConfig):
         def bad(name, msg):
             raise ValueError(f"RLConfig.{name}: {msg}")
 
-        if self.answer_extraction not in EXTRACTIONS:
-            bad("answer_extraction", f"{self.answer_extraction!r}; choose one of {list(EXTRACTIONS)}.")
-        if self.data_format not in DATA_FORMATS:
-            bad("data_format", f"{self.data_format!r}; choose one of {list(DATA_FORMATS)}.")
+        check_choices(self, "answer_extraction", "data_format", "dynamic_sampling_metric")
         if self.skip_samples < 0:
             bad("skip_samples", f"must be >= 0, got {self.skip_samples}.")
         if self.max_samples is not None and self.max_samples < 1:
@@ -140,8 +138,6 @@ class RLConfig(GRPOConfig):
         if self.max_generation_batches < 1:
             bad("max_generation_batches", f"must be >= 1 (1 = filter only the first batch), got "
                 f"{self.max_generation_batches}.")  # fmt: skip
-        if self.dynamic_sampling_metric not in ("reward", "accuracy"):
-            bad("dynamic_sampling_metric", f"{self.dynamic_sampling_metric!r}; choose reward or accuracy.")
         if self.prompts_per_generation is not None and self.prompts_per_generation < 1:
             bad("prompts_per_generation", f"must be >= 1 or unset, got {self.prompts_per_generation}.")
         n_rewards = 2 if self.overlong_buffer_len > 0 else 1

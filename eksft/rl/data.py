@@ -21,12 +21,11 @@ from eksft.data import synthetic
 from eksft.data.formats import (
     Columns,
     RecordError,
-    _messages,
-    _sharegpt,
     _system,
     _text,
     detect_format,
     read_source,
+    turns,
 )
 from eksft.eval.verify import last_boxed, parse_gold
 
@@ -71,7 +70,7 @@ def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
         name = cols.messages if fmt == "messages" else cols.conversations
         if name not in row:
             raise RecordError(f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column).")
-        messages = (_messages if fmt == "messages" else _sharegpt)(row[name], where, name)
+        messages = turns(row[name], where, name, fmt)
         if messages[-1]["role"] == "assistant":  # a training conversation: its last answer is the worked solution
             completion, messages = messages[-1]["content"], messages[:-1]
         if not messages:
@@ -81,7 +80,7 @@ def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
         if cols.prompt not in row:
             raise RecordError(f"{where}: missing field {cols.prompt!r} (prompt_column).")
         value = row[cols.prompt]
-        prompt = _text(value, where, cols.prompt) if isinstance(value, str) else _messages(value, where, cols.prompt)
+        prompt = _text(value, where, cols.prompt) if isinstance(value, str) else turns(value, where, cols.prompt)
         c = row.get(cols.completion)
         completion = c if isinstance(c, str) or c is None else completion_of(c)
     if isinstance(prompt, str):

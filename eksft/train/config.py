@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
+from eksft.config_io import check_choices
 from eksft.losses import LOSSES, SPECS
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
@@ -157,10 +158,7 @@ class EKSFTConfig(SFTConfig):
 
         if self.loss_type not in LOSSES:
             bad("loss_type", f"{self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}.")
-        if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
-            bad("loss_implementation", f"{self.loss_implementation!r}; choose one of {list(LOSS_IMPLEMENTATIONS)}.")
-        if self.scope not in SCOPES:
-            bad("scope", f"{self.scope!r}; choose one of {list(SCOPES)}.")
+        check_choices(self, "loss_implementation", "scope", "data_format")
         if self.scope == "global" and self.variant != "paper":
             bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
         if self.psft_updates_per_batch < 1:
@@ -169,7 +167,5 @@ class EKSFTConfig(SFTConfig):
             bad("sed_calibration_samples", f"must be >= 1, got {self.sed_calibration_samples}.")
         if not 0.0 <= self.eval_split_size < 1.0:
             bad("eval_split_size", f"must be in [0, 1), got {self.eval_split_size}.")
-        if self.data_format not in DATA_FORMATS:
-            bad("data_format", f"{self.data_format!r}; choose one of {list(DATA_FORMATS)}.")
         if self.max_samples is not None and self.max_samples < 1:
             bad("max_samples", f"must be >= 1 or unset, got {self.max_samples}.")
