@@ -1,8 +1,9 @@
 """The ``eksft`` command line: ``eksft COMMAND [ARGS]``.
 
 Each command lives in ``eksft/commands/<name>.py`` and exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Building the parser imports every command module (each keeps its heavy imports — torch
-models, TRL, datasets — inside ``run``), so ``eksft --help`` stays fast.
+``run(args) -> int``. Every command module is imported (each keeps its heavy imports — torch models, TRL, datasets
+— inside its functions), but only the chosen command's ``add_arguments`` runs, so ``eksft --help`` loads none of
+the config classes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Given ``argv``, only the chosen command's flags are built: a command's ``add_arguments`` may
+    import its config class (TRL for ``train`` / ``rl``), so ``eksft --help`` imports none of them. Without
+    ``argv``, every command's flags."""
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(prog="eksft", description="Entropy-KL Selective Fine-Tuning and friends.")
     parser.add_argument("--debug", action="store_true", dest="_debug",
                         help="show the traceback of an error (also: EKSFT_DEBUG=1)")  # fmt: skip
@@ -36,14 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-        module.add_arguments(p)
+        if argv is None or name == chosen:
+            module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -10,8 +10,6 @@ import argparse
 import json
 import time
 
-import torch
-
 HELP = "Train a tiny random model a few steps with each loss and print the loss terms."
 
 COLUMNS = ("loss", "ce", "entropy_term", "kl_term", "masked_fraction", "iou_entropy_kl", "entropy_mean", "kl_mean")
@@ -26,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def tiny_batch(vocab: int, seed: int, batch: int = 4, length: int = 48):
     """Random 'prompt + response' sequences: the first third of each row is prompt (-100 labels), rest response."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(3, vocab, (batch, length), generator=g)
     labels = input_ids.clone()
@@ -53,6 +53,7 @@ def run(args) -> int:
 def train_one(method: str, steps: int, seed: int) -> dict:
     """``steps`` AdamW steps of a fresh tiny random Llama on one batch with loss ``method``; its last-step metrics.
     The extra inputs each loss takes come from its row of ``eksft.losses.SPECS``."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from eksft.losses import SPECS, calibrate_sed_tau, target_logprobs

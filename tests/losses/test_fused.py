@@ -27,7 +27,6 @@ import eksft.losses.ablations
 import eksft.losses.baselines
 import eksft.losses.eksft
 import eksft.losses.fused_passes as fused_passes
-import eksft.losses.sed_sft
 import eksft.losses.tokens
 from eksft.losses import LOSSES
 from eksft.losses import NEEDS_REFERENCE
