@@ -145,7 +145,8 @@ def build(method: str, args, path: str, data_file: str, out_dir: str):
     """The trainer of ``method`` (``ref_forward``: the frozen reference model alone)."""
     import torch
 
-    from eksft.train.models import is_special, load_causal_lm, load_tokenizer
+    from eksft.models.loading import is_special, load_causal_lm
+    from eksft.train.models import training_tokenizer as load_tokenizer
 
     if method == "ref_forward":
         ref = load_causal_lm(path)  # fp32 like the trainers' policies (TRL's create_model_from_path default)
@@ -275,7 +276,7 @@ def _measure(methods: list[str], args, path: str, work: str) -> list[dict]:
         if batch is None and r.trainer is not None:
             batch = fixed_batch(r.trainer.train_dataset, args.batch, args.seq_len)
     if batch is None:  # only ref_forward was built: tokenise as TRL does plain prompt-completion records
-        from eksft.train.models import load_tokenizer
+        from eksft.train.models import training_tokenizer as load_tokenizer
 
         tok, ids, labels = load_tokenizer(path), [], []
         with open(data_file, encoding="utf-8") as f:

@@ -18,54 +18,67 @@ def _ks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--k {text!r}: expected comma-separated integers like 1,8,32") from None
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+#: The fields of EvalConfig and SamplingConfig that are flags, in --help order. Name, default, type and help come
+#: from the field; how a flag differs is in :func:`_cli`. ``sampling`` is no flag (its fields are).
+FLAGS = ("models", "benchmarks", "output_dir", "protocol", "n", "ks", "temperature", "top_p", "top_k", "max_new_tokens",
+         "batch_size", "seed", "limit", "backend", "dtype", "gguf_file", "chat_template", "instruction", "extraction",
+         "bootstrap_resamples", "bootstrap_seed", "verify_timeout", "problem_column", "answer_column", "id_column",
+         "progress")  # fmt: skip
+#: set by --protocol unless given: absent from the namespace when not given, the paper's value (protocols.DEFAULTS,
+#: keyed by the flag) named in the help
+PRESET = ("n", "ks", "temperature", "top_p", "top_k", "max_new_tokens", "instruction")
+
+
+def _cli() -> dict[str, dict]:
+    """What the command line adds to a field: another flag name, choices, a parser, ``required``."""
     from eksft.data.synthetic import BENCHMARKS
     from eksft.eval.benchmarks import LAYOUTS
-    from eksft.eval.sampling import BACKENDS, SamplingConfig
-    from eksft.eval.intervals import RESAMPLES
-    from eksft.eval.protocols import DEFAULTS, PROTOCOLS
+    from eksft.eval.protocols import PROTOCOLS
+    from eksft.eval.sampling import BACKENDS
     from eksft.eval.verify import EXTRACTIONS
 
-    d = SamplingConfig()
-    unset = argparse.SUPPRESS  # not given -> the protocol's value, else the default named in the help
-    p.add_argument("models", nargs="+", metavar="MODEL", help="local model folder or hub name (several: compared)")
-    p.add_argument("--benchmark", action="append", required=True, metavar="NAME_OR_FILE",
-                   help=f"built-in ({', '.join(BENCHMARKS)}), a .jsonl/.json/.parquet file, LAYOUT:FILE or a "
-                        f"layout's hub dataset ({', '.join(LAYOUTS)}); repeat for several")  # fmt: skip
-    p.add_argument("--output-dir", required=True, help="results, samples and plots go here; rerun to resume")
-    p.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
-                   help="preset sampling settings: paper (temperature 1.0, top-p 1.0, n 32, k 1,8,32, 8192 tokens) "
-                        "or r1 (temperature 0.6, top-p 0.95, n 64, k 1,8,64, 32768 tokens); flags given explicitly "
-                        "override it; without it the paper's values are the defaults")  # fmt: skip
-    p.add_argument("--n", type=int, default=unset, help=f"samples per problem (default: {DEFAULTS['n']})")
-    p.add_argument("--k", type=_ks, default=unset,
-                   help=f"comma-separated k for pass@k, each k <= n (default: {','.join(map(str, DEFAULTS['k']))})")
-    p.add_argument("--temperature", type=float, default=unset,
-                   help=f"sampling temperature, 0: greedy (default: {DEFAULTS['temperature']})")
-    p.add_argument("--top-p", type=float, default=unset, help=f"(default: {DEFAULTS['top_p']})")
-    p.add_argument("--top-k", type=int, default=unset, help=f"0: no top-k cut (default: {DEFAULTS['top_k']})")
-    p.add_argument("--max-new-tokens", type=int, default=unset, help=f"(default: {DEFAULTS['max_new_tokens']})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per generate call (HF backend)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same samples (HF backend)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems of each benchmark")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM when importable with a GPU")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    p.add_argument("--gguf-file", default=None, help="GGUF file name inside each MODEL folder")
-    p.add_argument("--no-chat-template", action="store_true", help="prompt base models with the raw text")
-    p.add_argument("--instruction", default=unset, help="appended to every problem (default: the paper's, "
-                   f"{d.instruction!r})")
-    p.add_argument("--answer-extraction", choices=EXTRACTIONS, default="last_boxed",
-                   help="last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; "
-                        "last_number: the last number in the completion (base models without \\boxed{}); "
-                        "samples.jsonl records last_boxed and last_number checks either way")  # fmt: skip
-    p.add_argument("--bootstrap-resamples", type=int, default=RESAMPLES,
-                   help="resamples of the bootstrap over problems behind every 95%% interval")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of those resamples (same seed, same interval)")
-    p.add_argument("--verify-timeout", type=int, default=5, help="seconds per math-verify parse or comparison")
-    p.add_argument("--problem-column", default=None, help="problem column of file benchmarks")
-    p.add_argument("--answer-column", default=None, help="gold answer column of file benchmarks")
-    p.add_argument("--id-column", default=None, help="id column of file benchmarks (default: detected or row index)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    presets = "presets: " + ", ".join(f"{name} (temperature {s['temperature']}, top-p {s['top_p']}, n {s['n']}, "
+                          f"k {','.join(map(str, s['k']))}, {s['max_new_tokens']} tokens)"
+                          for name, s in PROTOCOLS.items())  # fmt: skip
+    return {
+        "models": {"flag": "models", "nargs": "+", "metavar": "MODEL"},
+        "benchmarks": {"flag": "--benchmark", "action": "append", "required": True, "metavar": "NAME_OR_FILE",
+                       "more": f"built-in: {', '.join(BENCHMARKS)}; layouts: {', '.join(LAYOUTS)}; "
+                               "repeat for several"},  # fmt: skip
+        "output_dir": {"required": True},
+        "protocol": {"choices": list(PROTOCOLS), "more": presets},
+        "ks": {"flag": "--k", "type": _ks},
+        "backend": {"choices": BACKENDS},
+        "extraction": {"flag": "--answer-extraction", "choices": EXTRACTIONS},
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from eksft.eval.protocols import DEFAULTS
+    from eksft.eval.runner import EvalConfig
+    from eksft.eval.sampling import SamplingConfig
+
+    fields = {f.name: f for cls in (EvalConfig, SamplingConfig) for f in dataclasses.fields(cls)}
+    cli = _cli()
+    for name in FLAGS:
+        f, kw = fields[name], dict(cli.get(name, {}))
+        text = f.metadata["help"] + (f"; {kw.pop('more')}" if "more" in kw else "")
+        flag = kw.pop("flag", "--" + name.replace("_", "-"))
+        kind = str(f.type).replace(" | None", "")  # annotations are strings (from __future__ import annotations)
+        if kind == "bool":  # on by default: the flag turns it off
+            flag, kw = "--no-" + name.replace("_", "-"), {"action": "store_true"}
+            text += "; this flag turns it off"
+        elif kind in ("int", "float"):
+            kw.setdefault("type", {"int": int, "float": float}[kind])
+        if name in PRESET:
+            shown = DEFAULTS[flag[2:].replace("-", "_")]
+            shown = ",".join(map(str, shown)) if isinstance(shown, list) else repr(shown) if kind == "str" else shown
+            kw["default"], text = argparse.SUPPRESS, f"{text} (default: {shown})"
+        elif kind != "bool" and f.default is not dataclasses.MISSING:
+            kw["default"] = f.default  # shown by the parser's formatter
+        p.add_argument(flag, help=text.replace("%", "%%"), **kw)  # argparse formats help with %
 
 
 def resolved_settings(args) -> dict:

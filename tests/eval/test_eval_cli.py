@@ -14,7 +14,7 @@ import pytest
 from eksft import cli
 from eksft.eval import runner
 from eksft.eval.sampling import HFSampler, Sample
-from eksft.models.loading import save_tiny_random_model
+from eksft.models.tiny import save_tiny as save_tiny_random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

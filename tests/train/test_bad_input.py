@@ -24,10 +24,10 @@ import torch
 import yaml
 
 from eksft.cli import main
+from eksft.models.tiny import save_tiny
 from eksft.train import build_trainer
 from eksft.train.metrics import read_metrics
 from eksft.train.output_dir import checkpoints, weights_finite
-from eksft.train.tiny import save_tiny
 from tests.helpers import StopAt
 
 from .conftest import arithmetic_records, write_jsonl

@@ -13,8 +13,8 @@ import pytest
 import torch
 from datasets import Dataset
 
+from eksft.models.tiny import save_tiny
 from eksft.train import build_trainer, loss_seam
-from eksft.train.tiny import save_tiny
 
 from .conftest import params
 
@@ -148,7 +148,7 @@ def test_peft_wrapper_on_lm_head(make_config, caplog):
     from peft import LoraConfig, get_peft_model
 
     from eksft.train import EKSFTTrainer
-    from eksft.train.tiny import tiny_random_llama
+    from eksft.models.tiny import tiny_random_llama
 
     model, tok = tiny_random_llama(0)
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"],

@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from eksft.losses import calibrate_sed_tau
+from eksft.models.tiny import tiny_random_llama
 from eksft.train import build_trainer
 from eksft.train.metrics import read_metrics
-from eksft.train.tiny import tiny_random_llama
 
 from .conftest import params
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eksft.models.tiny import save_tiny, tiny_random_llama
 from eksft.train import build_trainer, reference
-from eksft.train.tiny import save_tiny, tiny_random_llama
 
 
 def test_peft_reference_is_policy_with_adapters_disabled(make_config):
