@@ -125,7 +125,7 @@ def test_masks_reads_runs_and_plots(tmp_path):
 def test_masks_errors_name_the_file_and_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "iou_entropy_kl": 0.5}\n{broken\n')
-    with pytest.raises(ValueError, match=r"metrics\.jsonl line 2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"metrics\.jsonl line 2: invalid JSON"):
         read_run(tmp_path / "run")
     with pytest.raises(ValueError, match="does not exist"):
         read_run(tmp_path / "missing")
