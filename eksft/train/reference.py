@@ -16,14 +16,13 @@ import contextlib
 
 import torch
 from accelerate.utils import is_peft_model
-from transformers import AutoTokenizer
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import disable_dropout_in_model
 
 from eksft.models.head import lm_head_parts
+from eksft.models.loading import load_causal_lm, load_tokenizer
 
 from .fused_forward import add_hidden_forward
-from .models import load_causal_lm
 
 
 def vocab_size(model) -> int:
@@ -73,7 +72,7 @@ def load_reference(trainer, model_path: str | None, ref_path: str | None, start_
     ref_tok = None
     if ref_path:
         with contextlib.suppress(OSError, ValueError):
-            ref_tok = AutoTokenizer.from_pretrained(ref_path)
+            ref_tok = load_tokenizer(ref_path, padding_side=None)
     check_compatible(policy, ref, getattr(trainer, "processing_class", None), ref_tok, ref_path or "<start>")
     if hidden_forward:
         lm_head_parts(ref)  # refuse an unsupported head now, not at the first step
