@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import torch
 
 from . import tiny
-from .smollm import resolve_model_path
+from .smollm import load_gguf, resolve_model_path
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -153,18 +153,7 @@ def load_causal_lm(path: str, **kwargs):
         model, _ = tiny.tiny_random_llama(seed=0)
         return model
     if path.endswith(".gguf"):
-        from transformers import AutoModelForCausalLM
-
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"EKSFTConfig.model_name_or_path: GGUF file {path!r} does not exist.")
-        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
-        if kwargs.get("dtype") in ("auto", None):
-            kwargs.pop("dtype", None)
-        model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
-                                                     **kwargs)  # fmt: skip
-        if getattr(model, "hf_quantizer", None) is not None:  # dequantised weights; drop the quantizer so saving works
-            model.hf_quantizer.remove_quantization_config(model)
-        return model
+        return load_gguf(path, **kwargs)
     from trl.trainer.utils import create_model_from_path
 
     return create_model_from_path(path, **kwargs)

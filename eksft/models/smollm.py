@@ -2,7 +2,8 @@
 an ordinary safetensors folder in the eksft cache and reused (docs/demo.md).
 
 ``resolve_model_path("smollm2-135m-instruct")`` gives that folder; any other string (a local folder or a hub name)
-is returned unchanged, so every command accepts the alias and real paths alike.
+is returned unchanged, so every command accepts the alias and real paths alike. :func:`load_gguf` (any ``.gguf``
+file as a transformers model) lives here too, so ``loading.py`` imports this module and never the other way.
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ def gguf_path() -> Path:
     return path
 
 
+def load_gguf(path: str, **kwargs):
+    """A causal LM from a ``.gguf`` file, dequantised, with its quantizer dropped so it saves as an ordinary
+    checkpoint (``save_pretrained`` refuses while it is attached). ``kwargs``: ``dtype``, ``trust_remote_code``
+    (others of ``model_init_kwargs`` do not apply to GGUF)."""
+    from transformers import AutoModelForCausalLM
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"EKSFTConfig.model_name_or_path: GGUF file {path!r} does not exist.")
+    kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
+    if kwargs.get("dtype") in ("auto", None):
+        kwargs.pop("dtype", None)
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
+                                                 **kwargs)  # fmt: skip
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model
+
+
 def smollm2_folder(cache: str | os.PathLike | None = None) -> Path:
     """Return a safetensors folder with SmolLM2-135M-Instruct (fp32) and its tokenizer, converting on first use.
 
@@ -46,14 +65,14 @@ def smollm2_folder(cache: str | os.PathLike | None = None) -> Path:
     target = Path(cache or cache_dir()) / ALIAS
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
-    from .loading import load_causal_lm, load_tokenizer
+    from transformers import AutoTokenizer
 
     src = gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{ALIAS}-", dir=target.parent))
     try:
-        tokenizer = load_tokenizer(src, padding_side=None)  # as saved in the GGUF
-        model = load_causal_lm(str(src))  # dequantised, quantizer dropped: save_pretrained refuses while attached
+        tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)  # as saved in the GGUF
+        model = load_gguf(str(src))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
