@@ -7,36 +7,11 @@ AdamW step) on a real model, EKSFT against SFT, measured side by side in one pro
     .venv/bin/python benchmarks/train_step.py --separate     # one subprocess per method: lower memory, peak RSS each
     .venv/bin/python benchmarks/train_step.py --model tiny-random-llama --batch 2 --seq-len 128 --repeats 1  # smoke
 
-Methods (each is a real trainer built the way ``eksft train`` builds it, ``eksft.train.run.build_trainer``, except
-``sft_trl``, which is TRL's own ``SFTTrainer`` on the same records):
-
-* ``sft_trl``: TRL 1.16 ``SFTTrainer`` with its defaults: its chunked log-prob lm head (``add_fused_lm_head``) and
-  its entropy / token-accuracy metrics. What a TRL user's "SFT" step costs.
-* ``sft_logits``: ``EKSFTTrainer`` with ``loss_type=sft, loss_implementation=logits``: plain cross-entropy on full
-  ``(B, T, V)`` logits (the textbook SFT step). The default ``--baseline``: the same trainer and data path as
-  EKSFT, so the ratio measures what EKSFT adds (on CPU TRL's chunked head is the slower SFT, a lenient baseline).
-* ``eksft_fused``: ``EKSFTTrainer`` with its defaults (``loss_type=eksft``, ``loss_implementation=auto``, which
-  resolves to the fused head): reference backbone forward (no grad) + policy forward ending in the fused loss.
-* ``eksft_logits``: the same with ``loss_implementation=logits``: full policy and reference logits.
-* ``ref_forward``: the frozen reference's forward alone (``torch.no_grad``, full logits, as
-  ``eksft.train.reference.reference_logits`` runs it): the unit that prices EKSFT's extra work.
-
-Each timed step repeats what ``transformers.Trainer._inner_training_loop`` does for one optimiser step with one
-micro-batch (transformers 5.23, trainer.py, the ``for i, inputs in enumerate(batch_samples)`` loop):
-``trainer.training_step(model, inputs, num_items_in_batch)`` (-> ``compute_loss`` -> ``accelerator.backward``),
-``_clip_grad_norm`` (``max_grad_norm=1.0``), ``optimizer.step()``, ``lr_scheduler.step()``, ``model.zero_grad()``.
-The optimiser, scheduler and accelerate wrapping come from ``trainer._prepare_for_training``, as ``train()`` makes
-them. Every method gets the same fixed batch: ``--batch`` rows of exactly ``--seq-len`` tokens, cut from the
-trainer-tokenised stream of synthetic arithmetic records (``eksft.data.synthetic.training_records``; prompts are
-``-100``, completions scored). The first ``--warmup`` rounds (AdamW state allocation, first-touch page faults) are
-not timed; then ``--repeats`` rounds, each running every method once (the order rotates each round, so slow drift
-from other load hits all methods alike). Per method: the median step time, its split into forward+backward and the
-optimiser part, ratios to the SFT baseline and to ``ref_forward``, and the step's peak RSS above the RSS before it
-(``/proc/self/clear_refs`` resets the high-water mark before every step; CPU only).
-
-All methods' trainers live in one process (SmolLM2-135M: about 1.6 GB each for weights and AdamW state, plus the
-reference copies), so interleaving costs memory; ``--separate`` runs each method in its own subprocess instead
-(not interleaved) and adds each process's peak RSS.
+Each method is a real trainer built as ``eksft train`` builds it (``eksft.train.run.build_trainer``), except ``sft_trl``
+(TRL's own ``SFTTrainer`` on the same records) and ``ref_forward`` (the frozen reference's forward alone, the unit that
+prices EKSFT's extra work). A timed step is what ``transformers.Trainer._inner_training_loop`` (transformers 5.23)
+does for one optimiser step with one micro-batch. The methods, the step, the batch, the rounds and every output field:
+benchmarks/README.md, "How to run"; the measured numbers follow it there.
 """
 
 from __future__ import annotations
@@ -52,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 METHODS = ("sft_trl", "sft_logits", "eksft_fused", "eksft_logits", "ref_forward")
 #: method -> (loss_type, loss_implementation) of EKSFTConfig
@@ -60,12 +36,13 @@ GB = 1e9
 
 
 # ---------------------------------------------------------------------------------------------------------- memory
-def _status_kb(field: str) -> int | None:
+def _status_gb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``: kB there) in GB; None where unreadable."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith(field + ":"):
-                    return int(line.split()[1])
+                    return int(line.split()[1]) * 1024 / GB
     except OSError:
         pass
     return None
@@ -82,13 +59,11 @@ def reset_peak_rss() -> bool:
 
 
 def rss_gb() -> float | None:
-    kb = _status_kb("VmRSS")
-    return None if kb is None else kb * 1024 / GB
+    return _status_gb("VmRSS")
 
 
 def hwm_gb() -> float | None:
-    kb = _status_kb("VmHWM")
-    return None if kb is None else kb * 1024 / GB
+    return _status_gb("VmHWM")
 
 
 def process_peak_gb() -> float:
@@ -259,93 +234,119 @@ def measure(methods: list[str], args) -> list[dict]:
 
 
 def _measure(methods: list[str], args, path: str, work: str) -> list[dict]:
-    import torch
-
     n_records = max(16, -(-args.batch * args.seq_len // 40))  # at least one record per 40 tokens of the batch
     data_file = write_records(os.path.join(work, "train.jsonl"), args.dataset, n_records)
-    runners, rows, batch = {}, {}, None
-    cuda = torch.cuda.is_available()
+    runners, rows = {}, {}
     for m in methods:
         rows[m] = {"method": m, "status": "ok"}
         try:
-            runners[m] = r = Runner(m, args, path, data_file, work)
+            runners[m] = Runner(m, args, path, data_file, work)
         except Exception as e:  # noqa: BLE001 - a method that cannot be built is reported, the others still run
-            rows[m].update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            rows[m].update(status="error", error=_error(e))
             continue
-        rows[m]["loss_implementation"] = r.impl
-        if batch is None and r.trainer is not None:
-            batch = fixed_batch(r.trainer.train_dataset, args.batch, args.seq_len)
-    if batch is None:  # only ref_forward was built: tokenise as TRL does plain prompt-completion records
-        from eksft.train.models import training_tokenizer as load_tokenizer
-
-        tok, ids, labels = load_tokenizer(path), [], []
-        with open(data_file, encoding="utf-8") as f:
-            for rec in map(json.loads, f):
-                p, c = tok(rec["prompt"])["input_ids"], tok(rec["completion"] + tok.eos_token)["input_ids"]
-                ids.append(p + c)
-                labels.append([-100] * len(p) + c)
-        batch = fixed_batch({"input_ids": ids, "labels": labels}, args.batch, args.seq_len)
+        rows[m]["loss_implementation"] = runners[m].impl
+    batch = the_batch(runners, args, path, data_file)
     built_rss = rss_gb()
-    times = {m: [] for m in runners}
-    fwd_bwd = {m: [] for m in runners}
-    peaks = {m: [] for m in runners}
-    gpu_peaks = {m: [] for m in runners}
-    losses = {}
-    order = list(runners)
-    can_reset = reset_peak_rss()
+    steps = time_rounds(runners, rows, batch, args)
+    info = run_info(args, batch, interleaved=len(runners) > 1)
+    return [result_row({**info, **rows[m]}, steps.get(m, []), built_rss, args) for m in methods]
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+
+
+def the_batch(runners: dict, args, path: str, data_file: str) -> dict:
+    """The one batch every method gets: cut from the first trainer's tokenised records or, when only ``ref_forward``
+    was built, from the records tokenised as TRL does plain prompt-completion records."""
+    trainer = next((r.trainer for r in runners.values() if r.trainer is not None), None)
+    if trainer is not None:
+        return fixed_batch(trainer.train_dataset, args.batch, args.seq_len)
+    from eksft.train.models import training_tokenizer as load_tokenizer
+
+    tok, ids, labels = load_tokenizer(path), [], []
+    with open(data_file, encoding="utf-8") as f:
+        for rec in map(json.loads, f):
+            p, c = tok(rec["prompt"])["input_ids"], tok(rec["completion"] + tok.eos_token)["input_ids"]
+            ids.append(p + c)
+            labels.append([-100] * len(p) + c)
+    return fixed_batch({"input_ids": ids, "labels": labels}, args.batch, args.seq_len)
+
+
+class Step(NamedTuple):
+    timed: bool  # False in the warm-up rounds
+    seconds: float
+    fwd_bwd: float  # forward + backward seconds
+    loss: float
+    peak: float | None  # GB of RSS above the step's start (None where the high-water mark cannot be reset)
+    gpu_peak: float | None  # the same of GPU memory (None without a GPU)
+
+
+def time_rounds(runners: dict, rows: dict, batch: dict, args) -> dict[str, list[Step]]:
+    """``warmup + repeats`` rounds, each running every method once: every method's steps. A method whose step fails
+    (out of memory) gets its error in ``rows`` and leaves the rounds; the others keep running."""
+    steps, order, can_reset = {m: [] for m in runners}, list(runners), reset_peak_rss()
     for rnd in range(args.warmup + args.repeats):
         k = rnd % max(1, len(order))
         for m in order[k:] + order[:k]:  # rotate: no method always runs first
-            r = runners[m]
-            gc.collect()
-            before = rss_gb()
-            reset_peak_rss()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-                gpu_before = torch.cuda.memory_allocated()
             try:
-                t, fb, loss = r.step(batch)
+                steps[m].append(timed_step(runners[m], batch, rnd >= args.warmup, can_reset))
             except Exception as e:  # noqa: BLE001 - e.g. out of memory: report it, keep timing the others
-                error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                error = _error(e)
                 rows[m].update(status="oom" if "alloc" in error.lower() else "error", error=error, rounds_done=rnd)
                 order.remove(m)
-                continue
-            if rnd >= args.warmup:
-                times[m].append(t)
-                fwd_bwd[m].append(fb)
-                if can_reset and before is not None:
-                    peaks[m].append(hwm_gb() - before)
-                if cuda:
-                    gpu_peaks[m].append((torch.cuda.max_memory_allocated() - gpu_before) / GB)
-            losses[m] = loss
-    scored = int(batch["labels"][:, 1:].ne(-100).sum())
-    info = {"bench": "train_step", "model": args.model, "batch": args.batch, "seq_len": args.seq_len,
-            "tokens": args.batch * args.seq_len, "scored_targets": scored, "threads": torch.get_num_threads(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "precision": "bf16-mixed" if args.bf16 and torch.cuda.is_available() else "float32",
+    return steps
+
+
+def timed_step(runner: Runner, batch: dict, timed: bool, can_reset: bool) -> Step:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    gc.collect()
+    before = rss_gb()
+    reset_peak_rss()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        gpu_before = torch.cuda.memory_allocated()
+    seconds, fwd_bwd, loss = runner.step(batch)
+    peak = hwm_gb() - before if can_reset and before is not None else None
+    gpu_peak = (torch.cuda.max_memory_allocated() - gpu_before) / GB if cuda else None
+    return Step(timed, seconds, fwd_bwd, loss, peak, gpu_peak)
+
+
+def run_info(args, batch: dict, interleaved: bool) -> dict:
+    """The fields every row shares: the run's settings and where it ran."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"bench": "train_step", "model": args.model, "batch": args.batch, "seq_len": args.seq_len,
+            "tokens": args.batch * args.seq_len, "scored_targets": int(batch["labels"][:, 1:].ne(-100).sum()),
+            "threads": torch.get_num_threads(), "device": "cuda" if cuda else "cpu",
+            "precision": "bf16-mixed" if args.bf16 and cuda else "float32",
             "gradient_checkpointing": args.gradient_checkpointing, "optim": args.optim, "warmup": args.warmup,
-            "repeats": args.repeats, "interleaved": len(runners) > 1,
+            "repeats": args.repeats, "interleaved": interleaved,
             "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
-    out = []
-    for m in methods:
-        row = {**info, **rows[m]}
-        if row["status"] == "ok" and times.get(m):
-            t = statistics.median(times[m])
-            fb = statistics.median(fwd_bwd[m])
-            row.update(time_s=round(t, 4), times_s=[round(x, 4) for x in times[m]], fwd_bwd_s=round(fb, 4),
-                       optim_s=round(t - fb, 4), tokens_per_s=round(args.batch * args.seq_len / t, 1),
-                       loss=None if losses[m] != losses[m] else round(losses[m], 5))  # fmt: skip
-            if peaks[m]:  # process RSS high-water mark during the step, above the RSS before it
-                row["step_peak_above_start_gb"] = round(max(peaks[m]), 3)
-            if gpu_peaks[m]:
-                row["step_peak_above_start_gpu_gb"] = round(max(gpu_peaks[m]), 3)
-        elif row["status"] == "ok":
-            row.update(status="error", error="no timed step")
-        out.append(row)
-    for row in out:
-        row["process_rss_after_build_gb"] = None if built_rss is None else round(built_rss, 3)
-        row["process_peak_gb"] = round(process_peak_gb(), 3)
-    return out
+
+
+def result_row(row: dict, steps: list[Step], built_rss: float | None, args) -> dict:
+    """A method's row: medians over its timed steps (``time_s`` = ``fwd_bwd_s`` + ``optim_s``), the last step's
+    loss, the steps' largest peaks, and the process memory."""
+    timed = [s for s in steps if s.timed]
+    if row["status"] == "ok" and timed:
+        t, fb = statistics.median(s.seconds for s in timed), statistics.median(s.fwd_bwd for s in timed)
+        loss = steps[-1].loss
+        row.update(time_s=round(t, 4), times_s=[round(s.seconds, 4) for s in timed], fwd_bwd_s=round(fb, 4),
+                   optim_s=round(t - fb, 4), tokens_per_s=round(args.batch * args.seq_len / t, 1),
+                   loss=None if loss != loss else round(loss, 5))  # fmt: skip
+        for key, peaks in (("step_peak_above_start_gb", [s.peak for s in timed]),  # RSS high-water mark
+                           ("step_peak_above_start_gpu_gb", [s.gpu_peak for s in timed])):  # fmt: skip
+            if None not in peaks:
+                row[key] = round(max(peaks), 3)
+    elif row["status"] == "ok":
+        row.update(status="error", error="no timed step")
+    row["process_rss_after_build_gb"] = None if built_rss is None else round(built_rss, 3)
+    row["process_peak_gb"] = round(process_peak_gb(), 3)
+    return row
 
 
 def add_ratios(rows: list[dict], baseline: str) -> dict:

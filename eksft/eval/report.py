@@ -30,21 +30,34 @@ def summarize(lines: list[dict], ks: list[int], *, resamples: int = RESAMPLES, b
     ``c_<check>``), ``intervals`` (a bootstrap interval over problems for every per-problem metric, and the
     ``method`` used) and ``pass_at_k_band`` (the interval of every point of ``pass_at_k_curve``).
     """
+    by_problem, n = _by_problem(lines)
+    groups = list(by_problem.values())
+    counts = [(n, sum(s["correct"] for s in group)) for group in groups]
+    samples = [s for group in groups for s in group]
+    # Other answer checks (a format failure vs a skill failure): those every sample carries, the run's own left out.
+    others = [c for c in CHECKS if c != extraction and all(c in s.get("checks", {}) for s in samples)]
+    per = _per_problem_values(groups, counts, n, ks, others)
+    out = {"num_problems": len(groups), "n": n, **_point_estimates(per, counts, samples, n, ks, others)}
+    out.update(_intervals(per, counts, n, resamples, bootstrap_seed))
+    out["per_problem"] = [{"id": pid, "n": n, "c": c, **{f"c_{chk}": sum(s["checks"][chk] for s in g)
+                                                          for chk in others}}
+                          for pid, g, (_, c) in zip(by_problem, groups, counts)]  # fmt: skip
+    return out
+
+
+def _by_problem(lines: list[dict]) -> tuple[dict, int]:
+    """``{problem_id: lines}`` and the samples per problem, the same for every problem."""
     by_problem = defaultdict(list)
     for line in lines:
         by_problem[line["problem_id"]].append(line)
     ns = {len(v) for v in by_problem.values()}
     if len(ns) != 1:
         raise ValueError(f"problems have different sample counts {sorted(ns)}; pass@k needs the same n everywhere")
-    n = ns.pop()
-    groups = list(by_problem.values())
-    counts = [(n, sum(s["correct"] for s in group)) for group in groups]
-    samples = [s for group in groups for s in group]
-    entropies = [s["mean_entropy"] for s in samples if s.get("mean_entropy") is not None]
-    # Other answer checks (a format failure vs a skill failure): those every sample carries, the run's own left out.
-    others = [c for c in CHECKS if c != extraction and all(c in s.get("checks", {}) for s in samples)]
+    return by_problem, ns.pop()
 
-    # Per-problem values of every metric that is a mean over problems: their bootstrap gives the intervals.
+
+def _per_problem_values(groups: list, counts: list, n: int, ks: list[int], others: list[str]) -> dict[str, list]:
+    """Per-problem values of every metric that is a mean over problems: their bootstrap gives the intervals."""
     per: dict[str, list] = {}
     for k in ks:
         per[f"pass@{k}"] = list(pass_at_k_values(counts, k))
@@ -61,33 +74,38 @@ def summarize(lines: list[dict], ks: list[int], *, resamples: int = RESAMPLES, b
         per["mean_token_entropy"] = problem_entropy
     for d in DISTINCT_NS:
         per[f"distinct_{d}"] = [distinct_n([s["completion"] for s in g], d) for g in groups]
+    return per
 
-    out = {"num_problems": len(groups), "n": n}
-    for key, values in per.items():
-        out[key] = sum(values) / len(values)
+
+def _point_estimates(per: dict, counts: list, samples: list, n: int, ks: list[int], others: list[str]) -> dict:
+    """The mean of every per-problem metric, in the summary's order (pass@k from the exact estimator)."""
+    out = {key: sum(values) / len(values) for key, values in per.items()}
     for k in ks:
         out[f"pass@{k}"] = pass_at_k_mean(counts, k)
     # sample-level mean (equal to the per-problem mean when every sample has an entropy; vLLM gives none)
+    entropies = [s["mean_entropy"] for s in samples if s.get("mean_entropy") is not None]
     out["mean_token_entropy"] = sum(entropies) / len(entropies) if entropies else None
     order = [*(f"pass@{k}" for k in ks), f"avg@{n}", *(f"avg@{n}_{c}" for c in others), "mean_response_tokens",
              "truncated_fraction", "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy",
              *(f"distinct_{d}" for d in DISTINCT_NS)]  # fmt: skip
-    out = {"num_problems": out["num_problems"], "n": n, **{key: out[key] for key in order}}
+    return {key: out[key] for key in order}
 
+
+def _intervals(per: dict, counts: list, n: int, resamples: int, seed: int) -> dict:
+    """``pass_at_k_curve`` (k = 1..n), its ``pass_at_k_band`` and the ``intervals`` of every per-problem metric:
+    one bootstrap over problems for all of them."""
     curve_ks = list(range(1, n + 1))
     curve = np.stack([pass_at_k_values(counts, k) for k in curve_ks], axis=1)  # (P, n)
     keys = list(per)
     table = np.concatenate([np.array([per[key] for key in keys], dtype=float).T, curve], axis=1)
-    lo, hi = percentile_interval(bootstrap_means(table, resamples, bootstrap_seed), LEVEL)
-    out["pass_at_k_curve"] = {str(k): float(v) for k, v in zip(curve_ks, curve.mean(axis=0))}
-    out["pass_at_k_band"] = {str(k): [float(lo[len(keys) + i]), float(hi[len(keys) + i])]
-                             for i, k in enumerate(curve_ks)}  # fmt: skip
-    out["intervals"] = {"method": bootstrap_method(len(groups), resamples, bootstrap_seed, LEVEL),
-                        **{key: [float(lo[i]), float(hi[i])] for i, key in enumerate(keys)}}  # fmt: skip
-    out["per_problem"] = [{"id": pid, "n": n, "c": c, **{f"c_{chk}": sum(s["checks"][chk] for s in g)
-                                                          for chk in others}}
-                          for pid, g, (_, c) in zip(by_problem, groups, counts)]  # fmt: skip
-    return out
+    lo, hi = percentile_interval(bootstrap_means(table, resamples, seed), LEVEL)
+    return {
+        "pass_at_k_curve": {str(k): float(v) for k, v in zip(curve_ks, curve.mean(axis=0))},
+        "pass_at_k_band": {str(k): [float(lo[len(keys) + i]), float(hi[len(keys) + i])]
+                           for i, k in enumerate(curve_ks)},
+        "intervals": {"method": bootstrap_method(len(counts), resamples, seed, LEVEL),
+                      **{key: [float(lo[i]), float(hi[i])] for i, key in enumerate(keys)}},
+    }  # fmt: skip
 
 
 #: Keys of a summary that are not scalar metrics.
@@ -241,46 +259,18 @@ def plot_pass_at_k(out_dir: Path, results: dict) -> list[Path]:
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
 
     paths = []
     for bench, per_model in results.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         labels = short_labels(list(per_model))
-        k_max, banded = 1, False
-        for i, (model, s) in enumerate(per_model.items()):
-            curve = s["pass_at_k_curve"]
-            ks = sorted(int(k) for k in curve)
-            k_max = max(k_max, ks[-1])
-            ys = [100 * curve[str(k)] for k in ks]
-            # Markers evenly spaced on the log axis (every k on short curves); the first model's are small and
-            # filled, later ones larger and hollow, drawn on top: curves that coincide (two at 0%) both stay visible.
-            marked = {round(2 ** (t / 2)) for t in range(2 * ks[-1].bit_length() + 1)} if len(ks) > 16 else set(ks)
-            line = ax.plot(ks, ys, marker=MARKERS[i % len(MARKERS)], markersize=min(12.0, 5.0 + 2.5 * i),
-                           markevery=[j for j, k in enumerate(ks) if k in marked], markeredgewidth=1.3,
-                           linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.5, label=labels[model],
-                           zorder=3 + i, markerfacecolor="none" if i else None)[0]  # fmt: skip
-            band = s.get("pass_at_k_band")
-            if band:
-                banded = True
-                ax.fill_between(ks, [100 * band[str(k)][0] for k in ks], [100 * band[str(k)][1] for k in ks],
-                                color=line.get_color(), alpha=0.15, linewidth=0, zorder=1)  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ticks = sorted({2**j for j in range(k_max.bit_length()) if 2**j <= k_max} | {k_max})
-        if k_max <= 8:
-            ticks = list(range(1, k_max + 1))
-        if len(ticks) > 1 and ticks[-1] / ticks[-2] < 1.3:  # n right next to a power of two: keep n, drop the other
-            ticks.pop(-2)
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([str(t) for t in ticks])
-        ax.set_xlim(0.9, k_max * 1.1)
-        ax.set_xlabel("k (samples drawn per problem, log scale)")
+        drawn = [_plot_curve(ax, i, s, labels[model]) for i, (model, s) in enumerate(per_model.items())]
+        _k_axis(ax, max([1] + [k for k, _ in drawn]))
         ax.set_ylabel("pass@k (% of problems, unbiased)")
         ax.set_ylim(-3, 103)
         n_problems = max(s["num_problems"] for s in per_model.values())
         title = f"{bench}: pass@k over {n_problems} problems"
-        if banded:
+        if any(banded for _, banded in drawn):
             title += "\nshaded: 95% bootstrap interval over problems"
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -291,3 +281,39 @@ def plot_pass_at_k(out_dir: Path, results: dict) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _plot_curve(ax, i: int, summary: dict, label: str) -> tuple[int, bool]:
+    """The ``i``-th model's pass@k curve (and its band, if any); returns its largest k and whether it has a band."""
+    curve = summary["pass_at_k_curve"]
+    ks = sorted(int(k) for k in curve)
+    ys = [100 * curve[str(k)] for k in ks]
+    # Markers evenly spaced on the log axis (every k on short curves); the first model's are small and
+    # filled, later ones larger and hollow, drawn on top: curves that coincide (two at 0%) both stay visible.
+    marked = {round(2 ** (t / 2)) for t in range(2 * ks[-1].bit_length() + 1)} if len(ks) > 16 else set(ks)
+    line = ax.plot(ks, ys, marker=MARKERS[i % len(MARKERS)], markersize=min(12.0, 5.0 + 2.5 * i),
+                   markevery=[j for j, k in enumerate(ks) if k in marked], markeredgewidth=1.3,
+                   linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.5, label=label,
+                   zorder=3 + i, markerfacecolor="none" if i else None)[0]  # fmt: skip
+    band = summary.get("pass_at_k_band")
+    if band:
+        ax.fill_between(ks, [100 * band[str(k)][0] for k in ks], [100 * band[str(k)][1] for k in ks],
+                        color=line.get_color(), alpha=0.15, linewidth=0, zorder=1)  # fmt: skip
+    return ks[-1], bool(band)
+
+
+def _k_axis(ax, k_max: int) -> None:
+    """Log-2 k axis up to ``k_max`` with integer ticks: powers of two and k_max (every k up to 8)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ticks = sorted({2**j for j in range(k_max.bit_length()) if 2**j <= k_max} | {k_max})
+    if k_max <= 8:
+        ticks = list(range(1, k_max + 1))
+    if len(ticks) > 1 and ticks[-1] / ticks[-2] < 1.3:  # n right next to a power of two: keep n, drop the other
+        ticks.pop(-2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.set_xlim(0.9, k_max * 1.1)
+    ax.set_xlabel("k (samples drawn per problem, log scale)")
