@@ -24,7 +24,7 @@ def build_inputs(tokenizer, problem: str, solution: str, *, instruction: str, ch
     prompt_ids = tokenizer(prompt, add_special_tokens=not chat_template)["input_ids"]
     sol_ids = tokenizer(solution, add_special_tokens=False)["input_ids"]
     if not sol_ids:
-        raise ValueError("--solution is empty after tokenisation")
+        raise ValueError("build_inputs.solution is empty after tokenisation")
     ids = torch.tensor([prompt_ids + sol_ids])
     labels = ids.clone()
     labels[:, : len(prompt_ids)] = -100

@@ -147,10 +147,14 @@ def compare(args, log=print) -> dict:
 
 
 def run(args) -> int:
+    from .flags import cli_message
+
     try:
         result = compare(args)
-    except ValueError as err:
-        print(f"eksft compare: {err}", file=sys.stderr)
+    except ValueError as err:  # the library's argument names as this command's flags
+        flags = {"compare_results.ks": "--k", "load_result.model": "--model-a/--model-b",
+                 "check_pairable.ignore": "--ignore-setting"}  # fmt: skip
+        print(f"eksft compare: {cli_message(err, renames=flags)}", file=sys.stderr)
         return 2
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")

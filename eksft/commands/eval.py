@@ -107,7 +107,11 @@ def run(args) -> int:
                          progress=not args.no_progress, protocol=args.protocol,
                          bootstrap_resamples=args.bootstrap_resamples, bootstrap_seed=args.bootstrap_seed)  # fmt: skip
         evaluate(cfg)
-    except ValueError as err:
-        print(f"eksft eval: {err}", file=sys.stderr)
+    except ValueError as err:  # EvalConfig.sampling.n -> --n, EvalConfig.ks -> --k: the flags of this command
+        from .flags import cli_message
+
+        renamed = {f"EvalConfig.{name}": cli["flag"] if cli["flag"].startswith("-") else cli["metavar"]
+                   for name, cli in _cli().items() if "flag" in cli}  # fmt: skip
+        print(f"eksft eval: {cli_message(err, ('EvalConfig',), renamed)}", file=sys.stderr)
         return 2
     return 0

@@ -34,12 +34,14 @@ def _text(value: str) -> str:
 def run(args) -> int:
     from eksft.analysis.probe import run_probe
 
+    from .flags import cli_message
+
     try:
         report = run_probe(args.models, _text(args.problem), _text(args.solution), args.output_dir,
                            instruction=args.instruction, chat_template=not args.no_chat_template, rho=args.rho,
                            dtype=args.dtype)  # fmt: skip
     except ValueError as err:
-        raise SystemExit(f"eksft probe: {err}") from None
+        raise SystemExit(f"eksft probe: {cli_message(err, renames={'build_inputs.solution': '--solution'})}") from None
     print(f"{len(report['tokens'])} solution tokens; reference model: {report['reference']}\n")
     print(f"{'model':40} {'mean p':>8} {'mean H':>8} {'masked':>8}")
     for name, r in report["models"].items():

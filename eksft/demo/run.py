@@ -62,7 +62,7 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
         if old != settings:  # a rerun must not report models trained with other settings under this run's header
             diff = sorted(k for k in settings if old.get(k) != settings[k])
             raise ValueError(f"{run_dir} holds a {method.label} model trained with other settings ({diff}: "
-                             f"{[old.get(k) for k in diff]}); use a new --output-dir, or delete that folder")  # fmt: skip
+                             f"{[old.get(k) for k in diff]}); use a new DemoConfig.output_dir, or delete that folder")  # fmt: skip
         log(f"[demo] {method.label} seed {seed}: already trained, skipping ({run_dir})")
         return record
     from eksft.train.config import EKSFTConfig

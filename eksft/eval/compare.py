@@ -145,7 +145,7 @@ def seed_sentence(diffs: Sequence[PairedDifference], label_a: str = "A", label_b
 # Result folders
 
 
-#: Sampling settings two folders must share to be paired (``--ignore-setting`` lifts one).
+#: Sampling settings two folders must share to be paired (``check_pairable(ignore=...)`` lifts one).
 PAIRED_SETTINGS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "chat_template", "instruction",
                    "extraction")  # fmt: skip
 
@@ -186,7 +186,7 @@ def _pick_model(models: list[str], wanted: str | None, folder: Path) -> str:
     if wanted is None:
         if len(models) != 1:
             raise ValueError(f"{folder} holds {len(models)} models ({', '.join(models)}); choose one with "
-                             "--model-a/--model-b")  # fmt: skip
+                             "load_result.model")  # fmt: skip
         return models[0]
     if wanted in models:
         return wanted
@@ -215,7 +215,7 @@ def load_result(folder, model: str | None = None, check: str | None = None) -> M
     """Read one model's per-problem ``(n, c)`` tables from an ``eksft eval`` output folder (``results.json``).
 
     ``check``: count the samples right under another stored answer check (``"last_number"``, ``"last_boxed"``)
-    instead of the run's own ``--answer-extraction``."""
+    instead of the run's own (``EvalConfig.extraction``)."""
     folder = Path(folder)
     path = folder / "results.json"
     if not path.is_file():
@@ -259,7 +259,7 @@ def check_pairable(a: ModelResult, b: ModelResult, ignore: Sequence[str] = ()) -
         va, vb = a.settings.get(key), b.settings.get(key)
         if va != vb:
             raise ValueError(f"different sampling settings: {key} is {va!r} in A ({a.folder}) and {vb!r} in B "
-                             f"({b.folder}); pass --ignore-setting {key} to pair them anyway")  # fmt: skip
+                             f"({b.folder}); pass check_pairable.ignore {key} to pair them anyway")  # fmt: skip
 
 
 def compare_results(a: ModelResult, b: ModelResult, ks: Sequence[int], *, resamples: int = RESAMPLES,
@@ -273,6 +273,6 @@ def compare_results(a: ModelResult, b: ModelResult, ks: Sequence[int], *, resamp
         n_min = min(r["n"] for r in ta + tb)
         bad = [k for k in ks if k > n_min]
         if bad:
-            raise ValueError(f"--k {bad} exceeds the {n_min} samples per problem of benchmark {bench}")
+            raise ValueError(f"compare_results.ks {bad} exceeds the {n_min} samples per problem of benchmark {bench}")
         out[bench] = [paired_difference(ta, tb, k, resamples=resamples, seed=seed, level=level) for k in ks]
     return out

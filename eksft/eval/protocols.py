@@ -26,7 +26,7 @@ DEFAULTS = PROTOCOLS["paper"]
 def resolve(protocol: str | None, explicit: dict) -> dict:
     """The settings a run uses: ``explicit`` flag values (None = not given) over the preset over the defaults."""
     if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        raise ValueError(f"EvalConfig.protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     base = dict(PROTOCOLS[protocol] if protocol else DEFAULTS)
     base.update({key: value for key, value in explicit.items() if value is not None})
     return base

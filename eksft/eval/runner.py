@@ -53,24 +53,26 @@ class EvalConfig:
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of those resamples (same seed, same interval)"})
 
     def validate(self) -> None:
+        """Errors name the field (``EvalConfig.ks``, ``EvalConfig.sampling.n``); ``eksft eval`` prints its flags."""
         n = self.sampling.n
         if n < 1:
-            raise ValueError(f"--n {n}: need at least one sample per problem")
+            raise ValueError(f"EvalConfig.sampling.n {n}: need at least one sample per problem")
         too_big = [k for k in self.ks if k > n]
         if too_big:
-            raise ValueError(f"--k {too_big} exceeds --n {n}: pass@k needs at least k samples per problem; raise --n "
-                             f"to {max(too_big)} or drop those k")  # fmt: skip
+            raise ValueError(f"EvalConfig.ks {too_big} exceeds EvalConfig.sampling.n {n}: "
+                             "pass@k needs at least k samples per problem; "
+                             f"raise EvalConfig.sampling.n to {max(too_big)} or drop those k")  # fmt: skip
         if any(k < 1 for k in self.ks) or not self.ks:
-            raise ValueError(f"--k {self.ks}: every k must be a positive integer")
+            raise ValueError(f"EvalConfig.ks {self.ks}: every k must be a positive integer")
         if self.extraction not in EXTRACTIONS:
-            raise ValueError(f"--answer-extraction {self.extraction!r}: choose one of {EXTRACTIONS}")
+            raise ValueError(f"EvalConfig.extraction {self.extraction!r}: choose one of {EXTRACTIONS}")
         if self.sampling.temperature < 0 or self.sampling.max_new_tokens < 1:
-            raise ValueError("--temperature must be >= 0 and --max-new-tokens >= 1")
+            raise ValueError("EvalConfig.sampling.temperature must be >= 0 and EvalConfig.sampling.max_new_tokens >= 1")
         if not self.models or not self.benchmarks:
-            raise ValueError("give at least one MODEL and one --benchmark")
+            raise ValueError("EvalConfig.models and EvalConfig.benchmarks: give at least one of each")
         if self.bootstrap_resamples < 1:
-            raise ValueError(f"--bootstrap-resamples {self.bootstrap_resamples}: need at least 1 (2000 or more for "
-                             "a stable 95% interval)")  # fmt: skip
+            raise ValueError(f"EvalConfig.bootstrap_resamples {self.bootstrap_resamples}: need at least 1 (2000 or "
+                             "more for a stable 95% interval)")  # fmt: skip
 
     def sample_settings(self) -> dict:
         """What the samples depend on; a resumed run must match it."""
@@ -119,64 +121,88 @@ def _check_resume(out: Path, cfg: EvalConfig) -> None:
         if old_settings != settings:
             diff = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
             raise ValueError(f"{out} holds samples made with other settings ({diff}: {[old.get(k) for k in diff]}); "
-                             "use a new --output-dir, or delete samples.jsonl and run_config.json there")  # fmt: skip
+                             "use a new EvalConfig.output_dir, "
+                             "or delete samples.jsonl and run_config.json there")  # fmt: skip
     path.write_text(json.dumps({**settings, "protocol": cfg.protocol, "ks": cfg.ks}, indent=2) + "\n")
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Run the evaluation; return ``{benchmark: {model: metrics}}`` (also written to ``cfg.output_dir``)."""
-    from tqdm.auto import tqdm
-
     cfg.validate()
-    # Every benchmark loads (and every gold answer parses) before a model is touched: bad data fails in seconds.
-    benches = [load_benchmark(b, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
-                              id_column=cfg.id_column, limit=cfg.limit) for b in cfg.benchmarks]  # fmt: skip
-    names = [b.name for b in benches]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two benchmarks share a name {names}; rename one of the files")
-    golds = {(b.name, p["id"]): parse_gold(p["answer"], cfg.verify_timeout) for b in benches for p in b.problems}
+    benches, golds = _load_benchmarks(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, cfg)
     samples_path = out / "samples.jsonl"
     done = read_samples(samples_path, cfg.sampling.n)
     backend = choose_backend(cfg.backend)
-
     for model in cfg.models:
-        todo = {b.name: [p for p in b.problems if (model, b.name, p["id"]) not in done] for b in benches}
-        if not any(todo.values()):
+        if all((model, b.name, p["id"]) in done for b in benches for p in b.problems):
             continue
         log(f"[eval] {model}: loading ({backend} backend)")
         sampler = make_sampler(backend, model_source(model), cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
         for bench in benches:
-            missing = todo[bench.name]
-            bar = tqdm(total=len(bench.problems), initial=len(bench.problems) - len(missing),
-                       desc=f"{_short(model)} | {bench.name}", unit="problem", disable=not cfg.progress)  # fmt: skip
-            # Fixed slices of the benchmark, whatever is already done: a resumed run forms the groups (and so
-            # draws the samples) an uninterrupted run would, and keeps only the problems it lacks.
-            size = sampler.group_size
-            for start in range(0, len(bench.problems), size):
-                group = bench.problems[start : start + size]
-                if all((model, bench.name, p["id"]) in done for p in group):
-                    continue
-                prompts = [sampler.prompt(p["problem"]) for p in group]
-                seeds = [problem_seed(cfg.seed, bench.name, p["id"]) for p in group]
-                results = sampler.sample(prompts, seeds)
-                new = 0
-                with samples_path.open("a") as f:
-                    for p, prompt, seed, samples in zip(group, prompts, seeds, results):
-                        if (model, bench.name, p["id"]) in done:
-                            continue
-                        recs = [_record(model, bench.name, p, prompt, seed, j, s, golds[(bench.name, p["id"])], cfg)
-                                for j, s in enumerate(samples)]  # fmt: skip
-                        f.writelines(json.dumps(r) + "\n" for r in recs)
-                        done[(model, bench.name, p["id"])] = recs
-                        new += 1
-                    f.flush()
-                bar.update(new)
-            bar.close()
+            _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
         del sampler  # free the model before loading the next one
+    return _summarize_and_write(cfg, out, benches, done, backend, log)
 
+
+def _load_benchmarks(cfg: EvalConfig) -> tuple[list, dict]:
+    """Every benchmark, and ``(benchmark, problem_id) -> parsed gold``. All load (and every gold answer parses)
+    before a model is touched: bad data fails in seconds."""
+    benches = [load_benchmark(b, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
+                              id_column=cfg.id_column, limit=cfg.limit) for b in cfg.benchmarks]  # fmt: skip
+    names = [b.name for b in benches]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two benchmarks share a name {names}; rename one of the files")
+    golds = {(b.name, p["id"]): parse_gold(p["answer"], cfg.verify_timeout) for b in benches for p in b.problems}
+    return benches, golds
+
+
+def _sample_benchmark(cfg: EvalConfig, sampler, model: str, bench, golds: dict, done: dict,
+                      samples_path: Path) -> None:  # fmt: skip
+    """Sample the problems of ``bench`` that ``model`` lacks in ``done``, with a progress bar.
+
+    Fixed slices of the benchmark, whatever is already done: a resumed run forms the groups (and so draws the
+    samples) an uninterrupted run would, and keeps only the problems it lacks."""
+    from tqdm.auto import tqdm
+
+    missing = sum((model, bench.name, p["id"]) not in done for p in bench.problems)
+    bar = tqdm(total=len(bench.problems), initial=len(bench.problems) - missing,
+               desc=f"{_short(model)} | {bench.name}", unit="problem", disable=not cfg.progress)  # fmt: skip
+    size = sampler.group_size
+    for start in range(0, len(bench.problems), size):
+        group = bench.problems[start : start + size]
+        if all((model, bench.name, p["id"]) in done for p in group):
+            continue
+        bar.update(_sample_group(cfg, sampler, model, bench.name, group, golds, done, samples_path))
+    bar.close()
+
+
+def _sample_group(cfg: EvalConfig, sampler, model: str, bench: str, group: list, golds: dict, done: dict,
+                  samples_path: Path) -> int:  # fmt: skip
+    """Sample one slice of problems; append the ``n`` lines of each problem ``done`` lacks to samples.jsonl at once
+    (and to ``done``); return how many problems were added."""
+    prompts = [sampler.prompt(p["problem"]) for p in group]
+    seeds = [problem_seed(cfg.seed, bench, p["id"]) for p in group]
+    results = sampler.sample(prompts, seeds)
+    new = 0
+    with samples_path.open("a") as f:
+        for p, prompt, seed, samples in zip(group, prompts, seeds, results):
+            key = (model, bench, p["id"])
+            if key in done:
+                continue
+            recs = [_record(model, bench, p, prompt, seed, j, s, golds[(bench, p["id"])], cfg)
+                    for j, s in enumerate(samples)]  # fmt: skip
+            f.writelines(json.dumps(r) + "\n" for r in recs)
+            done[key] = recs
+            new += 1
+        f.flush()
+    return new
+
+
+def _summarize_and_write(cfg: EvalConfig, out: Path, benches: list, done: dict, backend: str, log) -> dict:
+    """Metrics of every model on every benchmark, the paired comparisons, the files; the tables go to ``log``."""
     results = {}
     for bench in benches:
         results[bench.name] = {}

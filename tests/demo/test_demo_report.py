@@ -115,12 +115,33 @@ def test_quick_preset_keeps_explicit_fields():
     assert DemoConfig(samples=4).ks == [1, 2, 4] and DemoConfig(samples=6).ks == [1, 2, 4, 6]
 
 
-@pytest.mark.parametrize("kw,needle", [({"methods": ["sft", "nope"]}, "methods"), ({"task": "x"}, "--task"),
+@pytest.mark.parametrize("kw,needle", [({"methods": ["sft", "nope"]}, r"DemoConfig\.methods: 'nope'"),
+                                       ({"task": "x"}, r"DemoConfig\.task: 'x' is not a task; choose one of \["),
                                        ({"methods": ["eksft[lamda_kl=0]"]}, "did you mean 'lambda_kl'"),
-                                       ({"samples": 0}, "--samples")])  # fmt: skip
-def test_config_errors_name_the_flag(kw, needle):
+                                       ({"samples": 0}, r"DemoConfig\.samples: must be >= 1, got 0")])  # fmt: skip
+def test_config_errors_name_the_field(kw, needle):
     with pytest.raises(ValueError, match=needle):
         DemoConfig(**kw).validate()
+
+
+@pytest.mark.parametrize("kw,argv,names", [
+    ({"task": "x"}, ["--task", "x"], {"DemoConfig.task": "--task"}),
+    ({"steps": 500, "batch_size": 8}, ["--steps", "500", "--batch-size", "8"],
+     {"DemoConfig.steps": "--steps", "DemoConfig.batch_size": "--batch-size", "DemoConfig.train_size": "--train-size"}),
+])  # fmt: skip
+def test_config_error_names_the_field_in_python_and_the_flag_on_the_command_line(kw, argv, names, tmp_path, capsys):
+    from eksft import cli
+
+    with pytest.raises(ValueError) as python_error:
+        DemoConfig(**kw).validate()
+    message = str(python_error.value)
+    assert all(name in message for name in names), message  # Python callers read the config's own field names
+    assert cli.main(["demo", *argv, "--output-dir", str(tmp_path / "demo")]) == 2  # fails before any model loads
+    err = capsys.readouterr().err
+    for name, flag in names.items():
+        message = message.replace(name, flag)
+    assert err == f"eksft demo: {message}\n" and "DemoConfig" not in err  # the same words, the command's flags
+    assert not (tmp_path / "demo").exists()
 
 
 def test_rerun_with_other_training_settings_is_refused(tmp_path):

@@ -26,3 +26,16 @@ def test_explicit_flags_override_a_preset():
     assert (r["temperature"], r["n"], r["k"], r["top_p"]) == (0.7, 32, [1, 8, 32], 1.0)
     with pytest.raises(ValueError, match="choose one of"):
         resolve("nope", {})
+
+
+def test_library_errors_name_the_config_field():
+    """Python callers read EvalConfig's fields; `eksft eval` prints its flags (test_eval_cli: "--k [8] exceeds --n 4")."""
+    from eksft.eval.runner import EvalConfig
+    from eksft.eval.sampling import SamplingConfig
+
+    cfg = EvalConfig(models=["m"], benchmarks=["b"], output_dir="x", ks=[1, 8], sampling=SamplingConfig(n=4))
+    with pytest.raises(ValueError, match=r"^EvalConfig\.ks \[8\] exceeds EvalConfig\.sampling\.n 4: .* raise "
+                                         r"EvalConfig\.sampling\.n to 8"):  # fmt: skip
+        cfg.validate()
+    with pytest.raises(ValueError, match=r"^EvalConfig\.protocol 'nope': choose one of paper, r1"):
+        resolve("nope", {})
