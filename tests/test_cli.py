@@ -1,8 +1,12 @@
 """The `eksft` entry point: help lists every command; `eksft losses` runs every loss on a tiny model. CPU, ~10 s."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from eksft.cli import COMMANDS, main
 
@@ -25,6 +29,25 @@ def test_losses_example_runs_every_method(capsys):
     assert all(abs(r["loss"]) < 100 for r in rows)
 
 
+def installed_script() -> str:
+    """The `eksft` console script that `pip install -e .` (make setup) writes next to this interpreter."""
+    beside = Path(sys.executable).parent / "eksft"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("eksft")
+    if found:
+        return found
+    pytest.fail(f"the `eksft` console script is not installed: neither {beside} nor `eksft` on PATH exists; "
+                "`make setup` installs it with `pip install -e .` ([project.scripts] in pyproject.toml).")  # fmt: skip
+
+
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "eksft.cli", "losses", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--methods" in out.stdout
+    """Runs the installed entry point itself (not `python -m eksft.cli`), so a broken [project.scripts] line or a
+    missing install fails here."""
+    script = installed_script()
+    out = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in ("demo", "losses", "train", "eval", "drift", "probe", "masks", "rl", "pipeline", "compare", *COMMANDS):
+        assert name in out.stdout, name
+    out = subprocess.run([script, "losses", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--methods" in out.stdout, out.stderr

@@ -182,8 +182,28 @@ def global_reg(logits, labels, ref, lam_h=0.05, lam_kl=0.05, entropy_unit="norma
     return per_token(f, logits, labels)
 
 
+def random_mask_targets(labels, fraction, seed):
+    """Random masking's documented draw: exactly ceil(fraction * n) of the n targets (in (batch, position) order),
+    the first ones of a uniform random permutation from a CPU ``torch.Generator`` seeded with ``seed``."""
+    tg = targets(labels)
+    n = len(tg)
+    k = min(n, math.ceil(fraction * n - 1e-9))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    mask = torch.zeros(labels.shape, dtype=torch.bool)
+    for i in order[:k]:
+        b, j = tg[i]
+        mask[b, j] = True
+    return mask
+
+
+def random_mask(logits, labels, ref, fraction, seed, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
+    """Random masking: the EKSFT objective on the reference's own seeded mask; returns (loss, mask)."""
+    mask = random_mask_targets(labels, fraction, seed)
+    return masked(logits, labels, ref, mask, lam_h=lam_h, lam_kl=lam_kl, entropy_unit=entropy_unit), mask
+
+
 def masked(logits, labels, ref, mask, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
-    """The EKSFT objective for a given (B, T) mask (used for random masking)."""
+    """The EKSFT objective for a given (B, T) mask (used by random masking)."""
     tg = targets(labels)
     ce = mean([-logp_of(logits[b, j - 1], labels[b, j]) for b, j in tg if not mask[b, j]])
     lh = mean([entropy(logits[b, j - 1]) * unit(logits, entropy_unit) for b, j in tg if mask[b, j]])

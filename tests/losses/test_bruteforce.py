@@ -59,10 +59,12 @@ def test_eksft_paper_nats_and_ablations_in_both_units(seed):
     for unit in ("nats", "normalized"):
         compare(lambda x, y, r: global_reg_loss(x, y, r, lambda_entropy=0.3, entropy_unit=unit),
                 lambda x, y, r: R.global_reg(x, y, r, lam_h=0.3, entropy_unit=unit), seed)  # fmt: skip
-        logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
-        fixed = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed).mask
-        compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed, lambda_entropy=0.3, entropy_unit=unit),
-                lambda x, y, r: R.masked(x, y, r, fixed, lam_h=0.3, entropy_unit=unit), seed)  # fmt: skip
+        out, (_, mask) = compare(
+            lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed, lambda_entropy=0.3, entropy_unit=unit),
+            lambda x, y, r: R.random_mask(x, y, r, fraction=0.3, seed=seed, lam_h=0.3, entropy_unit=unit),
+            seed,
+        )
+        assert torch.equal(out.mask, mask)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -101,14 +103,17 @@ def test_psft_with_moved_policy(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_random_mask(seed):
+    """The library's mask is the reference's own draw from the seed (exactly ceil(0.3 n) targets), and the loss and
+    gradient are the EKSFT objective on that mask."""
     logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
-    fixed = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed).mask
-    out, _ = compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed),
-                     lambda x, y, r: R.masked(x, y, r, fixed), seed)  # fmt: skip
+    out, (_, mask) = compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed),
+                             lambda x, y, r: R.random_mask(x, y, r, fraction=0.3, seed=seed), seed)  # fmt: skip
+    assert torch.equal(out.mask, mask)
     n = int((labels[:, 1:] != -100).sum())
     assert int(out.mask.sum()) == -(-3 * n // 10)  # exactly ceil(0.3 n)
     other = random_mask_loss(logits, labels, ref, fraction=0.3, seed=seed + 100).mask
-    assert not torch.equal(other, fixed) or n < 4
+    assert torch.equal(other, R.random_mask_targets(labels, 0.3, seed + 100))
+    assert not torch.equal(other, out.mask) or n < 4
 
 
 def test_masks_only_on_valid_targets():

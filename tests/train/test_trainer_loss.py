@@ -9,11 +9,22 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from eksft.losses import LOSSES, eksft_loss
+from eksft.losses import (
+    LOSSES,
+    asft_loss,
+    dft_loss,
+    eksft_loss,
+    gem_loss,
+    global_reg_loss,
+    iw_sft_loss,
+    psft_loss,
+    random_mask_loss,
+    sed_sft_loss,
+    sft_loss,
+    target_logprobs,
+)
 from eksft.train import build_trainer
-from eksft.train import loss_seam
 from eksft.train.global_scope import all_gather_cat, global_eksft_loss
-from eksft.train.tiny import tiny_random_llama
 
 from .conftest import params
 
@@ -27,36 +38,83 @@ def grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("loss_type", ["eksft", "sft", "iw_sft", "gem", "sed_sft"])
-def test_trainer_loss_equals_direct_call(make_config, loss_type):
-    cfg = make_config(loss_type=loss_type, rho=0.3, sed_tau=0.05, lambda_kl=0.5)
+# What the trainer must pass to each loss, written out here (not read from eksft.train.loss_seam or
+# eksft.losses.SPECS) so a wrong entry in the library's table fails this test. Per case: the loss function, the
+# config overrides, and the expected keyword arguments built from the config (EKSFTConfig field -> loss keyword).
+# Every overridden field differs from both the EKSFTConfig default and the loss function's default, and the values
+# differ from each other, so a dropped, defaulted or swapped mapping changes the loss. ``normalization`` is
+# parametrised (mean / tokens).
+CASES = {
+    "eksft": (eksft_loss, dict(loss_type="eksft", rho=0.3, lambda_entropy=0.2, lambda_kl=0.5, selection="entropy",
+                               scope="sequence", entropy_unit="nats"),
+              lambda c: dict(rho=c.rho, lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl, selection=c.selection,
+                             scope=c.scope, variant=c.variant, entropy_unit=c.entropy_unit,
+                             normalization=c.normalization)),
+    "eksft_official": (eksft_loss, dict(loss_type="eksft", variant="official", rho=0.4, lambda_entropy=0.2,
+                                        lambda_kl=0.5, selection="intersection"),
+                       lambda c: dict(rho=c.rho, lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl,
+                                      selection=c.selection, scope=c.scope, variant=c.variant,
+                                      entropy_unit=c.entropy_unit, normalization=c.normalization)),
+    "sft": (sft_loss, dict(loss_type="sft"), lambda c: dict(normalization=c.normalization)),
+    "dft": (dft_loss, dict(loss_type="dft"), lambda c: dict(normalization=c.normalization)),
+    "iw_sft": (iw_sft_loss, dict(loss_type="iw_sft", iw_clip=0.9),
+               lambda c: dict(clip=c.iw_clip, normalization=c.normalization)),
+    "psft": (psft_loss, dict(loss_type="psft", psft_epsilon_high=0.01),
+             lambda c: dict(epsilon_high=c.psft_epsilon_high, normalization=c.normalization)),
+    "asft": (asft_loss, dict(loss_type="asft", asft_lambda=0.7),
+             lambda c: dict(lambda_kl=c.asft_lambda, normalization=c.normalization)),
+    "sed_sft": (sed_sft_loss, dict(loss_type="sed_sft", sed_lambda=2.5, sed_k=3, sed_tau=0.06),
+                lambda c: dict(lambda_sed=c.sed_lambda, k=c.sed_k, tau=c.sed_tau, normalization=c.normalization)),
+    "gem": (gem_loss, dict(loss_type="gem", gem_beta=0.3),
+            lambda c: dict(beta=c.gem_beta, normalization=c.normalization)),
+    "global_reg": (global_reg_loss, dict(loss_type="global_reg", lambda_entropy=0.2, lambda_kl=0.5,
+                                         entropy_unit="nats"),
+                   lambda c: dict(lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl, entropy_unit=c.entropy_unit,
+                                  normalization=c.normalization)),
+    # seed: the trainer's per-step seed, seed * 1_000_003 + global_step * 1_009 + micro-batch index (step 0, first)
+    "random_mask": (random_mask_loss, dict(loss_type="random_mask", random_mask_fraction=0.4, lambda_entropy=0.2,
+                                           lambda_kl=0.5, entropy_unit="nats"),
+                    lambda c: dict(fraction=c.random_mask_fraction, lambda_entropy=c.lambda_entropy,
+                                   lambda_kl=c.lambda_kl, entropy_unit=c.entropy_unit, normalization=c.normalization,
+                                   seed=c.seed * 1_000_003)),
+}  # fmt: skip
+NEEDS_REFERENCE_LOGITS = {"eksft", "iw_sft", "asft", "global_reg", "random_mask"}
+
+
+@pytest.mark.parametrize("normalization", ["mean", "tokens"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_trainer_loss_equals_direct_call(make_config, case, normalization):
+    loss_fn, overrides, expected_kwargs = CASES[case]
+    cfg = make_config(normalization=normalization, seed=3, **overrides)
     trainer = build_trainer(cfg)
     model = trainer.model
     model.train()
     trainer.current_gradient_accumulation_steps = 1
     inputs = first_batch(trainer)
-    with torch.no_grad():  # make the policy differ from the reference so KL terms are not all zero
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    loss = trainer.compute_loss(model, dict(inputs))
+    fwd = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        start_logits = model(**fwd).logits  # the starting checkpoint, which is the reference model
+        for p in model.parameters():  # make the policy differ from the reference so KL terms are not all zero
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    extra = (start_logits,) if cfg.loss_type in NEEDS_REFERENCE_LOGITS else ()
+    if cfg.loss_type == "psft":  # the old policy: the one the batch was drawn with (here the starting model)
+        inputs["old_logps"] = target_logprobs(start_logits, inputs["labels"])
+        extra = (inputs["old_logps"],)
+    # "tokens": as if a second micro-batch of the same size followed in this optimiser step
+    n_items = 2 * int((inputs["labels"][:, 1:] != -100).sum()) if normalization == "tokens" else None
+    loss = trainer.compute_loss(model, dict(inputs), num_items_in_batch=n_items)
     loss.backward()
     g_trainer = grads(model)
     model.zero_grad()
 
-    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-    extra, kw = (), loss_seam.loss_kwargs(cfg)
-    if loss_type in ("eksft", "iw_sft"):
-        ref, _ = tiny_random_llama(seed=0)  # the starting checkpoint
-        with torch.no_grad():
-            extra = (ref(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits,)
-    if loss_type == "sed_sft":
-        kw["tau"] = 0.05
-    direct = LOSSES[loss_type](logits, inputs["labels"], *extra, **kw)
+    logits = model(**fwd).logits
+    direct = loss_fn(logits, inputs["labels"], *extra, num_items_in_batch=n_items, **expected_kwargs(cfg))
     direct.loss.backward()
     torch.testing.assert_close(loss.detach(), direct.loss.detach())
     for n, g in grads(model).items():
         torch.testing.assert_close(g_trainer[n], g, msg=n)
-    if loss_type == "eksft":
+    if loss_fn is eksft_loss:
         assert direct.metrics["kl_mean"] > 0 and direct.metrics["masked_fraction"] > 0
 
 
