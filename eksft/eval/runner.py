@@ -231,7 +231,7 @@ def model_source(name: str) -> str:
         import tempfile
 
         from eksft.models.smollm import cache_dir
-        from eksft.train.tiny import save_tiny
+        from eksft.models.tiny import save_tiny
 
         target = cache_dir() / "tiny-random-llama"
         if not (target / "config.json").exists():
