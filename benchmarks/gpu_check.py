@@ -8,7 +8,7 @@ runs after that many seconds; what was skipped says so).
 
 Needs only torch and transformers (a bare GPU image: no trl, no datasets; ``liger-kernel`` is used when
 importable). It imports ``eksft.losses`` and ``eksft.models.head`` (torch only) and the helpers of the sibling
-benchmarks ``loss_head.py`` / ``train_step.py`` / ``gpu_measure.py`` (clock, memory, budget; all standard library
+benchmarks ``loss_head.py`` / ``process_memory.py`` / ``gpu_measure.py`` (clock, memory, budget; all standard library
 at import), never ``eksft.train``; the JSON records ``imported_trl`` / ``imported_datasets`` at the end, and a
 test checks both are false.
 

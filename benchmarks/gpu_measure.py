@@ -1,7 +1,7 @@
 """The generic measuring helpers of ``gpu_check.py``: a clock (CUDA events or perf_counter), peak memory above a
-start (``torch.cuda.max_memory_allocated``, or the process RSS high-water mark on CPU through ``train_step``'s
-helpers), out-of-memory classification, loss / gradient parity, the time budget and the environment record.
-Standard library only at import (plus the sibling ``loss_head`` / ``train_step``, the same); torch inside."""
+start (``torch.cuda.max_memory_allocated``, or the process RSS high-water mark on CPU through
+``process_memory.py``), out-of-memory classification, loss / gradient parity, the time budget and the environment record.
+Standard library only at import (plus the siblings ``loss_head`` / ``process_memory``, the same); torch inside."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import platform
 import time
 
 import loss_head  # standard library only at import
-import train_step  # standard library only at import; only its memory helpers are used here
+import process_memory  # standard library only
 
 GB = loss_head.GB
 
@@ -40,7 +40,7 @@ class Clock:
 
 class Memory:
     """Peak memory of what runs between ``start()`` and ``peak_above_start_gb()``: ``torch.cuda.max_memory_allocated``
-    on a GPU; on CPU the process RSS high-water mark (``train_step``'s helpers), None where it cannot be reset."""
+    on a GPU; on CPU the process RSS high-water mark (``process_memory``), None where it cannot be reset."""
 
     def __init__(self, device):
         import torch
@@ -54,17 +54,17 @@ class Memory:
             self.torch.cuda.reset_peak_memory_stats()
             self.base = self.torch.cuda.memory_allocated() / GB
         else:
-            reset, rss = train_step.reset_peak_rss(), train_step.rss_gb()
+            reset, rss = process_memory.reset_peak_rss(), process_memory.rss_gb()
             self.base = rss if reset and rss is not None else None
 
     def peak_above_start_gb(self):
         if self.base is None:
             return None
-        peak = self.torch.cuda.max_memory_allocated() / GB if self.cuda else train_step.hwm_gb()
+        peak = self.torch.cuda.max_memory_allocated() / GB if self.cuda else process_memory.hwm_gb()
         return round(max(0.0, peak - self.base), 3)
 
     def held_gb(self):
-        held = self.torch.cuda.memory_allocated() / GB if self.cuda else train_step.rss_gb()
+        held = self.torch.cuda.memory_allocated() / GB if self.cuda else process_memory.rss_gb()
         return None if held is None else round(held, 3)
 
 

@@ -20,7 +20,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,74 +31,11 @@ from typing import NamedTuple
 METHODS = ("sft_trl", "sft_logits", "eksft_fused", "eksft_logits", "ref_forward")
 #: method -> (loss_type, loss_implementation) of EKSFTConfig
 EKSFT_METHODS = {"sft_logits": ("sft", "logits"), "eksft_fused": ("eksft", "auto"), "eksft_logits": ("eksft", "logits")}
-GB = 1e9
 
-
-# ---------------------------------------------------------------------------------------------------------- memory
-def _status_gb(field: str) -> float | None:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``: kB there) in GB; None where unreadable."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024 / GB
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's RSS high-water mark (VmHWM) of this process; False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_gb() -> float | None:
-    return _status_gb("VmRSS")
-
-
-def hwm_gb() -> float | None:
-    return _status_gb("VmHWM")
-
-
-def process_peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB  # Linux: KiB; never reset by clear_refs
-
-
-# ------------------------------------------------------------------------------------------------------------ data
-def write_records(path: str, dataset: str, n: int) -> str:
-    from eksft.data.synthetic import training_records
-
-    with open(path, "w", encoding="utf-8") as f:
-        for r in training_records(dataset, n):
-            f.write(json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n")
-    return path
-
-
-def fixed_batch(train_dataset, batch: int, seq_len: int) -> dict:
-    """``batch`` rows of exactly ``seq_len`` tokens: the trainer-tokenised records (``input_ids`` / ``labels``,
-    prompt labels -100) laid end to end, cycling if there are too few. Full attention mask, no padding."""
-    import torch
-
-    ids, labels, need = [], [], batch * seq_len
-    rows = list(zip(train_dataset["input_ids"], train_dataset["labels"]))
-    if not rows:
-        raise ValueError("the training dataset is empty after tokenisation")
-    while len(ids) < need:
-        for i, lab in rows:
-            ids.extend(i)
-            labels.extend(lab)
-            if len(ids) >= need:
-                break
-    ids = torch.tensor(ids[:need]).view(batch, seq_len)
-    labels = torch.tensor(labels[:need]).view(batch, seq_len)
-    if not labels[:, 1:].ne(-100).any():
-        raise ValueError(f"no scored (completion) token in a {batch} x {seq_len} batch: raise --seq-len")
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the siblings below, however this file is loaded
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from process_memory import GB, hwm_gb, process_peak_gb, reset_peak_rss, rss_gb  # noqa: E402
+from train_step_batch import the_batch, write_records  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------ trainers
@@ -254,23 +190,6 @@ def _measure(methods: list[str], args, path: str, work: str) -> list[dict]:
 
 def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-
-
-def the_batch(runners: dict, args, path: str, data_file: str) -> dict:
-    """The one batch every method gets: cut from the first trainer's tokenised records or, when only ``ref_forward``
-    was built, from the records tokenised as TRL does plain prompt-completion records."""
-    trainer = next((r.trainer for r in runners.values() if r.trainer is not None), None)
-    if trainer is not None:
-        return fixed_batch(trainer.train_dataset, args.batch, args.seq_len)
-    from eksft.train.models import training_tokenizer as load_tokenizer
-
-    tok, ids, labels = load_tokenizer(path), [], []
-    with open(data_file, encoding="utf-8") as f:
-        for rec in map(json.loads, f):
-            p, c = tok(rec["prompt"])["input_ids"], tok(rec["completion"] + tok.eos_token)["input_ids"]
-            ids.append(p + c)
-            labels.append([-100] * len(p) + c)
-    return fixed_batch({"input_ids": ids, "labels": labels}, args.batch, args.seq_len)
 
 
 class Step(NamedTuple):
