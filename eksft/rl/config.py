@@ -120,7 +120,7 @@ class RLConfig(GRPOConfig):
         super().__post_init__()
 
     def validate_rl(self) -> None:
-        """Fail early, naming the field and the fix (style.md rule 4)."""
+        """Fail early, naming the field and the fix."""
 
         def bad(name, msg):
             raise ValueError(f"RLConfig.{name}: {msg}")

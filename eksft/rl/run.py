@@ -1,4 +1,4 @@
-"""``train_rl(config)``: the whole ``eksft rl`` job as a function (style.md rule 8): load the policy and the prompts,
+"""``train_rl(config)``: the whole ``eksft rl`` job as a function: load the policy and the prompts,
 build :class:`~eksft.rl.trainer.DAPOTrainer` (TRL's ``GRPOTrainer`` + dynamic sampling) with the DAPO settings of
 :class:`RLConfig` and the rewards of rewards.py, train (or resume), save the final model and tokenizer.
 

@@ -151,7 +151,7 @@ class EKSFTConfig(SFTConfig):
         self.validate_eksft()
 
     def validate_eksft(self) -> None:
-        """Fail early, naming the field and the fix (style.md rule 4)."""
+        """Fail early, naming the field and the fix."""
 
         def bad(name, msg):
             raise ValueError(f"EKSFTConfig.{name}: {msg}")

@@ -1,4 +1,4 @@
-"""``train(config)``: the whole ``eksft train`` job as a function (style.md rule 8): load the policy, the data and
+"""``train(config)``: the whole ``eksft train`` job as a function: load the policy, the data and
 the optional LoRA config, build :class:`EKSFTTrainer`, train (or resume), save the final model.
 """
 
