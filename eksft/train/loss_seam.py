@@ -65,10 +65,12 @@ def compute(
     name = loss_type or args.loss_type
     spec = SPECS[name]
     kw = _call(args, name, num_items_in_batch=num_items_in_batch, position_ids=position_ids, tau=tau, seed=seed)
-    third = {"ref_logits": ref_logits, "old_logps": old_logps, None: None}[spec.third]
-    if spec.third is not None and third is None:
-        raise RuntimeError(f"loss_type={name!r} needs {spec.third} but none were computed (trainer bug).")
-    extra = () if spec.third is None else (third,)
+    extra = ()
+    if spec.third is not None:
+        value = ref_logits if spec.third == "ref_logits" else old_logps
+        if value is None:
+            raise RuntimeError(f"loss_type={name!r} needs {spec.third} but none were computed (trainer bug).")
+        extra = (value,)
     if name == "eksft" and kw["scope"] == "global":  # EKSFTConfig allows it with variant='paper' only
         kw = {k: v for k, v in kw.items() if k not in ("scope", "variant")}
         return global_eksft_loss(logits, labels, *extra, **kw)
