@@ -51,9 +51,9 @@ def random_mask_loss(
     """Random masking (Appendix H): drop exactly ceil(fraction·N) uniformly random targets from CE (reproducible
     from ``seed``; the trainer passes a per-step seed) and apply EKSFT's regularisers on the dropped set
     (``lambda_entropy`` per unit of ``entropy_unit``, as in ``eksft_loss``)."""
-    _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, logits.shape[-1])
     t = prepare(logits, labels, ignore_index, normalization, ref_logits)
-    if t.n == 0:
+    if t.n == 0:  # no plan to check the options: check them here
+        _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, logits.shape[-1])
         return empty_result(logits, labels, RANDOM_MASK_METRICS)
     logp, h, kl = paper_statistics(t, ref_logits)
     plan = plan_random_mask(logp, h, kl, fraction=fraction, seed=seed, lambda_entropy=lambda_entropy,

@@ -130,7 +130,7 @@ def plan_eksft(
     penalty); ``kl_select`` = the true KL of that row, which selects M_KL (their ``calculate_kl_and_entropy``).
     ``entropy_unit``: ``normalized`` weights H / ln V (``vocab_size`` required), ``nats`` weights H.
     """
-    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
+    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)  # once
     logp, entropy, kl = upcast(logp.detach()), upcast(entropy.detach()), upcast(kl.detach())
     kl_sel = kl if kl_select is None else upcast(kl_select.detach())  # what M_KL is chosen by (true KL)
     n = logp.numel()
@@ -230,10 +230,10 @@ def eksft_loss(
         num_items_in_batch: valid targets in the whole optimiser step (``tokens`` normalisation only).
         position_ids: ``(B, T)``; for packed batches, sequences restart where it is 0 (used by ``scope="sequence"``).
     """
-    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
-    if t.n == 0:
+    if t.n == 0:  # no plan to check the options: check them here
+        validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
         return empty_result(logits, labels)
 
     kl_select = None

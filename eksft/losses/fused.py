@@ -86,7 +86,8 @@ def _check_options(loss_type: str, options: dict) -> dict:
 
 def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, ref_bias, chunk_size, normalization,
               ignore_index, options) -> dict:  # fmt: skip
-    """Every argument check of :func:`fused_head_loss`; returns the loss's options with defaults filled in."""
+    """The argument checks of :func:`fused_head_loss` (the label ids: :func:`_check_token_ids`, on the targets it
+    gathers anyway); returns the loss's options with defaults filled in."""
     check_choice("loss_type", loss_type, FUSED_LOSSES)
     check_choice("normalization", normalization, NORMALIZATIONS)
     options = _check_options(loss_type, options)
@@ -105,12 +106,13 @@ def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, r
                        "ref_lm_head_bias")  # fmt: skip
         if ref_weight.shape[0] != weight.shape[0]:
             raise ValueError("`ref_lm_head_weight` and `lm_head_weight` must have the same vocabulary size V.")
-    vocab = weight.shape[0]
-    tokens = labels[valid_label_mask(labels, ignore_index)]
+    return options
+
+
+def _check_token_ids(tokens: torch.Tensor, vocab: int, ignore_index: int) -> None:
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
         raise ValueError(f"`labels` contains ids outside [0, {vocab}) that are not ignore_index={ignore_index}; "
                          "the tokenizer and the model's vocabulary disagree.")  # fmt: skip
-    return options
 
 
 # ------------------------------------------------------------------------------------------------------ public API
@@ -153,6 +155,7 @@ def fused_head_loss(
     head = dict(logit_scale=logit_scale, final_logit_softcapping=final_logit_softcapping)
     valid = valid_label_mask(labels, ignore_index)  # (B, T) label positions j >= 1 that are scored
     tokens = labels[valid].long()
+    _check_token_ids(tokens, lm_head_weight.shape[0], ignore_index)
     if tokens.numel() == 0:  # the logits-path function on one (B, 1, V) column: its zero loss, metrics and shapes
         ref = (head_logits(ref_hidden[:, :1], ref_lm_head_weight, ref_lm_head_bias, **head).detach(),) \
             if spec.needs_reference else ()  # fmt: skip

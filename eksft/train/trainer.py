@@ -14,9 +14,9 @@ A training step, top to bottom (one policy forward per micro-batch):
    ``tokens.step_scale`` (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
 4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
 
-Divergence: the trainer's own checks raise :class:`TrainingDiverged` (never a match on an error's text) when the
-logits or hidden states fed to the loss, the loss, or the gradient norm (checked after clipping, before
-``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A checkpoint (and the
+Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
+own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
+(checked before ``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A checkpoint (and the
 final model) is written only when every weight is finite, and the message names the newest checkpoint whose saved
 weights were read back finite (output_dir.py). The trainer holds no loss maths.
 
@@ -207,19 +207,16 @@ class EKSFTTrainer(SFTTrainer):
             else:
                 outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
                 ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
-                if training:
-                    self._check_finite("logits", outputs.logits)
-                    self._check_finite("reference logits", ref_logits)
+                # NaN/inf in either logits: the loss's own input check raises NonFiniteError (caught below)
                 result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
                                            old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
-        except NonFiniteError as e:  # the loss's own checks (fused statistics, PSFT's old log-probs, ...)
+        except NonFiniteError as e:  # the loss's own checks (logits, fused statistics, PSFT's old log-probs, ...)
             if not training:
                 raise
             self._diverged(e.quantity, None)
         loss = result.loss
         if training:
             self._check_finite("loss", loss)
-        if training:
             loss = self._scale(loss, num_items_in_batch)
         self._loss_metrics["train" if training else "eval"].add(result.metrics)
         return (loss, outputs) if return_outputs else loss
