@@ -73,17 +73,23 @@ def check_choices(cfg, *names: str) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name}: {value!r}; choose one of {choices}.")
 
 
-def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError):
+def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError, on_torn_last=None):
     """``(line number, object)`` for each non-blank line of JSON Lines ``text``; a line that is not a JSON object
-    raises ``error`` naming ``where`` and the line."""
+    raises ``error`` naming ``where`` and the line. ``on_torn_last(line number)``: a last line that is not valid
+    JSON (cut short by a crash while it was appended) is skipped and reported to it instead."""
     import json
 
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
+            if on_torn_last is not None and lineno == last:
+                on_torn_last(lineno)
+                continue
             raise error(f"{where} line {lineno}: invalid JSON ({e.msg}); fix or delete the line.") from None
         if not isinstance(obj, dict):
             raise error(f"{where} line {lineno}: expected a JSON object, got {type(obj).__name__}.")

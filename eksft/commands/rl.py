@@ -30,21 +30,7 @@ def config_from(path: str | None, overrides: dict | None = None):
 
 
 def run(args) -> int:
-    import atexit
-
     from eksft.rl import train_rl
-    from eksft.train.output_dir import check_output_dir, previous_run_remover, resolve_resume, resuming
-    from eksft.train.run import shut_down_process_group
+    from eksft.train.run import run_job
 
-    cfg = config_from(args.config, flag_overrides(args, CLI_ONLY))
-    # Before any model loads: the folder rule of `eksft train` (a used output_dir needs resume or overwrite).
-    cfg.resume_from_checkpoint = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
-    overwrite = getattr(cfg, "overwrite_output_dir", False)
-    check_output_dir(cfg.output_dir, resume=cfg.resume_from_checkpoint, overwrite=overwrite, config="RLConfig")
-    atexit.register(shut_down_process_group)
-    remover = [previous_run_remover(cfg.output_dir)] if overwrite and not resuming(cfg.resume_from_checkpoint) else []
-    trainer = train_rl(cfg, callbacks=remover or None)
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():  # one line, not one per process
-        print(f"done: model and metrics.jsonl in {cfg.output_dir} ({trainer.state.global_step} steps)", flush=True)
-    return 0
+    return run_job(config_from(args.config, flag_overrides(args, CLI_ONLY)), train_rl)

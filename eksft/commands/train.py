@@ -31,19 +31,7 @@ def config_from(path: str | None, overrides: dict | None = None):
 
 
 def run(args) -> int:
-    import atexit
-
     from eksft.train import train
-    from eksft.train.output_dir import check_output_dir, resolve_resume
-    from eksft.train.run import shut_down_process_group
+    from eksft.train.run import run_job
 
-    cfg = config_from(args.config, flag_overrides(args, CLI_ONLY))
-    # Before any model loads: the folder rule (a used output_dir needs resume or overwrite) and the checkpoint.
-    cfg.resume_from_checkpoint = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
-    check_output_dir(cfg.output_dir, resume=cfg.resume_from_checkpoint, overwrite=cfg.overwrite_output_dir)
-    atexit.register(shut_down_process_group)  # a clean gloo/NCCL shutdown under `accelerate launch`
-    trainer = train(cfg)  # TrainingDiverged: one line from eksft.cli, exit code 1
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():  # one line, not one per process
-        print(f"done: model and metrics.jsonl in {cfg.output_dir} ({trainer.state.global_step} steps)", flush=True)
-    return 0
+    return run_job(config_from(args.config, flag_overrides(args, CLI_ONLY)), train)

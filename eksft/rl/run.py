@@ -10,7 +10,8 @@ Metrics: GRPOTrainer logs ``reward``, ``rewards/accuracy/mean``, ``entropy``, ``
 from __future__ import annotations
 
 from eksft.train.metrics import MetricsJsonlCallback
-from eksft.train.models import policy_and_tokenizer
+from eksft.train.output_dir import with_previous_run_remover
+from eksft.train.models import check_model_sources, policy_and_tokenizer
 
 from .config import RLConfig
 from .data import load_prompts
@@ -24,6 +25,7 @@ def build_rl_trainer(cfg: RLConfig, callbacks=None, reward_funcs=None) -> DAPOTr
     if not cfg.model_name_or_path:
         raise ValueError("RLConfig.model_name_or_path is not set: give the SFT output folder, a hub name, "
                          "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+    check_model_sources(cfg)  # a missing path fails in a second, naming the field
     prompts = load_prompts(cfg)  # every gold answer parses before a model is loaded
     model, tokenizer = policy_and_tokenizer(cfg)
     tokenizer.padding_side = "left"  # prompts are left-padded for generation (TRL's own default when it loads one)
@@ -35,7 +37,8 @@ def build_rl_trainer(cfg: RLConfig, callbacks=None, reward_funcs=None) -> DAPOTr
 
 def train_rl(cfg: RLConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None,
              reward_funcs=None) -> DAPOTrainer:
-    trainer = build_rl_trainer(cfg, callbacks, reward_funcs)
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint or cfg.resume_from_checkpoint)
+    resume = resume_from_checkpoint or cfg.resume_from_checkpoint
+    trainer = build_rl_trainer(cfg, with_previous_run_remover(cfg, resume, callbacks), reward_funcs)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(cfg.output_dir)
     return trainer

@@ -107,21 +107,13 @@ class MetricsJsonlCallback(TrainerCallback):
 def _records(path: str) -> list[dict]:
     """The JSON lines of ``path``; a last line cut short (a crash while appending) is skipped, any other bad line is
     an error naming the file and the line."""
+    from eksft.config_io import jsonl_objects
+
+    def torn(lineno: int) -> None:  # the step it logged is logged again after the resume
+        logger.warning("%s line %d is cut short (the run stopped while writing it); skipped.", path, lineno)
+
     with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().split("\n")
-    out = []
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == last:  # torn by a crash mid-write: the step it logged is logged again after the resume
-                logger.warning("%s line %d is cut short (the run stopped while writing it); skipped.", path, i + 1)
-                continue
-            raise ValueError(f"{path} line {i + 1}: invalid JSON ({e.msg}); delete that line or the file.") from None
-    return out
+        return [obj for _, obj in jsonl_objects(f.read(), path, on_torn_last=torn)]
 
 
 def read_metrics(output_dir: str) -> list[dict]:

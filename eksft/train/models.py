@@ -22,13 +22,13 @@ def check_model_sources(cfg) -> None:
 
 
 def policy_and_tokenizer(cfg):
-    """``(model, tokenizer)`` to hand a TRL trainer, from ``cfg`` (an EKSFTConfig or an RLConfig).
+    """``(model, tokenizer)`` to hand a TRL trainer, from ``cfg`` (an EKSFTConfig or an RLConfig). Callers run
+    :func:`check_model_sources` first, before they read data (build_trainer, build_rl_trainer).
 
     The demo model's alias (also as ``ref_model``) becomes its converted folder in ``cfg``; folders and hub names go
     to TRL as strings (it loads them with ``model_init_kwargs``, ``dtype`` merged in); ``tiny-random-llama`` and
     ``.gguf`` files, which TRL cannot load from a string, are loaded here.
     """
-    check_model_sources(cfg)
     cfg.model_name_or_path = path = resolve_model_path(cfg.model_name_or_path)
     if getattr(cfg, "ref_model", None):
         cfg.ref_model = resolve_model_path(cfg.ref_model)

@@ -203,6 +203,15 @@ def last_finite_checkpoint(output_dir: str) -> str | None:
     return None
 
 
+def with_previous_run_remover(cfg, resume, callbacks=None) -> list:
+    """``callbacks`` plus :func:`previous_run_remover` when ``cfg.overwrite_output_dir`` starts a new run (not when
+    resuming): the trainers of ``eksft train`` and ``eksft rl`` take this list."""
+    callbacks = list(callbacks or [])
+    if getattr(cfg, "overwrite_output_dir", False) and not resuming(resume):
+        callbacks.append(previous_run_remover(cfg.output_dir))
+    return callbacks
+
+
 def previous_run_remover(output_dir: str):
     """A ``TrainerCallback`` that removes the files of the run already in ``output_dir`` when a new run (step 0)
     starts training (``overwrite_output_dir``), on the main process; a resumed run keeps them."""
