@@ -52,15 +52,9 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     """``(where, record)`` pairs; ``where`` names the record for error messages (``file line N`` / ``file row N``)."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path} line {i}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {i}: not valid JSON ({err.msg}); fix or remove the line") from err
-        return rows
+        from eksft.config_io import jsonl_objects
+
+        return [(f"{path} line {i}", rec) for i, rec in jsonl_objects(path.read_text(), str(path))]
     if suffix == ".json":
         data = json.loads(path.read_text())
         if isinstance(data, dict):  # {"data": [...]} or column-oriented {"problem": [...], "answer": [...]}

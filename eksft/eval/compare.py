@@ -172,13 +172,13 @@ def _from_samples(folder: Path, model: str) -> dict:
     path = folder / "samples.jsonl"
     if not path.exists():
         raise ValueError(f"{folder}: results.json has no per-problem counts and there is no samples.jsonl")
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r["model"] == model:
-                row = out.setdefault(r["benchmark"], {}).setdefault(r["problem_id"], {"n": 0, "c": 0})
-                row["n"] += 1
-                row["c"] += int(bool(r["correct"]))
+    from eksft.config_io import jsonl_objects
+
+    for _, r in jsonl_objects(path.read_text(), str(path), on_torn_last=lambda _: None):  # a torn line: not counted
+        if r["model"] == model:
+            row = out.setdefault(r["benchmark"], {}).setdefault(r["problem_id"], {"n": 0, "c": 0})
+            row["n"] += 1
+            row["c"] += int(bool(r["correct"]))
     return out
 
 

@@ -88,17 +88,11 @@ def read_samples(path: Path, n: int) -> dict:
     """``(model, benchmark, problem_id) -> lines`` of problems with all ``n`` samples; rewrites away partial ones."""
     if not path.exists():
         return {}
-    groups, complete = {}, {}
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):  # a line cut short by the interruption
-                continue
-            raise ValueError(f"{path} line {i}: not valid JSON; delete the line or the file to resample") from None
+    from eksft.config_io import jsonl_objects
+
+    groups, text = {}, path.read_text()
+    lines = text.splitlines()
+    for _, rec in jsonl_objects(text, str(path), on_torn_last=lambda _: None):  # a torn last line: the interruption
         groups.setdefault((rec["model"], rec["benchmark"], rec["problem_id"]), []).append(rec)
     complete = {key: recs for key, recs in groups.items() if len(recs) == n}
     if len(complete) != len(groups) or sum(map(len, groups.values())) != len([x for x in lines if x.strip()]):
