@@ -16,6 +16,8 @@ from pathlib import Path
 
 from eksft.train.metrics import METRICS_FILE, read_metrics
 
+from eksft.eval.intervals import RESAMPLES
+
 from .claims import claim_sentences, weighted_interval
 from .config import BASE
 from .stats import fmt, mean_ci
@@ -77,8 +79,8 @@ def interval_note(summary: dict) -> str:
     if seeds >= 2:
         return (f"Cells: mean ± half-width of the 95% Student-t interval over {seeds} training seeds (each seed "
                 "trains every model and samples its own answers).")  # fmt: skip
-    return ("Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems (2,000 resamples; "
-            "pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
+    return (f"Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems ({RESAMPLES:,} "
+            "resamples; pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
             "It covers which problems were drawn and the sampling, not training noise: use --seeds 3 for that.")  # fmt: skip
 
 
@@ -196,6 +198,11 @@ def plot_pass_at_k(summary: dict, path: Path) -> Path:
     return path
 
 
+def _logged(record: dict, key: str):
+    """``record[key]``; for ``ce``, the logged ``loss`` where a run logged no ``ce``."""
+    return record.get("ce", record.get("loss")) if key == "ce" else record.get(key)
+
+
 def plot_training(summary: dict, path: Path) -> Path:
     """Cross-entropy on the trained targets, mean entropy and mean KL to the reference over training steps, seed 0
     (KL only where the method loads a reference). The CE panel compares like with like: each method's CE on the
@@ -214,8 +221,7 @@ def plot_training(summary: dict, path: Path) -> Path:
         logged = read_metrics(run["run_dir"]) if (Path(run["run_dir"]) / METRICS_FILE).exists() else []
         lines = [r for r in logged if "step" in r and "train_runtime" not in r]
         for ax, (key, _, _) in zip(axes, panels):
-            pts = [(r["step"], r[key] if key != "ce" or "ce" in r else r.get("loss")) for r in lines
-                   if r.get(key, r.get("loss") if key == "ce" else None) is not None]  # fmt: skip
+            pts = [(r["step"], v) for r in lines if (v := _logged(r, key)) is not None]
             if pts:
                 ax.plot(*zip(*pts), marker=".", color=colour[method], label=method)
     from matplotlib.ticker import MaxNLocator

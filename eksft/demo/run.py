@@ -121,19 +121,17 @@ def heldout_statistics(base: str, models: dict[str, str], heldout: list[dict]) -
     out = {}
     for label, path in models.items():
         model = load_model(path, dtype="float32", device="cpu") if path != base else None
-        sums = {"nll": 0.0, "entropy": 0.0, "kl": 0.0}
-        per_solution = {"nll": [], "entropy": [], "kl": [], "tokens": []}  # for intervals over solutions
-        n = 0
+        per_solution = {"nll": [], "entropy": [], "kl": [], "tokens": []}  # the means and their intervals
         for (ids, labels), ref in zip(inputs, base_logits):
             logits = model(ids).logits if model is not None else ref
             m = eksft_loss(logits, labels, ref, rho=0.0).metrics
-            k = m["num_targets"]
-            for key, metric in (("nll", "ce"), ("entropy", "entropy_mean"), ("kl", "kl_mean")):
-                sums[key] += m[metric] * k
+            for key, metric in (("nll", "ce"), ("entropy", "entropy_mean"), ("kl", "kl_mean"),
+                                ("tokens", "num_targets")):  # fmt: skip
                 per_solution[key].append(m[metric])
-            per_solution["tokens"].append(k)
-            n += k
-        out[label] = {**{key: value / max(n, 1) for key, value in sums.items()}, "per_solution": per_solution}
+        tokens = per_solution["tokens"]
+        means = {key: sum(v * k for v, k in zip(per_solution[key], tokens)) / max(sum(tokens), 1)
+                 for key in ("nll", "entropy", "kl")}  # token-weighted: per token over all solutions
+        out[label] = {**means, "per_solution": per_solution}
         del model
     return out
 

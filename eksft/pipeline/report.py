@@ -125,6 +125,7 @@ def _stage_seconds(pc) -> dict:
 
 def write_report(pc, out_dir: str) -> dict:
     """Write report.md, report.json and the pass@k plots; return the JSON content."""
+    from eksft.eval.intervals import RESAMPLES  # what pipeline evaluations use (EvalConfig's default)
     from eksft.eval.report import plot_pass_at_k
 
     os.makedirs(out_dir, exist_ok=True)
@@ -135,7 +136,7 @@ def write_report(pc, out_dir: str) -> dict:
           f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
           f"problem at temperature {pc.eval.temperature}, max {pc.eval.max_new_tokens} new tokens"
           + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "") + f"; seed {pc.seed}. "
-          "In brackets: 95% bootstrap interval over the benchmark's problems (2,000 resamples); averages over "
+          f"In brackets: 95% bootstrap interval over the benchmark's problems ({RESAMPLES:,} resamples); averages over "
           "benchmarks have none. One training seed: the intervals cover the problems and the sampling, not training "
           "noise.", ""]  # fmt: skip
     report["comparisons"] = {}
