@@ -7,7 +7,7 @@ import argparse
 import sys
 
 HELP = ("Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 12 minutes on a 2-core CPU; "
-        "--quick about 3, last measured at 82 s idle).")
+        "--quick about 1 minute).")
 
 
 def split_methods(text: str) -> list[str]:

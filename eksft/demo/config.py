@@ -1,5 +1,5 @@
-"""The demo's settings. Defaults finish in about 12 minutes on a 2-core CPU; ``--quick`` in about 3 (last measured:
-82 s on an idle machine, under 2 minutes; see docs/demo.md for how the sizes were chosen and what they measured).
+"""The demo's settings. Defaults finish in about 12 minutes on a 2-core CPU; ``--quick`` in about a minute (65 s
+on an idle machine; see docs/demo.md for how the sizes were chosen and what they measured).
 
 Errors name the field (``DemoConfig.task``); ``eksft demo`` prints them as its flags (``--task``)."""
 
@@ -39,7 +39,7 @@ class DemoConfig:
     heldout_solutions: int = field(default=16, metadata={
         "help": "held-out worked solutions scored for entropy and KL to the base model"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
-    quick: bool = field(default=False, metadata={"help": "tiny settings (about 3 minutes): a smoke run, not a result"})
+    quick: bool = field(default=False, metadata={"help": "tiny settings (about 1 minute): a smoke run, not a result"})
 
     def validate(self) -> None:
         from eksft.data.synthetic import BENCHMARKS
@@ -74,7 +74,7 @@ class DemoConfig:
         return ks + [self.samples]
 
 
-#: ``--quick``: every stage runs, on sizes that finish in about three minutes. Checks the machinery, not EKSFT.
+#: ``--quick``: every stage runs, on sizes that finish in about a minute (65 s measured on an idle 2-core machine). Checks the machinery, not EKSFT.
 QUICK = dict(train_size=24, steps=3, batch_size=4, eval_problems=6, samples=2, max_new_tokens=40,
              heldout_solutions=4)  # fmt: skip
 
