@@ -42,8 +42,9 @@ def run(backend: str, args) -> dict:
     from eksft.models.smollm import resolve_model_path
 
     path = resolve_model_path(args.model)
-    cfg = SamplingConfig(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                         batch_size=args.batch_size)  # fmt: skip
+    cfg = SamplingConfig(
+        n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+    )
     problems = load_benchmark(args.benchmark, limit=args.problems).problems
     t0 = time.time()
     if backend == "vllm":
@@ -68,13 +69,22 @@ def run(backend: str, args) -> dict:
         tokens += sum(s.num_tokens for samples in results for s in samples)
     wall = time.time() - t1
     cpu = time.process_time() - c1 + _children_cpu() - k1
-    return {"backend": backend + ("-compiled" if backend == "vllm" and args.compile else ""), "problems": len(problems),
-            "n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-            "batch": min(size, len(problems)) * cfg.n, "startup_s": round(startup, 1),
-            "generate_s": round(wall, 1), "tokens": tokens,
-            "tokens_per_s": round(tokens / wall, 1), "cpu_s": round(cpu, 1),
-            "tokens_per_cpu_s": round(tokens / cpu, 1), "threads": 1 if backend == "vllm" else args.threads,
-            "load_avg_1m": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "backend": backend + ("-compiled" if backend == "vllm" and args.compile else ""),
+        "problems": len(problems),
+        "n": cfg.n,
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "batch": min(size, len(problems)) * cfg.n,
+        "startup_s": round(startup, 1),
+        "generate_s": round(wall, 1),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 1),
+        "cpu_s": round(cpu, 1),
+        "tokens_per_cpu_s": round(tokens / cpu, 1),
+        "threads": 1 if backend == "vllm" else args.threads,
+        "load_avg_1m": os.getloadavg()[0],
+    }
 
 
 def main() -> None:

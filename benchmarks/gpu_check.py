@@ -69,13 +69,30 @@ def qwen3_4b_config(tiny: bool):
     from transformers import Qwen3Config
 
     if tiny:
-        return Qwen3Config(vocab_size=TINY["V"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,
-                           max_position_embeddings=4096)  # fmt: skip
-    return Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
-                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
-                       max_position_embeddings=40960, rms_norm_eps=1e-6,
-                       rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})  # fmt: skip
+        return Qwen3Config(
+            vocab_size=TINY["V"],
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            tie_word_embeddings=True,
+            max_position_embeddings=4096,
+        )
+    return Qwen3Config(
+        vocab_size=151936,
+        hidden_size=2560,
+        intermediate_size=9728,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=True,
+        max_position_embeddings=40960,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ loss head
@@ -151,8 +168,10 @@ def run_head_case(T, V, d, precision, impls, args, device, budget) -> list[dict]
         inputs = make_inputs(T, V, d, device)
     except Exception as e:  # noqa: BLE001
         free(device)
-        return [{**base, "impl": i, "status": "oom" if is_oom(e) else "error", "error": "inputs: " + describe(e)}
-                for i in impls]  # fmt: skip
+        return [
+            {**base, "impl": i, "status": "oom" if is_oom(e) else "error", "error": "inputs: " + describe(e)}
+            for i in impls
+        ]
     hidden, weight = inputs[0], inputs[1]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16_autocast")
     for impl in impls:
@@ -174,14 +193,20 @@ def run_head_case(T, V, d, precision, impls, args, device, budget) -> list[dict]
                 with autocast:
                     ms, loss = clock.time(lambda: head_step(impl, inputs, args.chunk_size))
                 if i == 0:  # the first step's loss and gradients: parity (kept only while this case runs)
-                    first = {"loss": loss, "grad_hidden": hidden.grad.detach().clone(),
-                             "grad_weight": weight.grad.detach().clone()}  # fmt: skip
+                    first = {
+                        "loss": loss,
+                        "grad_hidden": hidden.grad.detach().clone(),
+                        "grad_weight": weight.grad.detach().clone(),
+                    }
                     if impl in PARITY.values():
                         refs[impl] = first
                     if impl in PARITY:
                         against = PARITY[impl]
-                        row["parity"] = ({"against": against, **parity(first, refs[against])} if against in refs
-                                         else {"against": against, "status": "reference_not_run"})  # fmt: skip
+                        row["parity"] = (
+                            {"against": against, **parity(first, refs[against])}
+                            if against in refs
+                            else {"against": against, "status": "reference_not_run"}
+                        )
                 if i >= args.warmup:
                     times.append(ms)
         except Exception as e:  # noqa: BLE001 - out of memory (or a broken optional kernel): record it, go on
@@ -189,8 +214,13 @@ def run_head_case(T, V, d, precision, impls, args, device, budget) -> list[dict]
             hidden.grad = weight.grad = None
             free(device)
             continue
-        row.update(status="ok", loss=loss, time_ms=round(statistics.median(times), 3),
-                   times_ms=[round(t, 3) for t in times], peak_above_start_gb=mem.peak_above_start_gb())  # fmt: skip
+        row.update(
+            status="ok",
+            loss=loss,
+            time_ms=round(statistics.median(times), 3),
+            times_ms=[round(t, 3) for t in times],
+            peak_above_start_gb=mem.peak_above_start_gb(),
+        )
         hidden.grad = weight.grad = None
     del inputs, hidden, weight, refs
     free(device)
@@ -210,16 +240,22 @@ def head_ratios(rows: list[dict]) -> list[dict]:
             x, y = ok.get(a, {}).get(key), ok.get(b, {}).get(key)
             return round(x / y, 3) if x is not None and y else None
 
-        out.append({"T": T, "d": d, "precision": precision,
-                    "eksft_fused_over_logits_time": ratio("eksft_fused", "eksft_logits", "time_ms"),
-                    "eksft_fused_over_logits_memory": ratio("eksft_fused", "eksft_logits", "peak_above_start_gb"),
-                    "eksft_fused_over_sft_ce_time": ratio("eksft_fused", "sft_ce", "time_ms"),
-                    "eksft_fused_over_sft_ce_memory": ratio("eksft_fused", "sft_ce", "peak_above_start_gb"),
-                    "eksft_fused_over_sft_fused_time": ratio("eksft_fused", "sft_fused", "time_ms"),
-                    "sft_fused_over_sft_ce_time": ratio("sft_fused", "sft_ce", "time_ms"),
-                    "eksft_fused_over_liger_time": ratio("eksft_fused", "liger_flce", "time_ms"),
-                    "eksft_fused_over_liger_memory": ratio("eksft_fused", "liger_flce", "peak_above_start_gb"),
-                    "status": {k: v.get("status") for k, v in by.items()}})  # fmt: skip
+        out.append(
+            {
+                "T": T,
+                "d": d,
+                "precision": precision,
+                "eksft_fused_over_logits_time": ratio("eksft_fused", "eksft_logits", "time_ms"),
+                "eksft_fused_over_logits_memory": ratio("eksft_fused", "eksft_logits", "peak_above_start_gb"),
+                "eksft_fused_over_sft_ce_time": ratio("eksft_fused", "sft_ce", "time_ms"),
+                "eksft_fused_over_sft_ce_memory": ratio("eksft_fused", "sft_ce", "peak_above_start_gb"),
+                "eksft_fused_over_sft_fused_time": ratio("eksft_fused", "sft_fused", "time_ms"),
+                "sft_fused_over_sft_ce_time": ratio("sft_fused", "sft_ce", "time_ms"),
+                "eksft_fused_over_liger_time": ratio("eksft_fused", "liger_flce", "time_ms"),
+                "eksft_fused_over_liger_memory": ratio("eksft_fused", "liger_flce", "peak_above_start_gb"),
+                "status": {k: v.get("status") for k, v in by.items()},
+            }
+        )
     return out
 
 
@@ -247,9 +283,16 @@ def train_step_check(args, device, budget) -> dict:
     from eksft.models.head import backbone_hidden_states, lm_head_parts
 
     T = args.train_T
-    info = {"model": "Qwen3-4B shape, random init" if not args.tiny else "Qwen3 miniature (2 layers, d 64), random "
-            "init", "batch": 1, "seq_len": T, "dtype": "bfloat16", "autocast": "bf16", "gradient_checkpointing": True,
-            "optimizer": "torch AdamW (lr 1e-5), grad clip 1.0", "loss_head": "fused"}  # fmt: skip
+    info = {
+        "model": "Qwen3-4B shape, random init" if not args.tiny else "Qwen3 miniature (2 layers, d 64), random init",
+        "batch": 1,
+        "seq_len": T,
+        "dtype": "bfloat16",
+        "autocast": "bf16",
+        "gradient_checkpointing": True,
+        "optimizer": "torch AdamW (lr 1e-5), grad clip 1.0",
+        "loss_head": "fused",
+    }
     if budget.exhausted():
         return {**info, "status": "skipped_budget"}
     mem, clock = Memory(device), Clock(device)
@@ -273,8 +316,9 @@ def train_step_check(args, device, budget) -> dict:
                     with torch.no_grad():
                         ref_hidden = backbone_hidden_states(ref, **batch)
                     hidden = backbone_hidden_states(policy, **batch)
-                    loss = eksft_head_loss(hidden, parts.weight, labels, ref_hidden, ref_parts.weight,
-                                           **parts.head_kwargs(ref_parts)).loss  # fmt: skip
+                    loss = eksft_head_loss(
+                        hidden, parts.weight, labels, ref_hidden, ref_parts.weight, **parts.head_kwargs(ref_parts)
+                    ).loss
                 else:
                     hidden = backbone_hidden_states(policy, **batch)
                     loss = fused_head_loss("sft", hidden, parts.weight, labels, **parts.head_kwargs()).loss
@@ -289,7 +333,7 @@ def train_step_check(args, device, budget) -> dict:
             if budget.exhausted() and rnd > args.warmup:
                 info["stopped_by_budget_after_rounds"] = rnd
                 break
-            for method in (("sft", "eksft") if rnd % 2 == 0 else ("eksft", "sft")):  # alternate who goes first
+            for method in ("sft", "eksft") if rnd % 2 == 0 else ("eksft", "sft"):  # alternate who goes first
                 mem.start()
                 ms, losses[method] = clock.time(lambda m=method: step(m))
                 if rnd >= args.warmup:
@@ -304,37 +348,57 @@ def train_step_check(args, device, budget) -> dict:
         free(device)
     out = {**info, "status": "ok"}
     for m in ("sft", "eksft"):
-        out[m] = {"time_ms": round(statistics.median(times[m]), 2) if times[m] else None,
-                  "times_ms": [round(t, 2) for t in times[m]], "loss": losses.get(m),
-                  "peak_above_start_gb": max((p for p in peaks[m] if p is not None), default=None)}  # fmt: skip
+        out[m] = {
+            "time_ms": round(statistics.median(times[m]), 2) if times[m] else None,
+            "times_ms": [round(t, 2) for t in times[m]],
+            "loss": losses.get(m),
+            "peak_above_start_gb": max((p for p in peaks[m] if p is not None), default=None),
+        }
     s, e = out["sft"], out["eksft"]
     out["eksft_over_sft_time"] = round(e["time_ms"] / s["time_ms"], 3) if s["time_ms"] and e["time_ms"] else None
-    out["eksft_over_sft_memory"] = (round(e["peak_above_start_gb"] / s["peak_above_start_gb"], 3)
-                                    if e["peak_above_start_gb"] and s["peak_above_start_gb"] else None)  # fmt: skip
+    out["eksft_over_sft_memory"] = (
+        round(e["peak_above_start_gb"] / s["peak_above_start_gb"], 3)
+        if e["peak_above_start_gb"] and s["peak_above_start_gb"]
+        else None
+    )
     return out
 
 
 # ----------------------------------------------------------------------------------------------------------- run
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tiny", action="store_true", help="tiny shapes (T 64/128, V 512, d 32/48; a 2-layer Qwen3): "
-                   "checks the code path on CPU in seconds")  # fmt: skip
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny shapes (T 64/128, V 512, d 32/48; a 2-layer Qwen3): checks the code path on CPU in seconds",
+    )
     p.add_argument("--out", help="also write the JSON document to this file")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--T", type=int, nargs="+", help="loss-head sequence lengths (default 4096 16384; tiny 64 128)")
     p.add_argument("--d", type=int, nargs="+", help="loss-head hidden sizes (default 2560 4096; tiny 32 48)")
     p.add_argument("--V", type=int, help="vocabulary size (default 151936; tiny 512)")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    p.add_argument("--implementations", "--impl", dest="impls", nargs="+", choices=IMPLS, default=list(IMPLS),
-                   help="loss-head implementations (liger_flce only runs when liger-kernel imports)")  # fmt: skip
+    p.add_argument(
+        "--implementations",
+        "--impl",
+        dest="impls",
+        nargs="+",
+        choices=IMPLS,
+        default=list(IMPLS),
+        help="loss-head implementations (liger_flce only runs when liger-kernel imports)",
+    )
     p.add_argument("--train-T", dest="train_T", type=int, help="training-step tokens (default 4096; tiny 64)")
     p.add_argument("--skip-loss-head", action="store_true")
     p.add_argument("--skip-train-step", action="store_true")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; tiny 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed steps, median reported (default 5; tiny 2)")
     p.add_argument("--chunk-size", type=int, default=None, help="fused head rows per block (default: the library's)")
-    p.add_argument("--budget-s", type=float, default=540.0, help="start no new run after this many seconds (the "
-                   "rest is reported as skipped_budget); default 540 = 9 min")  # fmt: skip
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=540.0,
+        help="start no new run after this many seconds (the rest is reported as skipped_budget); default 540 = 9 min",
+    )
     args = p.parse_args(argv)
     shapes = TINY if args.tiny else REAL
     args.T, args.d, args.V = args.T or shapes["T"], args.d or shapes["d"], args.V or shapes["V"]
@@ -356,14 +420,28 @@ def main(argv=None) -> dict:
     args.chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
     args.liger = liger_available() if "liger_flce" in args.impls else None
     budget = Budget(args.budget_s)
-    doc = {"bench": "gpu_check", "tiny": args.tiny, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "environment": environment(device, args),
-           "settings": {"T": args.T, "V": args.V, "d": args.d, "precisions": args.precisions, "impls": args.impls,
-                        "warmup": args.warmup, "repeats": args.repeats, "chunk_size": args.chunk_size,
-                        "train_T": args.train_T, "budget_s": args.budget_s,
-                        "timing": "CUDA events" if device.type == "cuda" else "perf_counter",
-                        "memory": "torch.cuda.max_memory_allocated above the start" if device.type == "cuda" else
-                        "process RSS high-water mark above the start (CPU)"}}  # fmt: skip
+    doc = {
+        "bench": "gpu_check",
+        "tiny": args.tiny,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment(device, args),
+        "settings": {
+            "T": args.T,
+            "V": args.V,
+            "d": args.d,
+            "precisions": args.precisions,
+            "impls": args.impls,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "chunk_size": args.chunk_size,
+            "train_T": args.train_T,
+            "budget_s": args.budget_s,
+            "timing": "CUDA events" if device.type == "cuda" else "perf_counter",
+            "memory": "torch.cuda.max_memory_allocated above the start"
+            if device.type == "cuda"
+            else "process RSS high-water mark above the start (CPU)",
+        },
+    }
     head_rows = []
     cases = [(T, d, prec) for prec in args.precisions for T in args.T for d in args.d]
     # bf16 loss head first, then the training step, then fp32: the budget cuts the least important part

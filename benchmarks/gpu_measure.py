@@ -119,10 +119,19 @@ def environment(device, args) -> dict:
     import torch
     import transformers
 
-    env = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
-           platform.processor() or platform.machine(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "transformers": transformers.__version__, "liger_kernel": args.liger, "python": platform.python_version(),
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "threads": torch.get_num_threads()}  # fmt: skip
+    env = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "liger_kernel": args.liger,
+        "python": platform.python_version(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "threads": torch.get_num_threads(),
+    }
     try:
         import triton
 

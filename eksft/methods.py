@@ -96,13 +96,17 @@ def parse_method(text: str, where: str = "methods") -> Method:
 
     m = _SPEC.match(str(text))
     if not m:
-        raise ValueError(f"{where}: {text!r} is not a method; write a loss type, optionally with field overrides: "
-                         "eksft[variant=official,rho=0.3].")  # fmt: skip
+        raise ValueError(
+            f"{where}: {text!r} is not a method; write a loss type, optionally with field overrides: "
+            "eksft[variant=official,rho=0.3]."
+        )
     loss, body = m.group(1), m.group(2)
     if loss not in LOSSES:
         hint = difflib.get_close_matches(loss, LOSSES, n=1)
-        raise ValueError(f"{where}: {text!r}: unknown loss type {loss!r}"
-                         f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; choose from {sorted(LOSSES)}.")  # fmt: skip
+        raise ValueError(
+            f"{where}: {text!r}: unknown loss type {loss!r}"
+            f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; choose from {sorted(LOSSES)}."
+        )
     overrides = []
     for item in split_methods(body or ""):
         if "=" not in item:
@@ -129,15 +133,18 @@ def check_overrides(method: Method, where: str = "methods") -> None:
             raise ValueError(f"{where}: {method.label!r}: field {key!r} is given twice.")
         seen.add(key)
         if key in RUNNER_FIELDS:
-            raise ValueError(f"{where}: {method.label!r}: {key!r} is set by the runner for every method; write the "
-                             "loss type before the brackets and leave the other runner fields out.")  # fmt: skip
+            raise ValueError(
+                f"{where}: {method.label!r}: {key!r} is set by the runner for every method; write the "
+                "loss type before the brackets and leave the other runner fields out."
+            )
         if key not in names:
             hint = difflib.get_close_matches(key, names, n=1)
-            raise ValueError(f"{where}: {method.label!r}: {key!r} is not a field of EKSFTConfig"
-                             f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; see `eksft train --help`.")  # fmt: skip
+            raise ValueError(
+                f"{where}: {method.label!r}: {key!r} is not a field of EKSFTConfig"
+                f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; see `eksft train --help`."
+            )
     try:
-        cfg = EKSFTConfig(output_dir="/nonexistent/eksft-method-check", report_to=[], use_cpu=True,
-                          **method.fields)  # fmt: skip
+        cfg = EKSFTConfig(output_dir="/nonexistent/eksft-method-check", report_to=[], use_cpu=True, **method.fields)
         validate(cfg)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {method.label!r}: {e}") from e

@@ -23,8 +23,17 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 RUN_KEYS = {"T", "V", "d", "impl", "status", "estimate_gb"}
 OK_KEYS = RUN_KEYS | {"time_s", "times_s", "cpu_s", "peak_above_inputs_gb", "inputs_rss_gb", "loss", "threads"}
-RATIO_KEYS = {"ratios", "T", "V", "d", "fused_over_logits_memory", "fused_over_trl_memory", "fused_over_trl_time",
-              "fused_over_logits_time", "status"}  # fmt: skip
+RATIO_KEYS = {
+    "ratios",
+    "T",
+    "V",
+    "d",
+    "fused_over_logits_memory",
+    "fused_over_trl_memory",
+    "fused_over_trl_time",
+    "fused_over_logits_time",
+    "status",
+}
 
 
 def load(name: str):
@@ -41,15 +50,26 @@ def json_lines(text: str) -> list[dict]:
 
 
 def run_cli(script: str, *args: str, timeout: int = 120) -> list[dict]:
-    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json_lines(proc.stdout)
 
 
 def test_loss_head_runs_each_case_in_a_subprocess():
-    rows = run_cli("loss_head.py", "--T", "64", "--V", "512", "--d", "32", "--repeats", "1",
-                   "--implementations", "eksft_fused", "sft_torch")  # fmt: skip
+    rows = run_cli(
+        "loss_head.py",
+        "--T",
+        "64",
+        "--V",
+        "512",
+        "--d",
+        "32",
+        "--repeats",
+        "1",
+        "--implementations",
+        "eksft_fused",
+        "sft_torch",
+    )
     runs, ratios = rows[:-1], rows[-1]
     assert [r["impl"] for r in runs] == ["eksft_fused", "sft_torch"]
     for r in runs:
@@ -61,16 +81,42 @@ def test_loss_head_runs_each_case_in_a_subprocess():
 
 def test_loss_head_reports_a_run_over_its_memory_cap_as_oom():
     # 6 (T, V) fp32 blocks of 134 MB do not fit under a 1 GB address-space cap: the worker fails alone
-    (row, ratios) = run_cli("loss_head.py", "--T", "2048", "--V", "16384", "--d", "32", "--repeats", "1",
-                            "--implementations", "eksft_logits", "--mem-cap-gb", "1.0")  # fmt: skip
+    (row, ratios) = run_cli(
+        "loss_head.py",
+        "--T",
+        "2048",
+        "--V",
+        "16384",
+        "--d",
+        "32",
+        "--repeats",
+        "1",
+        "--implementations",
+        "eksft_logits",
+        "--mem-cap-gb",
+        "1.0",
+    )
     assert row["status"] == "oom" and row["impl"] == "eksft_logits" and "error" in row, row
     assert ratios["status"] == {"eksft_logits": "oom"}
 
 
 def test_loss_head_memory_guard_skips_without_running(capsys):
     lh = load("loss_head")
-    lh.main(["--T", "4096", "--V", "151936", "--d", "2560", "--implementations", "eksft_logits", "eksft_fused",
-             "--max-gb", "1"])  # fmt: skip
+    lh.main(
+        [
+            "--T",
+            "4096",
+            "--V",
+            "151936",
+            "--d",
+            "2560",
+            "--implementations",
+            "eksft_logits",
+            "eksft_fused",
+            "--max-gb",
+            "1",
+        ]
+    )
     rows = json_lines(capsys.readouterr().out)
     assert [r["status"] for r in rows[:2]] == ["skipped_over_memory"] * 2
     for r in rows[:2]:
@@ -88,8 +134,13 @@ def test_loss_head_memory_guard_skips_without_running(capsys):
 def test_loss_head_grid_and_filter_flags():
     lh = load("loss_head")
     a = lh.parse(["--grid", "issue", "--implementations", "sft_trl", "eksft_fused", "--repeats", "2"])
-    assert (a.T, a.V, a.d, a.impl, a.repeats) == ([1024, 4096], [49152, 151936], [576, 2560],
-                                                  ["sft_trl", "eksft_fused"], 2)  # fmt: skip
+    assert (a.T, a.V, a.d, a.impl, a.repeats) == (
+        [1024, 4096],
+        [49152, 151936],
+        [576, 2560],
+        ["sft_trl", "eksft_fused"],
+        2,
+    )
     assert lh.parse([]).T == [1024, 2048, 4096]  # no flags: the full grid, as before
     assert (lh.parse(["--quick"]).T, lh.parse(["--grid", "target", "--T", "512"]).T) == ([1024], [512])
 
@@ -104,13 +155,34 @@ def test_loss_head_worker_every_implementation(impl):
 def test_train_step_interleaves_every_method(capsys):
     ts = load("train_step")
     threads = torch.get_num_threads()
-    ts.main(["--model", "tiny-random-llama", "--batch", "2", "--seq-len", "128", "--repeats", "1", "--warmup", "0",
-             "--threads", "1", "--baseline", "sft_trl"])  # fmt: skip
+    ts.main(
+        [
+            "--model",
+            "tiny-random-llama",
+            "--batch",
+            "2",
+            "--seq-len",
+            "128",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--baseline",
+            "sft_trl",
+        ]
+    )
     assert torch.get_num_threads() == threads  # restored after the run
     rows = json_lines(capsys.readouterr().out)
     runs, summary = rows[:-1], rows[-1]
-    impls = {"sft_trl": "trl_chunked", "sft_logits": "logits", "eksft_fused": "fused", "eksft_logits": "logits",
-             "ref_forward": "forward_only"}  # fmt: skip
+    impls = {
+        "sft_trl": "trl_chunked",
+        "sft_logits": "logits",
+        "eksft_fused": "fused",
+        "eksft_logits": "logits",
+        "ref_forward": "forward_only",
+    }
     assert [r["method"] for r in runs] == list(impls)
     for r in runs:
         assert r["status"] == "ok", r
@@ -137,8 +209,13 @@ gpu_check.main(["--tiny", "--out", sys.argv[2]])
 
 def test_gpu_check_tiny_runs_without_trl_or_datasets(tmp_path):
     out = tmp_path / "check" / "gpu.json"
-    proc = subprocess.run([sys.executable, "-c", BARE_IMAGE, str(BENCH), str(out)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", BARE_IMAGE, str(BENCH), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)  # one JSON document on stdout ...
     assert doc == json.loads(out.read_text())  # ... and the same in --out

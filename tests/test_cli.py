@@ -37,8 +37,10 @@ def installed_script() -> str:
     found = shutil.which("eksft")
     if found:
         return found
-    pytest.fail(f"the `eksft` console script is not installed: neither {beside} nor `eksft` on PATH exists; "
-                "`make setup` installs it with `pip install -e .` ([project.scripts] in pyproject.toml).")  # fmt: skip
+    pytest.fail(
+        f"the `eksft` console script is not installed: neither {beside} nor `eksft` on PATH exists; "
+        "`make setup` installs it with `pip install -e .` ([project.scripts] in pyproject.toml)."
+    )
 
 
 def test_console_script_is_installed():

@@ -6,9 +6,11 @@ import sys
 
 
 def test_top_level_help_imports_no_torch():
-    code = ("import sys; from eksft import cli; p = cli.build_parser(['--help']); "
-            "assert 'torch' not in sys.modules and 'trl' not in sys.modules, sorted(sys.modules); "
-            "print(p.format_help())")  # fmt: skip
+    code = (
+        "import sys; from eksft import cli; p = cli.build_parser(['--help']); "
+        "assert 'torch' not in sys.modules and 'trl' not in sys.modules, sorted(sys.modules); "
+        "print(p.format_help())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for command in ("demo", "train", "eval", "compare", "losses"):

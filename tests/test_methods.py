@@ -8,12 +8,16 @@ from eksft.methods import Method, parse_methods, split_methods
 
 def test_split_keeps_brackets_whole():
     assert split_methods("sft, eksft[lambda_entropy=0,lambda_kl=0],eksft[variant=official]") == [
-        "sft", "eksft[lambda_entropy=0,lambda_kl=0]", "eksft[variant=official]"]
+        "sft",
+        "eksft[lambda_entropy=0,lambda_kl=0]",
+        "eksft[variant=official]",
+    ]
 
 
 def test_parse_labels_slugs_titles_and_values():
     sft, paper, official, nats, masking = parse_methods(
-        "sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0, lambda_kl=0]")
+        "sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0, lambda_kl=0]"
+    )
     assert (sft.label, sft.slug, sft.fields) == ("sft", "sft", {"loss_type": "sft"})
     assert paper.title == "EKSFT (paper equations, published λ)"
     assert official.label == "eksft[variant=official]" and official.slug == "eksft__variant-official"
@@ -23,16 +27,19 @@ def test_parse_labels_slugs_titles_and_values():
     assert parse_methods(["eksft[rho=0.3,selection=intersection]"])[0].fields["rho"] == 0.3
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("eksfft", "did you mean 'eksft'"),
-    ("eksft[lamda_kl=0]", "'lamda_kl' is not a field of EKSFTConfig (did you mean 'lambda_kl'?)"),
-    ("eksft[rho=2]", "rho"),
-    ("eksft[variant=official,entropy_unit=nats]", "entropy_unit"),
-    ("eksft[output_dir=x]", "set by the runner"),
-    ("eksft[rho]", "field=value"),
-    ("sft,sft", "given twice"),
-    ("eksft[rho=0.1,rho=0.2]", "given twice"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("eksfft", "did you mean 'eksft'"),
+        ("eksft[lamda_kl=0]", "'lamda_kl' is not a field of EKSFTConfig (did you mean 'lambda_kl'?)"),
+        ("eksft[rho=2]", "rho"),
+        ("eksft[variant=official,entropy_unit=nats]", "entropy_unit"),
+        ("eksft[output_dir=x]", "set by the runner"),
+        ("eksft[rho]", "field=value"),
+        ("sft,sft", "given twice"),
+        ("eksft[rho=0.1,rho=0.2]", "given twice"),
+    ],
+)
 def test_bad_methods_are_refused_naming_the_field(text, needle):
     with pytest.raises(ValueError, match=None) as err:
         parse_methods(text)

@@ -47,8 +47,10 @@ class SafetensorsCheckpoint:
             folder = self._download(name_or_path)
         files = sorted(folder.glob("*.safetensors"))
         if not files:
-            raise ValueError(f"{folder} has no *.safetensors files; re-save the model with save_pretrained() "
-                             "(safetensors is the default) to measure drift")  # fmt: skip
+            raise ValueError(
+                f"{folder} has no *.safetensors files; re-save the model with save_pretrained() "
+                "(safetensors is the default) to measure drift"
+            )
         from safetensors import safe_open
 
         self.name = str(name_or_path)
@@ -96,9 +98,14 @@ def compute_drift(base: str, tuned: list[str], thresholds=THRESHOLDS) -> dict:
     tuned_ckpts = [SafetensorsCheckpoint(t) for t in tuned]
     report = {}
     for ck in tuned_ckpts:
-        report[ck.name] = {"counts": defaultdict(lambda: [0] * len(thresholds)), "totals": defaultdict(int),
-                           "tensors": {}, "hist": torch.zeros(len(BINS) + 1, dtype=torch.float64),
-                           "missing": [], "shape_mismatch": []}  # fmt: skip
+        report[ck.name] = {
+            "counts": defaultdict(lambda: [0] * len(thresholds)),
+            "totals": defaultdict(int),
+            "tensors": {},
+            "hist": torch.zeros(len(BINS) + 1, dtype=torch.float64),
+            "missing": [],
+            "shape_mismatch": [],
+        }
     for key in base_ckpt.keys():
         shape = base_ckpt.where[key].get_slice(key).get_shape()
         if base_ckpt.where[key].get_slice(key).get_dtype() not in ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"):
@@ -126,9 +133,12 @@ def compute_drift(base: str, tuned: list[str], thresholds=THRESHOLDS) -> dict:
                     r["counts"][kind][i] += int((rel > th).sum())
                 r["hist"] += torch.bincount(torch.bucketize(rel, BINS), minlength=len(BINS) + 1).double()
             r["totals"][kind] += numel
-            r["tensors"][key] = {"type": kind, "numel": numel,
-                                 "relative_frobenius": (sq_delta ** 0.5) / max(sq_base ** 0.5, EPS),
-                                 "mean_relative_change": rel_sum / max(numel, 1)}  # fmt: skip
+            r["tensors"][key] = {
+                "type": kind,
+                "numel": numel,
+                "relative_frobenius": (sq_delta**0.5) / max(sq_base**0.5, EPS),
+                "mean_relative_change": rel_sum / max(numel, 1),
+            }
     return {name: _finish(r, thresholds) for name, r in report.items()}
 
 
@@ -141,9 +151,15 @@ def _finish(r: dict, thresholds) -> dict:
             by_type[kind] = {"numel": total, "share_above": dict(zip(labels, (c / total for c in r["counts"][kind])))}
     total = sum(r["totals"].values())
     overall = {lab: sum(c[i] for c in r["counts"].values()) / total for i, lab in enumerate(labels)} if total else {}
-    return {"numel": total, "share_above": overall, "by_type": by_type, "tensors": r["tensors"],
-            "histogram": {"edges": BINS.tolist(), "counts": r["hist"].tolist()},
-            "missing_in_tuned": r["missing"], "shape_mismatch": r["shape_mismatch"]}  # fmt: skip
+    return {
+        "numel": total,
+        "share_above": overall,
+        "by_type": by_type,
+        "tensors": r["tensors"],
+        "histogram": {"edges": BINS.tolist(), "counts": r["hist"].tolist()},
+        "missing_in_tuned": r["missing"],
+        "shape_mismatch": r["shape_mismatch"],
+    }
 
 
 def plot_drift(report: dict, out_dir: Path) -> list[Path]:
@@ -194,7 +210,8 @@ def run_drift(base: str, tuned: list[str], out_dir: str | Path, thresholds=THRES
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = compute_drift(base, tuned, thresholds)
-    (out / "drift.json").write_text(json.dumps({"base": base, "thresholds": list(thresholds), "models": report},
-                                               indent=1) + "\n")  # fmt: skip
+    (out / "drift.json").write_text(
+        json.dumps({"base": base, "thresholds": list(thresholds), "models": report}, indent=1) + "\n"
+    )
     plot_drift(report, out)
     return report

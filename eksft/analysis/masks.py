@@ -13,9 +13,17 @@ from pathlib import Path
 from eksft.config_io import jsonl_objects
 
 MASK_METRICS = (
-    "masked_fraction", "entropy_masked_fraction", "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean",
-    "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean", "entropy_mean", "kl_mean",
-)  # fmt: skip
+    "masked_fraction",
+    "entropy_masked_fraction",
+    "kl_masked_fraction",
+    "iou_entropy_kl",
+    "entropy_masked_mean",
+    "entropy_unmasked_mean",
+    "kl_masked_mean",
+    "kl_unmasked_mean",
+    "entropy_mean",
+    "kl_mean",
+)
 PREFIXES = ("", "train/", "train_")
 #: Panel titles in words, with units; shares are drawn on [0, 1] so step-to-step noise does not look like a swing.
 TITLES = {
@@ -103,8 +111,9 @@ def run_masks(run_dirs: list[str], out_dir: str | Path) -> dict:
     if len(set(names)) != len(names):  # two runs named the same in different folders: keep the full paths
         names = [str(d) for d in run_dirs]
     runs = {name: read_run(d) for name, d in zip(names, run_dirs)}
-    report = {name: {"run_dir": str(d), "summary": summarize_run(r), **r}
-              for (name, r), d in zip(runs.items(), run_dirs)}  # fmt: skip
+    report = {
+        name: {"run_dir": str(d), "summary": summarize_run(r), **r} for (name, r), d in zip(runs.items(), run_dirs)
+    }
     (out / "masks.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_masks(runs, out / "masks.png")
     return report

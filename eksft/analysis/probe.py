@@ -31,8 +31,16 @@ def build_inputs(tokenizer, problem: str, solution: str, *, instruction: str, ch
     return ids, labels
 
 
-def probe(models: list[str], problem: str, solution: str, *, instruction: str, chat_template: bool = True,
-          rho: float = 0.2, dtype: str = "float32") -> dict:  # fmt: skip
+def probe(
+    models: list[str],
+    problem: str,
+    solution: str,
+    *,
+    instruction: str,
+    chat_template: bool = True,
+    rho: float = 0.2,
+    dtype: str = "float32",
+) -> dict:
     """Token table of every model (see the module docstring). The first model's tokenizer is used for all."""
     from eksft.losses import eksft_loss
     from eksft.models.loading import load_model, load_tokenizer
@@ -45,8 +53,10 @@ def probe(models: list[str], problem: str, solution: str, *, instruction: str, c
     for name in models:
         model = load_model(name, dtype=dtype)
         if ref_logits is not None and model.get_output_embeddings().weight.shape[0] != ref_logits.shape[-1]:
-            raise ValueError(f"{name} has a vocabulary of {model.get_output_embeddings().weight.shape[0]} tokens, "
-                             f"{models[0]} of {ref_logits.shape[-1]}; probe compares models sharing one tokenizer")
+            raise ValueError(
+                f"{name} has a vocabulary of {model.get_output_embeddings().weight.shape[0]} tokens, "
+                f"{models[0]} of {ref_logits.shape[-1]}; probe compares models sharing one tokenizer"
+            )
         with torch.no_grad():
             logits = model(ids.to(model.device)).logits.float().cpu()  # (1, T, V)
         del model
@@ -60,29 +70,39 @@ def probe(models: list[str], problem: str, solution: str, *, instruction: str, c
         result = eksft_loss(logits, labels, ref_logits, rho=rho)
         masked = result.mask[0][valid]
         out["models"][name] = {
-            "prob": prob.tolist(), "entropy": entropy.tolist(), "masked": masked.tolist(),
-            "mean_prob": float(prob.mean()), "mean_entropy": float(entropy.mean()),
+            "prob": prob.tolist(),
+            "entropy": entropy.tolist(),
+            "masked": masked.tolist(),
+            "mean_prob": float(prob.mean()),
+            "mean_entropy": float(entropy.mean()),
             "masked_fraction": result.metrics["masked_fraction"],
-            "iou_entropy_kl": result.metrics["iou_entropy_kl"], "kl_mean": result.metrics["kl_mean"],
-        }  # fmt: skip
+            "iou_entropy_kl": result.metrics["iou_entropy_kl"],
+            "kl_mean": result.metrics["kl_mean"],
+        }
     out.update({"problem": problem, "solution": solution, "rho": rho, "reference": models[0]})
     return out
 
 
 def write_html(report: dict, path: Path) -> None:
     """Tokens shaded red by probability (darker: more likely, as in the paper's figure); masked tokens boxed."""
-    parts = ["<!doctype html><meta charset='utf-8'><title>eksft probe</title><style>body{font-family:sans-serif;"
-             "max-width:70em} .t{white-space:pre-wrap;font-family:monospace;padding:1px 0} .m{outline:2px solid "
-             "#1f4fd1} h3{margin-bottom:.2em}</style>",
-             f"<p>Probability of each reference token (red; darker = higher). Boxed blue: tokens EKSFT masks with "
-             f"ρ = {report['rho']} and reference {html.escape(report['reference'])}. Hover for p, entropy.</p>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>eksft probe</title><style>body{font-family:sans-serif;"
+        "max-width:70em} .t{white-space:pre-wrap;font-family:monospace;padding:1px 0} .m{outline:2px solid "
+        "#1f4fd1} h3{margin-bottom:.2em}</style>",
+        f"<p>Probability of each reference token (red; darker = higher). Boxed blue: tokens EKSFT masks with "
+        f"ρ = {report['rho']} and reference {html.escape(report['reference'])}. Hover for p, entropy.</p>",
+    ]
     for name, r in report["models"].items():
-        parts.append(f"<h3>{html.escape(name)}</h3><p>mean p = {r['mean_prob']:.3f}, mean entropy = "
-                     f"{r['mean_entropy']:.3f} nats, masked {r['masked_fraction']:.1%}</p><div>")  # fmt: skip
+        parts.append(
+            f"<h3>{html.escape(name)}</h3><p>mean p = {r['mean_prob']:.3f}, mean entropy = "
+            f"{r['mean_entropy']:.3f} nats, masked {r['masked_fraction']:.1%}</p><div>"
+        )
         for tok, p, h, m in zip(report["tokens"], r["prob"], r["entropy"], r["masked"]):
             cls = "t m" if m else "t"
-            parts.append(f"<span class='{cls}' style='background:rgba(214,39,40,{p:.3f})' "
-                         f"title='p={p:.3f} H={h:.3f}'>{html.escape(tok)}</span>")  # fmt: skip
+            parts.append(
+                f"<span class='{cls}' style='background:rgba(214,39,40,{p:.3f})' "
+                f"title='p={p:.3f} H={h:.3f}'>{html.escape(tok)}</span>"
+            )
         parts.append("</div>")
     path.write_text("".join(parts) + "\n")
 
@@ -110,8 +130,12 @@ def plot_probe(report: dict, path: Path) -> None:
             ax.scatter(xs, [0] * len(xs), marker="x", color="black", s=12, linewidths=0.8)
             ax.set_yticks([0], [f"{Path(name).name or name}\n{key}"], fontsize=7)
             show = len(tokens) <= 80
-            ax.set_xticks(range(len(tokens)) if show else [], [t.replace("\n", "\\n") for t in tokens] if show else [],
-                          rotation=90, fontsize=6)  # fmt: skip
+            ax.set_xticks(
+                range(len(tokens)) if show else [],
+                [t.replace("\n", "\\n") for t in tokens] if show else [],
+                rotation=90,
+                fontsize=6,
+            )
     title = f"per-token probability (red) and entropy (blue); x = masked by EKSFT (ρ={report['rho']})"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

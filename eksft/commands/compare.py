@@ -23,23 +23,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     from .eval import _ks
 
-    p.add_argument("results_a", metavar="RESULTS_A",
-                   help="eksft eval output folder of model A (the baseline); comma-separated folders for several "
-                        "seeds")  # fmt: skip
+    p.add_argument(
+        "results_a",
+        metavar="RESULTS_A",
+        help="eksft eval output folder of model A (the baseline); comma-separated folders for several seeds",
+    )
     p.add_argument("results_b", metavar="RESULTS_B", help="folder(s) of model B, as many as for A, same order")
-    p.add_argument("--model-a", default=None, help="model of A when its folder holds several (name, path part or "
-                   "unique substring)")  # fmt: skip
+    p.add_argument(
+        "--model-a", default=None, help="model of A when its folder holds several (name, path part or unique substring)"
+    )
     p.add_argument("--model-b", default=None, help="model of B when its folder holds several")
     p.add_argument("--label-a", default=None, help="name of A in the output (default: the model's folder name)")
     p.add_argument("--label-b", default=None, help="name of B in the output")
     p.add_argument("--k", type=_ks, default=None, help="comma-separated k (default: the ks both runs reported)")
     p.add_argument("--bootstrap-resamples", type=int, default=RESAMPLES, help="resamples of the paired bootstrap")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of those resamples")
-    p.add_argument("--ignore-setting", action="append", default=[], choices=PAIRED_SETTINGS,
-                   help="pair the folders even though this sampling setting differs (repeatable)")  # fmt: skip
-    p.add_argument("--answer-check", choices=["run", "last_boxed", "last_number"], default="run",
-                   help="which stored answer check counts as correct: the runs' own --answer-extraction, or the "
-                        "last_boxed / last_number check every sample also records (format vs skill failures)")  # fmt: skip
+    p.add_argument(
+        "--ignore-setting",
+        action="append",
+        default=[],
+        choices=PAIRED_SETTINGS,
+        help="pair the folders even though this sampling setting differs (repeatable)",
+    )
+    p.add_argument(
+        "--answer-check",
+        choices=["run", "last_boxed", "last_number"],
+        default="run",
+        help="which stored answer check counts as correct: the runs' own --answer-extraction, or the "
+        "last_boxed / last_number check every sample also records (format vs skill failures)",
+    )
     p.add_argument("--output-json", default=None, help="also write the comparison to this JSON file")
 
 
@@ -62,15 +74,23 @@ def _signed(x: float | None) -> str:
 
 def compare(args, log=print) -> dict:
     """Run the comparison; print it with ``log`` and return it as a JSON-ready dict. Raises ValueError."""
-    from eksft.eval.compare import (check_pairable, compare_results, difference_sentence, load_result,
-                                    seed_level_difference, seed_sentence)  # fmt: skip
+    from eksft.eval.compare import (
+        check_pairable,
+        compare_results,
+        difference_sentence,
+        load_result,
+        seed_level_difference,
+        seed_sentence,
+    )
     from eksft.eval.intervals import bootstrap_method, pass_at_k_interval, seed_interval
 
     folders_a = [f for f in args.results_a.split(",") if f]
     folders_b = [f for f in args.results_b.split(",") if f]
     if len(folders_a) != len(folders_b):
-        raise ValueError(f"{len(folders_a)} folder(s) for A but {len(folders_b)} for B; give one B folder per A "
-                         "folder (seeds are paired by position)")  # fmt: skip
+        raise ValueError(
+            f"{len(folders_a)} folder(s) for A but {len(folders_b)} for B; give one B folder per A "
+            "folder (seeds are paired by position)"
+        )
     if args.bootstrap_resamples < 1:
         raise ValueError(f"--bootstrap-resamples {args.bootstrap_resamples}: need at least 1")
     pairs = []
@@ -90,18 +110,27 @@ def compare(args, log=print) -> dict:
     s = a0.settings
     log(f"A = {la}: {', '.join(f'{p[0].folder} ({p[0].model})' for p in pairs)}")
     log(f"B = {lb}: {', '.join(f'{p[1].folder} ({p[1].model})' for p in pairs)}")
-    log(f"settings: n {s['n']} samples per problem, temperature {s['temperature']}, top-p {s['top_p']}, top-k "
+    log(
+        f"settings: n {s['n']} samples per problem, temperature {s['temperature']}, top-p {s['top_p']}, top-k "
         f"{s['top_k']}, at most {s['max_new_tokens']} new tokens, answer extraction {s['extraction']}"
-        + (f" (ignored differences: {', '.join(args.ignore_setting)})" if args.ignore_setting else ""))  # fmt: skip
-    out = {"a": {"label": la, "folders": folders_a, "model": a0.model},
-           "b": {"label": lb, "folders": folders_b, "model": b0.model},
-           "settings": s, "ks": ks, "bootstrap": opts, "benchmarks": {}}  # fmt: skip
+        + (f" (ignored differences: {', '.join(args.ignore_setting)})" if args.ignore_setting else "")
+    )
+    out = {
+        "a": {"label": la, "folders": folders_a, "model": a0.model},
+        "b": {"label": lb, "folders": folders_b, "model": b0.model},
+        "settings": s,
+        "ks": ks,
+        "bootstrap": opts,
+        "benchmarks": {},
+    }
     for bench in a0.per_problem:
         num = len(a0.per_problem[bench])
         log("")
         log(f"### {bench} ({num} problems)")
-        log(f"pass@k in percent with its {bootstrap_method(num, **opts)}; B − A in points with the paired "
-            f"bootstrap interval (same resamples); 'B > A': share of resamples in which {lb} scored higher.")
+        log(
+            f"pass@k in percent with its {bootstrap_method(num, **opts)}; B − A in points with the paired "
+            f"bootstrap interval (same resamples); 'B > A': share of resamples in which {lb} scored higher."
+        )
         log("")
         bench_out = {"seeds": [], "seed_level": []}
         for i, ((a, b), diffs) in enumerate(zip(pairs, per_seed)):
@@ -114,11 +143,19 @@ def compare(args, log=print) -> dict:
             for k, d in zip(ks, diffs[bench]):
                 ia = pass_at_k_interval(list(a.per_problem[bench].values()), k, **opts)
                 ib = pass_at_k_interval(list(b.per_problem[bench].values()), k, **opts)
-                log(f"| pass@{k} | {_pct(ia.estimate)} [{_pct(ia.low)}, {_pct(ia.high)}] | {_pct(ib.estimate)} "
+                log(
+                    f"| pass@{k} | {_pct(ia.estimate)} [{_pct(ia.low)}, {_pct(ia.high)}] | {_pct(ib.estimate)} "
                     f"[{_pct(ib.low)}, {_pct(ib.high)}] | {_signed(d.difference)} | [{_signed(d.low)}, "
-                    f"{_signed(d.high)}] | {d.share_b_greater:.0%} |")  # fmt: skip
-                rows.append({**d.to_dict(), "interval_a": ia.as_list(), "interval_b": ib.as_list(),
-                             "sentence": difference_sentence(d, la, lb)})  # fmt: skip
+                    f"{_signed(d.high)}] | {d.share_b_greater:.0%} |"
+                )
+                rows.append(
+                    {
+                        **d.to_dict(),
+                        "interval_a": ia.as_list(),
+                        "interval_b": ib.as_list(),
+                        "sentence": difference_sentence(d, la, lb),
+                    }
+                )
             log("")
             for r in rows:
                 log(f"- {r['sentence']}")
@@ -133,12 +170,23 @@ def compare(args, log=print) -> dict:
                 diffs = [ps[bench][j] for ps in per_seed]
                 ta, tb = seed_interval([d.mean_a for d in diffs]), seed_interval([d.mean_b for d in diffs])
                 td = seed_level_difference(diffs)
-                log(f"| pass@{k} | {_pct(ta.estimate)} [{_pct(ta.low)}, {_pct(ta.high)}] | {_pct(tb.estimate)} "
+                log(
+                    f"| pass@{k} | {_pct(ta.estimate)} [{_pct(ta.low)}, {_pct(ta.high)}] | {_pct(tb.estimate)} "
                     f"[{_pct(tb.low)}, {_pct(tb.high)}] | {_signed(td.estimate)} | [{_signed(td.low)}, "
-                    f"{_signed(td.high)}] |")  # fmt: skip
-                bench_out["seed_level"].append({"metric": f"pass@{k}", "mean_a": ta.estimate, "mean_b": tb.estimate,
-                                                "difference": td.estimate, "low": td.low, "high": td.high,
-                                                "method": td.method, "sentence": seed_sentence(diffs, la, lb)})  # fmt: skip
+                    f"{_signed(td.high)}] |"
+                )
+                bench_out["seed_level"].append(
+                    {
+                        "metric": f"pass@{k}",
+                        "mean_a": ta.estimate,
+                        "mean_b": tb.estimate,
+                        "difference": td.estimate,
+                        "low": td.low,
+                        "high": td.high,
+                        "method": td.method,
+                        "sentence": seed_sentence(diffs, la, lb),
+                    }
+                )
             log("")
             for r in bench_out["seed_level"]:
                 log(f"- {r['sentence']}")
@@ -152,8 +200,11 @@ def run(args) -> int:
     try:
         result = compare(args)
     except ValueError as err:  # the library's argument names as this command's flags
-        flags = {"compare_results.ks": "--k", "load_result.model": "--model-a/--model-b",
-                 "check_pairable.ignore": "--ignore-setting"}  # fmt: skip
+        flags = {
+            "compare_results.ks": "--k",
+            "load_result.model": "--model-a/--model-b",
+            "check_pairable.ignore": "--ignore-setting",
+        }
         print(f"eksft compare: {cli_message(err, renames=flags)}", file=sys.stderr)
         return 2
     if args.output_json:

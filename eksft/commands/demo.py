@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = ("Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 12 minutes on a 2-core CPU; "
-        "--quick about 1 minute).")
+HELP = (
+    "Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 12 minutes on a 2-core CPU; "
+    "--quick about 1 minute)."
+)
 
 
 def split_methods(text: str) -> list[str]:
@@ -25,12 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":  # annotations are strings (from __future__ import annotations)
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif f.name == "methods":
-            p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)",
-                           type=split_methods)  # fmt: skip
+            p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)", type=split_methods)
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            p.add_argument(flag, type=kind, default=argparse.SUPPRESS,
-                           help=f"{text} (default: {f.default})")  # fmt: skip
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=f"{text} (default: {f.default})")
 
 
 def run(args) -> int:

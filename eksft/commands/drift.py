@@ -18,8 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", metavar="BASE", help="base checkpoint folder (safetensors) or hub name")
     p.add_argument("tuned", nargs="+", metavar="TUNED", help="tuned checkpoint folders, overlaid in the plots")
     p.add_argument("--output-dir", required=True, help="drift.json, drift_histogram.png, drift_thresholds.png")
-    p.add_argument("--thresholds", type=_floats, default=[1e-4, 1e-3, 1e-2, 1e-1],
-                   help="relative-change thresholds for the share-above table")  # fmt: skip
+    p.add_argument(
+        "--thresholds",
+        type=_floats,
+        default=[1e-4, 1e-3, 1e-2, 1e-1],
+        help="relative-change thresholds for the share-above table",
+    )
 
 
 def run(args) -> int:

@@ -20,10 +20,34 @@ def _ks(text: str) -> list[int]:
 
 #: The fields of EvalConfig and SamplingConfig that are flags, in --help order. Name, default, type and help come
 #: from the field; how a flag differs is in :func:`_cli`. ``sampling`` is no flag (its fields are).
-FLAGS = ("models", "benchmarks", "output_dir", "protocol", "n", "ks", "temperature", "top_p", "top_k", "max_new_tokens",
-         "batch_size", "seed", "limit", "backend", "dtype", "gguf_file", "chat_template", "instruction", "extraction",
-         "bootstrap_resamples", "bootstrap_seed", "verify_timeout", "problem_column", "answer_column", "id_column",
-         "progress")  # fmt: skip
+FLAGS = (
+    "models",
+    "benchmarks",
+    "output_dir",
+    "protocol",
+    "n",
+    "ks",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "batch_size",
+    "seed",
+    "limit",
+    "backend",
+    "dtype",
+    "gguf_file",
+    "chat_template",
+    "instruction",
+    "extraction",
+    "bootstrap_resamples",
+    "bootstrap_seed",
+    "verify_timeout",
+    "problem_column",
+    "answer_column",
+    "id_column",
+    "progress",
+)
 #: set by --protocol unless given: absent from the namespace when not given, the paper's value (protocols.DEFAULTS,
 #: keyed by the flag) named in the help
 PRESET = ("n", "ks", "temperature", "top_p", "top_k", "max_new_tokens", "instruction")
@@ -37,14 +61,20 @@ def _cli() -> dict[str, dict]:
     from eksft.eval.sampling import BACKENDS
     from eksft.eval.verify import EXTRACTIONS
 
-    presets = "presets: " + ", ".join(f"{name} (temperature {s['temperature']}, top-p {s['top_p']}, n {s['n']}, "
-                          f"k {','.join(map(str, s['k']))}, {s['max_new_tokens']} tokens)"
-                          for name, s in PROTOCOLS.items())  # fmt: skip
+    presets = "presets: " + ", ".join(
+        f"{name} (temperature {s['temperature']}, top-p {s['top_p']}, n {s['n']}, "
+        f"k {','.join(map(str, s['k']))}, {s['max_new_tokens']} tokens)"
+        for name, s in PROTOCOLS.items()
+    )
     return {
         "models": {"flag": "models", "nargs": "+", "metavar": "MODEL"},
-        "benchmarks": {"flag": "--benchmark", "action": "append", "required": True, "metavar": "NAME_OR_FILE",
-                       "more": f"built-in: {', '.join(BENCHMARKS)}; layouts: {', '.join(LAYOUTS)}; "
-                               "repeat for several"},  # fmt: skip
+        "benchmarks": {
+            "flag": "--benchmark",
+            "action": "append",
+            "required": True,
+            "metavar": "NAME_OR_FILE",
+            "more": f"built-in: {', '.join(BENCHMARKS)}; layouts: {', '.join(LAYOUTS)}; repeat for several",
+        },
         "output_dir": {"required": True},
         "protocol": {"choices": list(PROTOCOLS), "more": presets},
         "ks": {"flag": "--k", "type": _ks},
@@ -85,8 +115,10 @@ def resolved_settings(args) -> dict:
     """Sampling settings from ``--protocol`` and the flags given explicitly (flags win)."""
     from eksft.eval.protocols import resolve
 
-    explicit = {key: getattr(args, key, None)
-                for key in ("n", "k", "temperature", "top_p", "top_k", "max_new_tokens", "instruction")}  # fmt: skip
+    explicit = {
+        key: getattr(args, key, None)
+        for key in ("n", "k", "temperature", "top_p", "top_k", "max_new_tokens", "instruction")
+    }
     return resolve(args.protocol, explicit)
 
 
@@ -96,22 +128,46 @@ def run(args) -> int:
 
     try:
         r = resolved_settings(args)
-        sampling = SamplingConfig(n=r["n"], temperature=r["temperature"], top_p=r["top_p"], top_k=r["top_k"],
-                                  max_new_tokens=r["max_new_tokens"], batch_size=args.batch_size,
-                                  chat_template=not args.no_chat_template, instruction=r["instruction"])  # fmt: skip
-        cfg = EvalConfig(models=args.models, benchmarks=args.benchmark, output_dir=args.output_dir, ks=r["k"],
-                         sampling=sampling, seed=args.seed, backend=args.backend, dtype=args.dtype,
-                         gguf_file=args.gguf_file, limit=args.limit, extraction=args.answer_extraction,
-                         verify_timeout=args.verify_timeout, problem_column=args.problem_column,
-                         answer_column=args.answer_column, id_column=args.id_column,
-                         progress=not args.no_progress, protocol=args.protocol,
-                         bootstrap_resamples=args.bootstrap_resamples, bootstrap_seed=args.bootstrap_seed)  # fmt: skip
+        sampling = SamplingConfig(
+            n=r["n"],
+            temperature=r["temperature"],
+            top_p=r["top_p"],
+            top_k=r["top_k"],
+            max_new_tokens=r["max_new_tokens"],
+            batch_size=args.batch_size,
+            chat_template=not args.no_chat_template,
+            instruction=r["instruction"],
+        )
+        cfg = EvalConfig(
+            models=args.models,
+            benchmarks=args.benchmark,
+            output_dir=args.output_dir,
+            ks=r["k"],
+            sampling=sampling,
+            seed=args.seed,
+            backend=args.backend,
+            dtype=args.dtype,
+            gguf_file=args.gguf_file,
+            limit=args.limit,
+            extraction=args.answer_extraction,
+            verify_timeout=args.verify_timeout,
+            problem_column=args.problem_column,
+            answer_column=args.answer_column,
+            id_column=args.id_column,
+            progress=not args.no_progress,
+            protocol=args.protocol,
+            bootstrap_resamples=args.bootstrap_resamples,
+            bootstrap_seed=args.bootstrap_seed,
+        )
         evaluate(cfg)
     except ValueError as err:  # EvalConfig.sampling.n -> --n, EvalConfig.ks -> --k: the flags of this command
         from .flags import cli_message
 
-        renamed = {f"EvalConfig.{name}": cli["flag"] if cli["flag"].startswith("-") else cli["metavar"]
-                   for name, cli in _cli().items() if "flag" in cli}  # fmt: skip
+        renamed = {
+            f"EvalConfig.{name}": cli["flag"] if cli["flag"].startswith("-") else cli["metavar"]
+            for name, cli in _cli().items()
+            if "flag" in cli
+        }
         print(f"eksft eval: {cli_message(err, ('EvalConfig',), renamed)}", file=sys.stderr)
         return 2
     return 0

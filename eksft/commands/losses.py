@@ -59,8 +59,15 @@ def train_one(method: str, steps: int, seed: int) -> dict:
     from eksft.losses import SPECS, calibrate_sed_tau, target_logprobs
 
     spec = SPECS[method]
-    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     input_ids, labels = tiny_batch(config.vocab_size, seed)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -89,10 +96,16 @@ def train_one(method: str, steps: int, seed: int) -> dict:
 
 
 def print_table(rows: list[dict], steps: int) -> None:
-    print(f"Last-step loss terms after {steps} AdamW steps on a tiny random Llama "
-          f"(4 x 48 tokens, 2/3 response); '-' = the method has no such term.\n")  # fmt: skip
+    print(
+        f"Last-step loss terms after {steps} AdamW steps on a tiny random Llama "
+        f"(4 x 48 tokens, 2/3 response); '-' = the method has no such term.\n"
+    )
     header = ["method", *COLUMNS]
     print("  ".join(f"{h:>15}" for h in header))
     for row in rows:
-        print("  ".join(f"{row.get(h, '-'):>15}" if h == "method" else
-                        (f"{row[h]:>15.4f}" if h in row else f"{'-':>15}") for h in header))  # fmt: skip
+        print(
+            "  ".join(
+                f"{row.get(h, '-'):>15}" if h == "method" else (f"{row[h]:>15.4f}" if h in row else f"{'-':>15}")
+                for h in header
+            )
+        )

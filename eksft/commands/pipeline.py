@@ -10,8 +10,13 @@ HELP = "Compare SFT methods end to end: SFT -> eval -> RL (DAPO) -> eval, resuma
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline YAML (methods, sft, rl, data, eval; see docs/rl.md)")
     p.add_argument("--output_dir", default=None, help="override the config's output_dir")
-    p.add_argument("--stages", nargs="+", default=None, choices=["sft", "sft_eval", "rl", "rl_eval"],
-                   help="run only these stages (finished ones are skipped anyway)")  # fmt: skip
+    p.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        choices=["sft", "sft_eval", "rl", "rl_eval"],
+        help="run only these stages (finished ones are skipped anyway)",
+    )
     p.add_argument("--report_only", action="store_true", help="rewrite the report from finished stages; train nothing")
 
 

@@ -37,9 +37,16 @@ def run(args) -> int:
     from .flags import cli_message
 
     try:
-        report = run_probe(args.models, _text(args.problem), _text(args.solution), args.output_dir,
-                           instruction=args.instruction, chat_template=not args.no_chat_template, rho=args.rho,
-                           dtype=args.dtype)  # fmt: skip
+        report = run_probe(
+            args.models,
+            _text(args.problem),
+            _text(args.solution),
+            args.output_dir,
+            instruction=args.instruction,
+            chat_template=not args.no_chat_template,
+            rho=args.rho,
+            dtype=args.dtype,
+        )
     except ValueError as err:
         raise SystemExit(f"eksft probe: {cli_message(err, renames={'build_inputs.solution': '--solution'})}") from None
     print(f"{len(report['tokens'])} solution tokens; reference model: {report['reference']}\n")

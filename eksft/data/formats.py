@@ -28,8 +28,14 @@ from dataclasses import dataclass
 from datasets import Dataset
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-                  "model": "assistant"}  # fmt: skip
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "model": "assistant",
+}
 
 
 @dataclass
@@ -46,9 +52,14 @@ class Columns:
     @classmethod
     def of(cls, cfg) -> Columns:
         """The mapping set by a config's ``*_column`` / ``system_prompt`` fields (EKSFTConfig and RLConfig)."""
-        return cls(prompt=cfg.prompt_column, completion=cfg.completion_column, messages=cfg.messages_column,
-                   conversations=cfg.conversations_column, system=cfg.system_column,
-                   system_prompt=cfg.system_prompt)  # fmt: skip
+        return cls(
+            prompt=cfg.prompt_column,
+            completion=cfg.completion_column,
+            messages=cfg.messages_column,
+            conversations=cfg.conversations_column,
+            system=cfg.system_column,
+            system_prompt=cfg.system_prompt,
+        )
 
 
 class RecordError(ValueError):
@@ -89,8 +100,11 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
 
 
 def read_source(
-    source: str, split: str = "train", field: str = "train_file", split_field: str | None = None,
-) -> tuple[list[dict], list[str]]:  # fmt: skip
+    source: str,
+    split: str = "train",
+    field: str = "train_file",
+    split_field: str | None = None,
+) -> tuple[list[dict], list[str]]:
     """Records of ``source``, the value of config field ``field``, and where each came from. ``source`` is a file, a
     dataset folder or a hub dataset name (module docstring); ``split`` (config field ``split_field``, by default
     the one of ``field`` in ``SPLIT_FIELDS``) picks the split of the last two. Errors name the fields."""
@@ -173,16 +187,17 @@ def turns(value, where: str, name: str, fmt: str = "messages") -> list[dict]:
     """``[{role, content}, ...]`` from a ``messages`` or ``sharegpt`` list, each turn checked."""
     role_key, content_key, roles = TURNS[fmt]
     if not isinstance(value, list) or not value:
-        raise RecordError(f"{where}: field {name!r} must be a non-empty list of {{{role_key}, {content_key}}} "
-                          f"{'messages' if fmt == 'messages' else 'turns'}.")  # fmt: skip
+        raise RecordError(
+            f"{where}: field {name!r} must be a non-empty list of {{{role_key}, {content_key}}} "
+            f"{'messages' if fmt == 'messages' else 'turns'}."
+        )
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or role_key not in m or content_key not in m:
             raise RecordError(f"{where}: field {name!r}[{i}] must be an object with {role_key!r} and {content_key!r}.")
         role = roles.get(m[role_key]) if isinstance(m[role_key], str) else None
         if role is None:
-            raise RecordError(f"{where}: field {name!r}[{i}].{role_key} {m[role_key]!r} is not one of "
-                              f"{sorted(roles)}.")  # fmt: skip
+            raise RecordError(f"{where}: field {name!r}[{i}].{role_key} {m[role_key]!r} is not one of {sorted(roles)}.")
         out.append({"role": role, "content": _text(m[content_key], where, f"{name}[{i}].{content_key}")})
     return out
 
@@ -203,24 +218,34 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
         system = _system(row, cols, where)
         for name, value in ((cols.prompt, prompt), (cols.completion, completion)):
             if not isinstance(value, (str, list)):  # a number or null: the format expects a string
-                raise RecordError(f"{where}: field {name!r} must be a string (prompt_completion format), got "
-                                  f"{'null' if value is None else type(value).__name__}; or a list of "
-                                  "{role, content} messages.")  # fmt: skip
+                raise RecordError(
+                    f"{where}: field {name!r} must be a string (prompt_completion format), got "
+                    f"{'null' if value is None else type(value).__name__}; or a list of "
+                    "{role, content} messages."
+                )
         if isinstance(prompt, str) and isinstance(completion, str):
             # An empty or whitespace-only completion passes here: the trainer drops it, counted in its one warning.
             if system is None:
                 return {"prompt": prompt, "completion": completion}
-            messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt},
-                        {"role": "assistant", "content": completion}]  # fmt: skip
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": completion},
+            ]
         else:
-            p = [{"role": "user", "content": _text(prompt, where, cols.prompt)}] if isinstance(prompt, str) else \
-                turns(prompt, where, cols.prompt)  # fmt: skip
+            p = (
+                [{"role": "user", "content": _text(prompt, where, cols.prompt)}]
+                if isinstance(prompt, str)
+                else turns(prompt, where, cols.prompt)
+            )
             c = turns(completion, where, cols.completion)
             messages = ([{"role": "system", "content": system}] if system and p[0]["role"] != "system" else []) + p + c
     elif fmt in ("messages", "sharegpt"):
         name = cols.messages if fmt == "messages" else cols.conversations
         if name not in row:
-            raise RecordError(f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column).")
+            raise RecordError(
+                f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column)."
+            )
         messages = turns(row[name], where, name, fmt)
         system = _system(row, cols, where)
         if system and messages[0]["role"] != "system":
@@ -228,18 +253,26 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
     else:
         raise ValueError(f"data_format {fmt!r}; choose prompt_completion, messages, sharegpt or auto.")
     if messages[-1]["role"] != "assistant":
-        raise RecordError(f"{where}: the conversation must end with an assistant turn (the response to train on); "
-                          f"it ends with {messages[-1]['role']!r}.")  # fmt: skip
+        raise RecordError(
+            f"{where}: the conversation must end with an assistant turn (the response to train on); "
+            f"it ends with {messages[-1]['role']!r}."
+        )
     if keep_messages:
         return {"messages": messages}
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
 def load_records(
-    source: str, *, fmt: str = "auto", columns: Columns | None = None, split: str = "train",
-    max_samples: int | None = None, keep_messages: bool = False, field: str = "train_file",
+    source: str,
+    *,
+    fmt: str = "auto",
+    columns: Columns | None = None,
+    split: str = "train",
+    max_samples: int | None = None,
+    keep_messages: bool = False,
+    field: str = "train_file",
     split_field: str | None = None,
-) -> Dataset:  # fmt: skip
+) -> Dataset:
     """Read ``source`` (config fields ``field`` / ``split_field``, see :func:`read_source`) and return a
     ``datasets.Dataset`` in a format ``SFTTrainer`` accepts."""
     cols = columns or Columns()

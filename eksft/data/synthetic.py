@@ -174,8 +174,14 @@ def evaluation_keys() -> frozenset:
     return frozenset(problem_key(it["problem"]) for name in BENCHMARKS for it in _eval_items(name))
 
 
-def training_records(name: str, size: int, *, seed: int = TRAIN_SEED, max_solution_chars: int | None = 260,
-                     instruction: str = INSTRUCTION) -> list[dict]:  # fmt: skip
+def training_records(
+    name: str,
+    size: int,
+    *,
+    seed: int = TRAIN_SEED,
+    max_solution_chars: int | None = 260,
+    instruction: str = INSTRUCTION,
+) -> list[dict]:
     """``size`` training records for benchmark family ``name``, disjoint from every built-in evaluation set.
 
     Each record: ``prompt`` (problem + instruction, as evaluation prompts it), ``completion`` (a worked solution
@@ -193,8 +199,15 @@ def training_records(name: str, size: int, *, seed: int = TRAIN_SEED, max_soluti
             if key in banned:
                 continue
             banned.add(key)
-            out.append({"prompt": f"{item['problem']}\n\n{instruction}".strip(), "completion": item["solution"],
-                        "problem": item["problem"], "answer": item["answer"], "source": name})  # fmt: skip
+            out.append(
+                {
+                    "prompt": f"{item['problem']}\n\n{instruction}".strip(),
+                    "completion": item["solution"],
+                    "problem": item["problem"],
+                    "answer": item["answer"],
+                    "source": name,
+                }
+            )
             if len(out) == size:
                 break
         seed, want = seed + 9_999_991, size - len(out)

@@ -69,8 +69,13 @@ def claim_difference(summary: dict, what: str, method: str, ref: str = "sft") ->
         iv = seed_interval([d[0] for d in per_seed])
         return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "interval": iv.method}
     d, lo, hi = per_seed[0]
-    kind = ("paired bootstrap over problems" if what.startswith("pass@") else
-            "paired bootstrap over held-out solutions" if what.startswith("held-out") else "one seed: no interval")  # fmt: skip
+    kind = (
+        "paired bootstrap over problems"
+        if what.startswith("pass@")
+        else "paired bootstrap over held-out solutions"
+        if what.startswith("held-out")
+        else "one seed: no interval"
+    )
     return {"estimate": d, "low": lo, "high": hi, "interval": kind}
 
 
@@ -97,8 +102,13 @@ def claim_sentences(summary: dict, titles: dict[str, str], ref: str = "sft") -> 
             name = what.replace("{n}", str(n))
             if d is None:
                 continue
-            interval = "" if d["low"] is None else (f", 95% interval [{_num(d['low'], unit)}, "
-                                                    f"{_num(d['high'], unit)}] ({d['interval']})")  # fmt: skip
-            out.append(f"{titles.get(m, m)} {claim} ({name}, {m} − {ref}): {_num(d['estimate'], unit)} {unit}"
-                       f"{interval}: {verdict(d, sign)}.")  # fmt: skip
+            interval = (
+                ""
+                if d["low"] is None
+                else (f", 95% interval [{_num(d['low'], unit)}, {_num(d['high'], unit)}] ({d['interval']})")
+            )
+            out.append(
+                f"{titles.get(m, m)} {claim} ({name}, {m} − {ref}): {_num(d['estimate'], unit)} {unit}"
+                f"{interval}: {verdict(d, sign)}."
+            )
     return out

@@ -15,29 +15,42 @@ BASE = "base"
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "report, models, samples and plots go here"})
-    model: str = field(default="smollm2-135m-instruct", metadata={
-        "help": "starting model: a local folder, a hub name, or the built-in alias smollm2-135m-instruct"})
-    methods: list[str] = field(default_factory=lambda: ["sft", "eksft"], metadata={
-        "help": "comma-separated methods to train: a loss type, optionally with EKSFTConfig field overrides in "
-                "brackets, e.g. sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],"
-                "eksft[lambda_entropy=0,lambda_kl=0]; each is its own model and label"})
-    seeds: int = field(default=1, metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 "
-                                                    "reports mean ± 95% interval"})
+    model: str = field(
+        default="smollm2-135m-instruct",
+        metadata={"help": "starting model: a local folder, a hub name, or the built-in alias smollm2-135m-instruct"},
+    )
+    methods: list[str] = field(
+        default_factory=lambda: ["sft", "eksft"],
+        metadata={
+            "help": "comma-separated methods to train: a loss type, optionally with EKSFTConfig field overrides in "
+            "brackets, e.g. sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],"
+            "eksft[lambda_entropy=0,lambda_kl=0]; each is its own model and label"
+        },
+    )
+    seeds: int = field(
+        default=1,
+        metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 reports mean ± 95% interval"},
+    )
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
     train_size: int = field(default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
     steps: int = field(default=20, metadata={"help": "optimiser steps per method"})
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)"})
     rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)"})
-    lambda_entropy: float = field(default=0.05, metadata={
-        "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the published "
-                "unit; [entropy_unit=nats] makes it per nat)"})
+    lambda_entropy: float = field(
+        default=0.05,
+        metadata={
+            "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the published "
+            "unit; [entropy_unit=nats] makes it per nat)"
+        },
+    )
     lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)"})
     eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems"})
     samples: int = field(default=16, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
     max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
-    heldout_solutions: int = field(default=16, metadata={
-        "help": "held-out worked solutions scored for entropy and KL to the base model"})
+    heldout_solutions: int = field(
+        default=16, metadata={"help": "held-out worked solutions scored for entropy and KL to the base model"}
+    )
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
     quick: bool = field(default=False, metadata={"help": "tiny settings (about 1 minute): a smoke run, not a result"})
 
@@ -47,14 +60,24 @@ class DemoConfig:
         self.parsed_methods()
         if self.task not in BENCHMARKS:
             raise ValueError(f"DemoConfig.task: {self.task!r} is not a task; choose one of {sorted(BENCHMARKS)}")
-        for name in ("seeds", "train_size", "steps", "batch_size", "eval_problems", "samples", "max_new_tokens",
-                     "heldout_solutions"):  # fmt: skip
+        for name in (
+            "seeds",
+            "train_size",
+            "steps",
+            "batch_size",
+            "eval_problems",
+            "samples",
+            "max_new_tokens",
+            "heldout_solutions",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if self.steps * self.batch_size > self.train_size * 20:
-            raise ValueError(f"DemoConfig.steps {self.steps} x DemoConfig.batch_size {self.batch_size} is over 20 "
-                             f"epochs of DemoConfig.train_size {self.train_size}; "
-                             "raise DemoConfig.train_size")  # fmt: skip
+            raise ValueError(
+                f"DemoConfig.steps {self.steps} x DemoConfig.batch_size {self.batch_size} is over 20 "
+                f"epochs of DemoConfig.train_size {self.train_size}; "
+                "raise DemoConfig.train_size"
+            )
 
     def parsed_methods(self):
         """``methods`` as :class:`eksft.methods.Method` s (validated: unknown fields and bad values fail here)."""
@@ -75,8 +98,7 @@ class DemoConfig:
 
 
 #: ``--quick``: every stage runs, on sizes that finish in about a minute (65 s measured on an idle 2-core machine). Checks the machinery, not EKSFT.
-QUICK = dict(train_size=24, steps=3, batch_size=4, eval_problems=6, samples=2, max_new_tokens=40,
-             heldout_solutions=4)  # fmt: skip
+QUICK = dict(train_size=24, steps=3, batch_size=4, eval_problems=6, samples=2, max_new_tokens=40, heldout_solutions=4)
 
 
 def with_quick(cfg: DemoConfig, explicit: set[str]) -> DemoConfig:

@@ -36,19 +36,32 @@ ROWS = [
     ("held-out NLL (nats/token)", lambda s, m: s["heldout"][m]["nll"], -1),
     ("held-out entropy (nats/token)", lambda s, m: s["heldout"][m]["entropy"], 0),
     ("held-out KL to base (nats/token)", lambda s, m: s["heldout"][m]["kl"], -1),
-    ("parameters changed > 1e-3 (share)", lambda s, m: 0.0 if m == BASE else (s["drift"] or {}).get(m, {}).get("0.001"), -1),
+    (
+        "parameters changed > 1e-3 (share)",
+        lambda s, m: 0.0 if m == BASE else (s["drift"] or {}).get(m, {}).get("0.001"),
+        -1,
+    ),
     ("training time (min)", lambda s, m: None if m == BASE else s["runs"][m]["train_seconds"] / 60, -1),
-]  # fmt: skip
+]
 
 #: Row -> its interval with one seed: the eval bootstrap's key (over problems) or the held-out statistic (over
 #: solutions). Rows not listed have no single-seed interval.
-EVAL_KEYS = {"pass@1": "pass@1", "pass@{n}": "pass@{n}", "pass@1, last number as the answer": "avg@{n}_last_number",
-             "no \\boxed{} answer (share)": "no_answer_fraction", "truncated responses (share)": "truncated_fraction",
-             "mean response tokens": "mean_response_tokens",
-             "distinct answers per problem": "distinct_answers_per_problem",
-             "sample token entropy (nats)": "mean_token_entropy", "distinct-2 of samples": "distinct_2"}  # fmt: skip
-HELDOUT_KEYS = {"held-out NLL (nats/token)": "nll", "held-out entropy (nats/token)": "entropy",
-                "held-out KL to base (nats/token)": "kl"}  # fmt: skip
+EVAL_KEYS = {
+    "pass@1": "pass@1",
+    "pass@{n}": "pass@{n}",
+    "pass@1, last number as the answer": "avg@{n}_last_number",
+    "no \\boxed{} answer (share)": "no_answer_fraction",
+    "truncated responses (share)": "truncated_fraction",
+    "mean response tokens": "mean_response_tokens",
+    "distinct answers per problem": "distinct_answers_per_problem",
+    "sample token entropy (nats)": "mean_token_entropy",
+    "distinct-2 of samples": "distinct_2",
+}
+HELDOUT_KEYS = {
+    "held-out NLL (nats/token)": "nll",
+    "held-out entropy (nats/token)": "entropy",
+    "held-out KL to base (nats/token)": "kl",
+}
 
 
 def single_seed_interval(seed: dict, name: str, model: str) -> tuple[float, float] | None:
@@ -77,11 +90,15 @@ def cell(summary: dict, name: str, getter, model: str) -> str:
 def interval_note(summary: dict) -> str:
     seeds = len(summary["seeds"])
     if seeds >= 2:
-        return (f"Cells: mean ± half-width of the 95% Student-t interval over {seeds} training seeds (each seed "
-                "trains every model and samples its own answers).")  # fmt: skip
-    return (f"Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems ({RESAMPLES:,} "
-            "resamples; pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
-            "It covers which problems were drawn and the sampling, not training noise: use --seeds 3 for that.")  # fmt: skip
+        return (
+            f"Cells: mean ± half-width of the 95% Student-t interval over {seeds} training seeds (each seed "
+            "trains every model and samples its own answers)."
+        )
+    return (
+        f"Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems ({RESAMPLES:,} "
+        "resamples; pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
+        "It covers which problems were drawn and the sampling, not training noise: use --seeds 3 for that."
+    )
 
 
 def values(summary: dict, getter, model: str) -> list[float]:
@@ -178,8 +195,7 @@ def plot_pass_at_k(summary: dict, path: Path) -> Path:
             low = [band.get(str(k), [x, x])[0] for k, x in zip(ks, means)]
             high = [band.get(str(k), [x, x])[1] for k, x in zip(ks, means)]
         ax.fill_between(ks, low, high, color=colour[m], alpha=0.15, linewidth=0)
-        ax.plot(ks, means, marker=markers[i % len(markers)], markersize=4, color=colour[m], label=m,
-                alpha=0.9)  # fmt: skip
+        ax.plot(ks, means, marker=markers[i % len(markers)], markersize=4, color=colour[m], label=m, alpha=0.9)
     ax.set_xscale("log", base=2)
     ticks = [k for k in ks_all if k & (k - 1) == 0 or k == ks_all[-1]]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
@@ -212,9 +228,11 @@ def plot_training(summary: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("ce", "cross-entropy on trained targets", "nats/token"),
-              ("entropy_mean", "mean token entropy", "nats"),
-              ("kl_mean", "mean KL(policy ‖ base)", "nats")]  # fmt: skip
+    panels = [
+        ("ce", "cross-entropy on trained targets", "nats/token"),
+        ("entropy_mean", "mean token entropy", "nats"),
+        ("kl_mean", "mean KL(policy ‖ base)", "nats"),
+    ]
     colour = colours(summary)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for method, run in summary["seeds"][0]["runs"].items():
@@ -246,46 +264,82 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     b = [("h1", "eksft demo: base vs " + " vs ".join(cfg["methods"]))]
-    b.append(("p", f"Model `{cfg['model']}` ({summary['base_model']}), fine-tuned on {cfg['train_size']} "
-                   f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {cfg['steps']} AdamW steps × "
-                   f"{cfg['batch_size']} sequences, learning rate {cfg['learning_rate']:g} (cosine), full fine-tuning "
-                   f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
-                   f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
-                   f"nat, unless a method's brackets say otherwise. "
-                   f"Evaluation: {cfg['eval_problems']} held-out problems × {cfg['samples']} samples at temperature "
-                   f"1.0, at most {cfg['max_new_tokens']} new tokens, answers checked with math-verify (gold first). "
-                   f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}"))  # fmt: skip
+    b.append(
+        (
+            "p",
+            f"Model `{cfg['model']}` ({summary['base_model']}), fine-tuned on {cfg['train_size']} "
+            f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {cfg['steps']} AdamW steps × "
+            f"{cfg['batch_size']} sequences, learning rate {cfg['learning_rate']:g} (cosine), full fine-tuning "
+            f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
+            f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
+            f"nat, unless a method's brackets say otherwise. "
+            f"Evaluation: {cfg['eval_problems']} held-out problems × {cfg['samples']} samples at temperature "
+            f"1.0, at most {cfg['max_new_tokens']} new tokens, answers checked with math-verify (gold first). "
+            f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}",
+        )
+    )
     load = summary.get("load_average")  # [start, end] (older runs) or [start, highest at a stage, end]
     load_text = ""
     if load:
-        load_text = (f" Machine load (1-minute load average) at start {load[0]:.1f}, highest at a stage "
-                     f"{max(load):.1f}, at end {load[-1]:.1f}")  # fmt: skip
-        load_text += (": above the CPU count, so other work shared the cores and the wall time is longer than on "
-                      "an idle machine." if max(load) > mach["cpu_count"] + 0.5 else ".")  # fmt: skip
-    b.append(("p", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
-                   f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
-                   f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}"))  # fmt: skip
+        load_text = (
+            f" Machine load (1-minute load average) at start {load[0]:.1f}, highest at a stage "
+            f"{max(load):.1f}, at end {load[-1]:.1f}"
+        )
+        load_text += (
+            ": above the CPU count, so other work shared the cores and the wall time is longer than on an idle machine."
+            if max(load) > mach["cpu_count"] + 0.5
+            else "."
+        )
+    b.append(
+        (
+            "p",
+            f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
+            f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
+            f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}",
+        )
+    )
     b.append(("h2", "Results"))
     header, rows = results_table(summary)
     names = titles(summary)
-    b.append(("p", interval_note(summary) + " Methods: " +
-              "; ".join(f"`{m}` = {names.get(m, m)}" for m in summary["seeds"][0]["models"]) + "."))  # fmt: skip
+    b.append(
+        (
+            "p",
+            interval_note(summary)
+            + " Methods: "
+            + "; ".join(f"`{m}` = {names.get(m, m)}" for m in summary["seeds"][0]["models"])
+            + ".",
+        )
+    )
     b.append(("table", header, rows))
     b.append(("h2", "What the numbers say"))
     b.append(("ul", sentences(summary)))
     b.append(("h2", "Plots"))
     b.append(("img", plot_pass_at_k(summary, plots / "pass_at_k.png"), "pass@k curves"))
-    b.append(("img", plot_training(summary, plots / "training.png"),
-              "cross-entropy on the trained targets, entropy and KL to the base model over training steps (seed 0)"))  # fmt: skip
-    for path, caption in [(out / "drift" / "drift_histogram.png", "relative parameter change (seed 0)"),
-                          (out / "probe" / "probe.png", "probability of each token of a held-out solution under "
-                           "each model; EKSFT's would-be mask marked"),
-                          (out / "masks" / "masks.png", "EKSFT mask statistics over training steps")]:  # fmt: skip
+    b.append(
+        (
+            "img",
+            plot_training(summary, plots / "training.png"),
+            "cross-entropy on the trained targets, entropy and KL to the base model over training steps (seed 0)",
+        )
+    )
+    for path, caption in [
+        (out / "drift" / "drift_histogram.png", "relative parameter change (seed 0)"),
+        (
+            out / "probe" / "probe.png",
+            "probability of each token of a held-out solution under each model; EKSFT's would-be mask marked",
+        ),
+        (out / "masks" / "masks.png", "EKSFT mask statistics over training steps"),
+    ]:
         if path.exists():
             b.append(("img", path, caption))
-    b.append(("p", "Files: `report.json` (every number, per seed), `seed*/eval/` (samples.jsonl, results.json), "
-                   "`seed*/<method>/metrics.jsonl` (training metrics), `drift/`, `probe/` (probe.html: the heat map "
-                   "with hover values), `masks/`."))  # fmt: skip
+    b.append(
+        (
+            "p",
+            "Files: `report.json` (every number, per seed), `seed*/eval/` (samples.jsonl, results.json), "
+            "`seed*/<method>/metrics.jsonl` (training metrics), `drift/`, `probe/` (probe.html: the heat map "
+            "with hover values), `masks/`.",
+        )
+    )
     return b
 
 
@@ -316,12 +370,14 @@ def inline(text: str) -> str:
 
 
 def to_html(bl: list[tuple]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>eksft demo report</title><style>"
-             "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
-             "code{background:#f3f3f3;padding:0 .2em;border-radius:3px}"
-             "</style></head><body>"]  # fmt: skip
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>eksft demo report</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
+        "code{background:#f3f3f3;padding:0 .2em;border-radius:3px}"
+        "</style></head><body>"
+    ]
     for block in bl:
         kind = block[0]
         if kind in ("h1", "h2", "p"):
@@ -334,8 +390,10 @@ def to_html(bl: list[tuple]) -> str:
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
         elif kind == "img":
             data = base64.b64encode(Path(block[1]).read_bytes()).decode()
-            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block[2])}'>"
-                         f"<figcaption>{html.escape(block[2])}</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block[2])}'>"
+                f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)
 

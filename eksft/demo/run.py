@@ -54,33 +54,64 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
     """Train one method (an :class:`eksft.methods.Method`; skipped when ``demo_train.json`` says it finished);
     return its record."""
     marker = run_dir / "demo_train.json"
-    settings = {"model": base, "task": cfg.task, "train_size": cfg.train_size, "steps": cfg.steps,
-                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, **loss_fields(cfg, method)}  # fmt: skip
+    settings = {
+        "model": base,
+        "task": cfg.task,
+        "train_size": cfg.train_size,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        **loss_fields(cfg, method),
+    }
     if marker.exists():
         record = json.loads(marker.read_text())
         old = record.get("settings", {})
         if old != settings:  # a rerun must not report models trained with other settings under this run's header
             diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise ValueError(f"{run_dir} holds a {method.label} model trained with other settings ({diff}: "
-                             f"{[old.get(k) for k in diff]}); use a new DemoConfig.output_dir, or delete that folder")  # fmt: skip
+            raise ValueError(
+                f"{run_dir} holds a {method.label} model trained with other settings ({diff}: "
+                f"{[old.get(k) for k in diff]}); use a new DemoConfig.output_dir, or delete that folder"
+            )
         log(f"[demo] {method.label} seed {seed}: already trained, skipping ({run_dir})")
         return record
     from eksft.train.config import EKSFTConfig
     from eksft.train.run import train
 
     tcfg = EKSFTConfig(
-        model_name_or_path=base, train_file=str(train_file), output_dir=str(run_dir),
-        max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.0,
-        adam_beta2=0.95, logging_steps=1, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        max_length=256, gradient_checkpointing=False, dtype="float32", dataloader_pin_memory=False,
-        sed_calibration_samples=min(64, cfg.train_size), psft_updates_per_batch=min(8, cfg.steps),
+        model_name_or_path=base,
+        train_file=str(train_file),
+        output_dir=str(run_dir),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        weight_decay=0.0,
+        adam_beta2=0.95,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        max_length=256,
+        gradient_checkpointing=False,
+        dtype="float32",
+        dataloader_pin_memory=False,
+        sed_calibration_samples=min(64, cfg.train_size),
+        psft_updates_per_batch=min(8, cfg.steps),
         **loss_fields(cfg, method),
-    )  # fmt: skip
+    )
     start = time.time()
     train(tcfg, progress=compact_log(method.label, log))
-    record = {"method": method.label, "loss_type": method.loss_type, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.time() - start,
-              "settings": settings}  # fmt: skip
+    record = {
+        "method": method.label,
+        "loss_type": method.loss_type,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "train_seconds": time.time() - start,
+        "settings": settings,
+    }
     marker.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
@@ -95,8 +126,12 @@ def compact_log(label: str, log):
             if "loss" not in logs or not state.is_world_process_zero:
                 return
             parts = [f"loss {logs['loss']:.3f}"]
-            for key, name, fmt in (("ce", "CE", ".3f"), ("masked_fraction", "masked", ".2f"),
-                                   ("entropy_mean", "entropy", ".3f"), ("kl_mean", "KL", ".3f")):  # fmt: skip
+            for key, name, fmt in (
+                ("ce", "CE", ".3f"),
+                ("masked_fraction", "masked", ".2f"),
+                ("entropy_mean", "entropy", ".3f"),
+                ("kl_mean", "KL", ".3f"),
+            ):
                 if isinstance(logs.get(key), (int, float)):
                     parts.append(f"{name} {logs[key]:{fmt}}")
             log(f"[train] {label} step {state.global_step}/{state.max_steps}: " + ", ".join(parts))
@@ -113,8 +148,9 @@ def heldout_statistics(base: str, models: dict[str, str], heldout: list[dict]) -
     from eksft.models.loading import load_model, load_tokenizer
 
     tok = load_tokenizer(base)
-    inputs = [build_inputs(tok, r["problem"], r["completion"], instruction=INSTRUCTION, chat_template=True)
-              for r in heldout]  # fmt: skip
+    inputs = [
+        build_inputs(tok, r["problem"], r["completion"], instruction=INSTRUCTION, chat_template=True) for r in heldout
+    ]
     base_model = load_model(base, dtype="float32", device="cpu")
     base_logits = [base_model(ids).logits for ids, _ in inputs]
     del base_model
@@ -125,21 +161,32 @@ def heldout_statistics(base: str, models: dict[str, str], heldout: list[dict]) -
         for (ids, labels), ref in zip(inputs, base_logits):
             logits = model(ids).logits if model is not None else ref
             m = eksft_loss(logits, labels, ref, rho=0.0).metrics
-            for key, metric in (("nll", "ce"), ("entropy", "entropy_mean"), ("kl", "kl_mean"),
-                                ("tokens", "num_targets")):  # fmt: skip
+            for key, metric in (
+                ("nll", "ce"),
+                ("entropy", "entropy_mean"),
+                ("kl", "kl_mean"),
+                ("tokens", "num_targets"),
+            ):
                 per_solution[key].append(m[metric])
         tokens = per_solution["tokens"]
-        means = {key: sum(v * k for v, k in zip(per_solution[key], tokens)) / max(sum(tokens), 1)
-                 for key in ("nll", "entropy", "kl")}  # token-weighted: per token over all solutions
+        means = {
+            key: sum(v * k for v, k in zip(per_solution[key], tokens)) / max(sum(tokens), 1)
+            for key in ("nll", "entropy", "kl")
+        }  # token-weighted: per token over all solutions
         out[label] = {**means, "per_solution": per_solution}
         del model
     return out
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__}  # fmt: skip
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def peak_rss_gb() -> float:
@@ -161,8 +208,17 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
 
     log_stage(log, f"seed {seed}: sampling {cfg.samples} answers to {cfg.eval_problems} held-out problems per model")
     sampling = SamplingConfig(n=cfg.samples, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=128)
-    ecfg = EvalConfig(models=list(models.values()), benchmarks=[cfg.task], output_dir=str(sd / "eval"), ks=cfg.ks,
-                      sampling=sampling, seed=seed, dtype="float32", limit=cfg.eval_problems, backend="hf")  # fmt: skip
+    ecfg = EvalConfig(
+        models=list(models.values()),
+        benchmarks=[cfg.task],
+        output_dir=str(sd / "eval"),
+        ks=cfg.ks,
+        sampling=sampling,
+        seed=seed,
+        dtype="float32",
+        limit=cfg.eval_problems,
+        backend="hf",
+    )
     start = time.time()
     results = evaluate(ecfg, log=log)[cfg.task]
     eval_seconds = time.time() - start
@@ -181,8 +237,15 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
         if seed == 0:  # the report shows seed 0's histogram; the numbers of every seed are in report.json
             (out / "drift").mkdir(exist_ok=True)
             plot_drift(report, out / "drift")
-    return {"seed": seed, "models": models, "runs": runs, "eval": by_label, "heldout": heldout_stats,
-            "drift": drift, "eval_seconds": eval_seconds}  # fmt: skip
+    return {
+        "seed": seed,
+        "models": models,
+        "runs": runs,
+        "eval": by_label,
+        "heldout": heldout_stats,
+        "drift": drift,
+        "eval_seconds": eval_seconds,
+    }
 
 
 def run_demo(cfg: DemoConfig, log=print) -> dict:
@@ -207,18 +270,30 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     from eksft.analysis.probe import run_probe
 
     sample = heldout[0]
-    run_probe(list(first["models"].values()), sample["problem"], sample["completion"], out / "probe",
-              instruction=INSTRUCTION, chat_template=True, rho=cfg.rho)  # fmt: skip
+    run_probe(
+        list(first["models"].values()),
+        sample["problem"],
+        sample["completion"],
+        out / "probe",
+        instruction=INSTRUCTION,
+        chat_template=True,
+        rho=cfg.rho,
+    )
     masked_runs = [r["run_dir"] for r in first["runs"].values() if r.get("loss_type") in ("eksft", "random_mask")]
     if masked_runs:
         from eksft.analysis.masks import run_masks
 
         log_stage(log, "mask statistics of the EKSFT run")
         run_masks(masked_runs, out / "masks")
-    summary = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "base_model": base,
-               "machine": machine(), "wall_seconds": time.time() - start, "peak_rss_gb": peak_rss_gb(),
-               "load_average": [LOADS[0], max(LOADS), os.getloadavg()[0]],  # start, highest at a stage, end
-               "seeds": seeds}  # fmt: skip
+    summary = {
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "base_model": base,
+        "machine": machine(),
+        "wall_seconds": time.time() - start,
+        "peak_rss_gb": peak_rss_gb(),
+        "load_average": [LOADS[0], max(LOADS), os.getloadavg()[0]],  # start, highest at a stage, end
+        "seeds": seeds,
+    }
     # The raw numbers first, so a report can be re-rendered from them (eksft.demo.report.rerender) whatever happens.
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     paths = write_report(summary, out)

@@ -8,14 +8,28 @@ from .metrics import distinct_n, pass_at_k, pass_at_k_mean
 from .verify import check_answer, extract_answer, parse_gold, rescore
 
 _LAZY = {
-    "pass_at_k_interval": "intervals", "bootstrap_interval": "intervals", "seed_interval": "intervals",
-    "mean_ci": "intervals", "Interval": "intervals",
-    "paired_difference": "compare", "difference_sentence": "compare", "seed_sentence": "compare",
-    "PairedDifference": "compare", "load_result": "compare",
-}  # fmt: skip
+    "pass_at_k_interval": "intervals",
+    "bootstrap_interval": "intervals",
+    "seed_interval": "intervals",
+    "mean_ci": "intervals",
+    "Interval": "intervals",
+    "paired_difference": "compare",
+    "difference_sentence": "compare",
+    "seed_sentence": "compare",
+    "PairedDifference": "compare",
+    "load_result": "compare",
+}
 
-__all__ = ["pass_at_k", "pass_at_k_mean", "distinct_n", "check_answer", "extract_answer", "parse_gold", "rescore",
-           *_LAZY]  # fmt: skip
+__all__ = [
+    "pass_at_k",
+    "pass_at_k_mean",
+    "distinct_n",
+    "check_answer",
+    "extract_answer",
+    "parse_gold",
+    "rescore",
+    *_LAZY,
+]
 
 
 def __getattr__(name):

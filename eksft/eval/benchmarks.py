@@ -23,14 +23,29 @@ from .verify import parse_gold
 
 #: Ready-made layouts: the column names of the public datasets (docs/evaluation.md lists them).
 LAYOUTS = {
-    "aime24": {"hub": "HuggingFaceH4/aime_2024", "split": "train", "problem": "problem", "answer": "answer",
-               "id": "id"},  # fmt: skip
+    "aime24": {
+        "hub": "HuggingFaceH4/aime_2024",
+        "split": "train",
+        "problem": "problem",
+        "answer": "answer",
+        "id": "id",
+    },
     "aime25": {"hub": "math-ai/aime25", "split": "test", "problem": "problem", "answer": "answer", "id": "id"},
     "amc": {"hub": "AI-MO/aimo-validation-amc", "split": "train", "problem": "problem", "answer": "answer", "id": "id"},
-    "hmmt25": {"hub": "MathArena/hmmt_feb_2025", "split": "train", "problem": "problem", "answer": "answer",
-               "id": "problem_idx"},  # fmt: skip
-    "math500": {"hub": "HuggingFaceH4/MATH-500", "split": "test", "problem": "problem", "answer": "answer",
-                "id": "unique_id"},  # fmt: skip
+    "hmmt25": {
+        "hub": "MathArena/hmmt_feb_2025",
+        "split": "train",
+        "problem": "problem",
+        "answer": "answer",
+        "id": "problem_idx",
+    },
+    "math500": {
+        "hub": "HuggingFaceH4/MATH-500",
+        "split": "test",
+        "problem": "problem",
+        "answer": "answer",
+        "id": "unique_id",
+    },
 }
 
 #: Tried in order when neither a flag nor a layout names the column (covers the layouts above and common variants,
@@ -80,8 +95,10 @@ def _hub_rows(layout: str) -> list[tuple[str, dict]]:
 
         data = datasets.load_dataset(spec["hub"], split=spec["split"])
     except Exception as err:  # offline machines land here: say how to use a local copy instead
-        raise RuntimeError(f"could not load {spec['hub']} from the hub ({type(err).__name__}: {err}); download it "
-                           f"and pass --benchmark {layout}:PATH_TO_FILE") from err  # fmt: skip
+        raise RuntimeError(
+            f"could not load {spec['hub']} from the hub ({type(err).__name__}: {err}); download it "
+            f"and pass --benchmark {layout}:PATH_TO_FILE"
+        ) from err
     return [(f"{spec['hub']} row {i}", r) for i, r in enumerate(data)]
 
 
@@ -93,14 +110,18 @@ def _pick(kind: str, columns, flag: str | None, layout: str | None, where: str) 
     if layout:
         name = LAYOUTS[layout][kind]
         if name not in columns:
-            raise ValueError(f"{where}: layout {layout!r} expects column {name!r} for the {kind}, the record has "
-                             f"{sorted(columns)}; pass --{kind}-column")  # fmt: skip
+            raise ValueError(
+                f"{where}: layout {layout!r} expects column {name!r} for the {kind}, the record has "
+                f"{sorted(columns)}; pass --{kind}-column"
+            )
         return name
     for name in AUTO_COLUMNS[kind]:
         if name in columns:
             return name
-    raise ValueError(f"{where}: no {kind} column (looked for {list(AUTO_COLUMNS[kind])}, the record has "
-                     f"{sorted(columns)}); pass --{kind}-column NAME")  # fmt: skip
+    raise ValueError(
+        f"{where}: no {kind} column (looked for {list(AUTO_COLUMNS[kind])}, the record has "
+        f"{sorted(columns)}); pass --{kind}-column NAME"
+    )
 
 
 def _id_column(record: dict, layout: str | None) -> str | None:
@@ -117,8 +138,14 @@ def benchmark_name(spec: str) -> str:
     return Path(tail if sep and head in LAYOUTS else spec).stem
 
 
-def load_benchmark(spec: str, *, problem_column: str | None = None, answer_column: str | None = None,
-                   id_column: str | None = None, limit: int | None = None) -> Benchmark:  # fmt: skip
+def load_benchmark(
+    spec: str,
+    *,
+    problem_column: str | None = None,
+    answer_column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+) -> Benchmark:
     """Load one benchmark (see the module docstring for ``spec``); ``limit`` keeps the first problems."""
     if spec in synthetic.BENCHMARKS:
         return Benchmark(spec, synthetic.evaluation_problems(spec, limit))
@@ -131,8 +158,10 @@ def load_benchmark(spec: str, *, problem_column: str | None = None, answer_colum
     else:
         file = Path(path)
         if not file.is_file():
-            raise ValueError(f"benchmark {spec!r} is neither a built-in ({sorted(synthetic.BENCHMARKS)}), a layout "
-                             f"({sorted(LAYOUTS)}) nor an existing file")  # fmt: skip
+            raise ValueError(
+                f"benchmark {spec!r} is neither a built-in ({sorted(synthetic.BENCHMARKS)}), a layout "
+                f"({sorted(LAYOUTS)}) nor an existing file"
+            )
         name, rows = benchmark_name(spec), _read_rows(file)
     if limit is not None:
         rows = rows[:limit]

@@ -79,8 +79,9 @@ def _set_difference(a: set, b: set, what: str = "problem") -> str:
     return "; ".join(parts)
 
 
-def paired_values_difference(values_a, values_b, metric: str, *, resamples: int = RESAMPLES, seed: int = 0,
-                             level: float = LEVEL) -> PairedDifference:  # fmt: skip
+def paired_values_difference(
+    values_a, values_b, metric: str, *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> PairedDifference:
     """Paired bootstrap of mean(values_b) − mean(values_a) over aligned per-problem values (any per-problem metric)."""
     va, vb = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
     if va.shape != vb.shape or va.ndim != 1:
@@ -89,12 +90,24 @@ def paired_values_difference(values_a, values_b, metric: str, *, resamples: int 
     ra, rb = counts @ va / len(va), counts @ vb / len(vb)
     diffs = rb - ra
     lo, hi = percentile_interval(diffs, level)
-    return PairedDifference(metric, float(va.mean()), float(vb.mean()), float(vb.mean() - va.mean()), float(lo),
-                            float(hi), float(np.mean(rb > ra)), len(va), resamples, seed, level)  # fmt: skip
+    return PairedDifference(
+        metric,
+        float(va.mean()),
+        float(vb.mean()),
+        float(vb.mean() - va.mean()),
+        float(lo),
+        float(hi),
+        float(np.mean(rb > ra)),
+        len(va),
+        resamples,
+        seed,
+        level,
+    )
 
 
-def paired_difference(per_problem_a, per_problem_b, k: int, *, resamples: int = RESAMPLES, seed: int = 0,
-                      level: float = LEVEL) -> PairedDifference:  # fmt: skip
+def paired_difference(
+    per_problem_a, per_problem_b, k: int, *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> PairedDifference:
     """pass@k of B minus pass@k of A with a paired bootstrap interval over problems.
 
     ``per_problem_a``/``_b``: one ``(n, c)`` per problem (pairs or ``{"n", "c"}`` dicts) in the same problem order,
@@ -102,8 +115,9 @@ def paired_difference(per_problem_a, per_problem_b, k: int, *, resamples: int = 
     ``(n, c)``; k must not exceed any n.
     """
     a, b = _align(per_problem_a, per_problem_b)
-    return paired_values_difference(pass_at_k_values(a, k), pass_at_k_values(b, k), f"pass@{k}",
-                                    resamples=resamples, seed=seed, level=level)  # fmt: skip
+    return paired_values_difference(
+        pass_at_k_values(a, k), pass_at_k_values(b, k), f"pass@{k}", resamples=resamples, seed=seed, level=level
+    )
 
 
 def _points(x: float, signed: bool = True) -> str:
@@ -114,12 +128,18 @@ def _points(x: float, signed: bool = True) -> str:
 def difference_sentence(diff: PairedDifference, label_a: str = "A", label_b: str = "B") -> str:
     """One plain sentence: 'EKSFT − SFT on pass@32: +4.1 points, 95% interval [−2.0, +10.3]: not distinguishable at
     this size (30 problems).'"""
-    head = (f"{label_b} − {label_a} on {diff.metric}: {_points(diff.difference)} points, {diff.level:.0%} interval "
-            f"[{_points(diff.low)}, {_points(diff.high)}]")  # fmt: skip
+    head = (
+        f"{label_b} − {label_a} on {diff.metric}: {_points(diff.difference)} points, {diff.level:.0%} interval "
+        f"[{_points(diff.low)}, {_points(diff.high)}]"
+    )
     if diff.low > 0:
-        verdict = f"{label_b} higher (the interval excludes 0; {label_b} ahead in {diff.share_b_greater:.0%} of resamples)"
+        verdict = (
+            f"{label_b} higher (the interval excludes 0; {label_b} ahead in {diff.share_b_greater:.0%} of resamples)"
+        )
     elif diff.high < 0:
-        verdict = f"{label_b} lower (the interval excludes 0; {label_b} ahead in {diff.share_b_greater:.0%} of resamples)"
+        verdict = (
+            f"{label_b} lower (the interval excludes 0; {label_b} ahead in {diff.share_b_greater:.0%} of resamples)"
+        )
     else:
         verdict = f"not distinguishable at this size ({diff.num_problems} problems)"
     return f"{head}: {verdict}."
@@ -146,8 +166,7 @@ def seed_sentence(diffs: Sequence[PairedDifference], label_a: str = "A", label_b
 
 
 #: Sampling settings two folders must share to be paired (``check_pairable(ignore=...)`` lifts one).
-PAIRED_SETTINGS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "chat_template", "instruction",
-                   "extraction")  # fmt: skip
+PAIRED_SETTINGS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "chat_template", "instruction", "extraction")
 
 
 @dataclass
@@ -185,8 +204,9 @@ def _from_samples(folder: Path, model: str) -> dict:
 def _pick_model(models: list[str], wanted: str | None, folder: Path) -> str:
     if wanted is None:
         if len(models) != 1:
-            raise ValueError(f"{folder} holds {len(models)} models ({', '.join(models)}); choose one with "
-                             "load_result.model")  # fmt: skip
+            raise ValueError(
+                f"{folder} holds {len(models)} models ({', '.join(models)}); choose one with load_result.model"
+            )
         return models[0]
     if wanted in models:
         return wanted
@@ -196,8 +216,10 @@ def _pick_model(models: list[str], wanted: str | None, folder: Path) -> str:
     by_sub = [m for m in models if wanted in m]
     if len(by_sub) == 1:
         return by_sub[0]
-    raise ValueError(f"model {wanted!r} matches {len(by_part) or len(by_sub)} of the models in {folder} "
-                     f"({', '.join(models)}); give the full name")  # fmt: skip
+    raise ValueError(
+        f"model {wanted!r} matches {len(by_part) or len(by_sub)} of the models in {folder} "
+        f"({', '.join(models)}); give the full name"
+    )
 
 
 def _with_check(rows: dict, check: str | None, extraction: str | None, folder: Path) -> dict:
@@ -206,8 +228,10 @@ def _with_check(rows: dict, check: str | None, extraction: str | None, folder: P
         return rows
     key = f"c_{check}"
     if any(key not in r for r in rows.values()):
-        raise ValueError(f"{folder}: no per-problem {check} counts (the run scored by {extraction}; runs before the "
-                         "per-sample checks were stored lack them): rescore samples.jsonl with eksft.eval.rescore")  # fmt: skip
+        raise ValueError(
+            f"{folder}: no per-problem {check} counts (the run scored by {extraction}; runs before the "
+            "per-sample checks were stored lack them): rescore samples.jsonl with eksft.eval.rescore"
+        )
     return {pid: {**r, "c": r[key]} for pid, r in rows.items()}
 
 
@@ -251,19 +275,29 @@ def check_pairable(a: ModelResult, b: ModelResult, ignore: Sequence[str] = ()) -
             raise ValueError(f"benchmark {bench}: different problem sets: {_set_difference(set(pa), set(pb))}")
         odd = next(((p, pa[p]["n"], pb[p]["n"]) for p in pa if pa[p]["n"] != pb[p]["n"]), None)
         if odd:
-            raise ValueError(f"benchmark {bench}: different samples per problem (problem {odd[0]}: n {odd[1]} in A, "
-                             f"{odd[2]} in B)")  # fmt: skip
+            raise ValueError(
+                f"benchmark {bench}: different samples per problem (problem {odd[0]}: n {odd[1]} in A, {odd[2]} in B)"
+            )
     for key in PAIRED_SETTINGS:
         if key in ignore:
             continue
         va, vb = a.settings.get(key), b.settings.get(key)
         if va != vb:
-            raise ValueError(f"different sampling settings: {key} is {va!r} in A ({a.folder}) and {vb!r} in B "
-                             f"({b.folder}); pass check_pairable.ignore {key} to pair them anyway")  # fmt: skip
+            raise ValueError(
+                f"different sampling settings: {key} is {va!r} in A ({a.folder}) and {vb!r} in B "
+                f"({b.folder}); pass check_pairable.ignore {key} to pair them anyway"
+            )
 
 
-def compare_results(a: ModelResult, b: ModelResult, ks: Sequence[int], *, resamples: int = RESAMPLES,
-                    seed: int = 0, level: float = LEVEL) -> dict:  # fmt: skip
+def compare_results(
+    a: ModelResult,
+    b: ModelResult,
+    ks: Sequence[int],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict:
     """``{benchmark: [PairedDifference per k, ...]}`` for two pairable results (see :func:`check_pairable`)."""
     out = {}
     for bench, pa in a.per_problem.items():

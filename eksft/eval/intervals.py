@@ -27,8 +27,38 @@ LEVEL = 0.95
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard table values); above 30 the
 # normal 1.96 is within 2%.
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip
+T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None]:
@@ -96,8 +126,10 @@ def percentile_interval(stats: np.ndarray, level: float = LEVEL) -> tuple[np.nda
 
 
 def bootstrap_method(num_problems: int, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> str:
-    return (f"{level:.0%} bootstrap percentile interval over the {num_problems} problems "
-            f"({resamples} resamples, seed {seed})")  # fmt: skip
+    return (
+        f"{level:.0%} bootstrap percentile interval over the {num_problems} problems "
+        f"({resamples} resamples, seed {seed})"
+    )
 
 
 def bootstrap_interval(values, *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
@@ -122,14 +154,16 @@ def pass_at_k_values(per_problem, k: int) -> np.ndarray:
     return np.array([pass_at_k(n, c, k) for n, c in as_counts(per_problem)])
 
 
-def pass_at_k_interval(per_problem, k: int, *, resamples: int = RESAMPLES, seed: int = 0,
-                       level: float = LEVEL) -> Interval:  # fmt: skip
+def pass_at_k_interval(
+    per_problem, k: int, *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> Interval:
     """pass@k (mean of the per-problem unbiased estimates) with its bootstrap interval over problems."""
     return bootstrap_interval(pass_at_k_values(per_problem, k), resamples=resamples, seed=seed, level=level)
 
 
-def pass_at_k_curve_band(per_problem, ks: Sequence[int], *, resamples: int = RESAMPLES, seed: int = 0,
-                         level: float = LEVEL) -> dict[int, tuple[float, float]]:  # fmt: skip
+def pass_at_k_curve_band(
+    per_problem, ks: Sequence[int], *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> dict[int, tuple[float, float]]:
     """``{k: (low, high)}`` bootstrap intervals of pass@k for every k in ``ks`` (same resamples for all k)."""
     v = np.stack([pass_at_k_values(per_problem, k) for k in ks], axis=1)  # (P, K)
     lo, hi = percentile_interval(bootstrap_means(v, resamples, seed), level)

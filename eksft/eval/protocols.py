@@ -13,10 +13,24 @@ from __future__ import annotations
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 PROTOCOLS: dict[str, dict] = {
-    "paper": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "n": 32, "k": [1, 8, 32], "max_new_tokens": 8192,
-              "instruction": INSTRUCTION},  # fmt: skip
-    "r1": {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "n": 64, "k": [1, 8, 64], "max_new_tokens": 32768,
-           "instruction": INSTRUCTION},  # fmt: skip
+    "paper": {
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "n": 32,
+        "k": [1, 8, 32],
+        "max_new_tokens": 8192,
+        "instruction": INSTRUCTION,
+    },
+    "r1": {
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 0,
+        "n": 64,
+        "k": [1, 8, 64],
+        "max_new_tokens": 32768,
+        "instruction": INSTRUCTION,
+    },
 }
 
 #: Values used where neither a preset nor a flag sets them (the ``paper`` protocol).

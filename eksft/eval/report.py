@@ -22,8 +22,14 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def summarize(lines: list[dict], ks: list[int], *, resamples: int = RESAMPLES, bootstrap_seed: int = 0,
-              extraction: str | None = None) -> dict:  # fmt: skip
+def summarize(
+    lines: list[dict],
+    ks: list[int],
+    *,
+    resamples: int = RESAMPLES,
+    bootstrap_seed: int = 0,
+    extraction: str | None = None,
+) -> dict:
     """Metrics of one model on one benchmark from its sample lines (every problem must have the same n).
 
     Besides the point estimates: ``per_problem`` (id, n, c and, per other answer check in the lines' ``checks``,
@@ -39,9 +45,10 @@ def summarize(lines: list[dict], ks: list[int], *, resamples: int = RESAMPLES, b
     per = _per_problem_values(groups, counts, n, ks, others)
     out = {"num_problems": len(groups), "n": n, **_point_estimates(per, counts, samples, n, ks, others)}
     out.update(_intervals(per, counts, n, resamples, bootstrap_seed))
-    out["per_problem"] = [{"id": pid, "n": n, "c": c, **{f"c_{chk}": sum(s["checks"][chk] for s in g)
-                                                          for chk in others}}
-                          for pid, g, (_, c) in zip(by_problem, groups, counts)]  # fmt: skip
+    out["per_problem"] = [
+        {"id": pid, "n": n, "c": c, **{f"c_{chk}": sum(s["checks"][chk] for s in g) for chk in others}}
+        for pid, g, (_, c) in zip(by_problem, groups, counts)
+    ]
     return out
 
 
@@ -85,9 +92,17 @@ def _point_estimates(per: dict, counts: list, samples: list, n: int, ks: list[in
     # sample-level mean (equal to the per-problem mean when every sample has an entropy; vLLM gives none)
     entropies = [s["mean_entropy"] for s in samples if s.get("mean_entropy") is not None]
     out["mean_token_entropy"] = sum(entropies) / len(entropies) if entropies else None
-    order = [*(f"pass@{k}" for k in ks), f"avg@{n}", *(f"avg@{n}_{c}" for c in others), "mean_response_tokens",
-             "truncated_fraction", "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy",
-             *(f"distinct_{d}" for d in DISTINCT_NS)]  # fmt: skip
+    order = [
+        *(f"pass@{k}" for k in ks),
+        f"avg@{n}",
+        *(f"avg@{n}_{c}" for c in others),
+        "mean_response_tokens",
+        "truncated_fraction",
+        "no_answer_fraction",
+        "distinct_answers_per_problem",
+        "mean_token_entropy",
+        *(f"distinct_{d}" for d in DISTINCT_NS),
+    ]
     return {key: out[key] for key in order}
 
 
@@ -101,11 +116,14 @@ def _intervals(per: dict, counts: list, n: int, resamples: int, seed: int) -> di
     lo, hi = percentile_interval(bootstrap_means(table, resamples, seed), LEVEL)
     return {
         "pass_at_k_curve": {str(k): float(v) for k, v in zip(curve_ks, curve.mean(axis=0))},
-        "pass_at_k_band": {str(k): [float(lo[len(keys) + i]), float(hi[len(keys) + i])]
-                           for i, k in enumerate(curve_ks)},
-        "intervals": {"method": bootstrap_method(len(counts), resamples, seed, LEVEL),
-                      **{key: [float(lo[i]), float(hi[i])] for i, key in enumerate(keys)}},
-    }  # fmt: skip
+        "pass_at_k_band": {
+            str(k): [float(lo[len(keys) + i]), float(hi[len(keys) + i])] for i, k in enumerate(curve_ks)
+        },
+        "intervals": {
+            "method": bootstrap_method(len(counts), resamples, seed, LEVEL),
+            **{key: [float(lo[i]), float(hi[i])] for i, key in enumerate(keys)},
+        },
+    }
 
 
 #: Keys of a summary that are not scalar metrics.
@@ -199,17 +217,24 @@ def comparison_text(comparisons: dict) -> str:
     for bench, diffs in comparisons.items():
         labels = short_labels(list(dict.fromkeys([d["model_a"] for d in diffs] + [d["model_b"] for d in diffs])))
         first = diffs[0]
-        rows = [f"### {bench}: paired comparison with {labels[first['model_a']]}", "",
-                f"B − A in points (percentage points), {first['level']:.0%} paired bootstrap interval over the "
-                f"{first['num_problems']} problems ({first['resamples']} resamples, seed {first['seed']}); "
-                "'B > A' is the share of resamples in which B scored higher.", "",
-                "| A | B | metric | A | B | B − A | interval | B > A |", "|---" * 8 + "|"]  # fmt: skip
+        rows = [
+            f"### {bench}: paired comparison with {labels[first['model_a']]}",
+            "",
+            f"B − A in points (percentage points), {first['level']:.0%} paired bootstrap interval over the "
+            f"{first['num_problems']} problems ({first['resamples']} resamples, seed {first['seed']}); "
+            "'B > A' is the share of resamples in which B scored higher.",
+            "",
+            "| A | B | metric | A | B | B − A | interval | B > A |",
+            "|---" * 8 + "|",
+        ]
         sentences = []
         for d in diffs:
             pd = PairedDifference(**{k: d[k] for k in PairedDifference.__dataclass_fields__})
-            rows.append(f"| {labels[d['model_a']]} | {labels[d['model_b']]} | {d['metric']} | {100 * d['mean_a']:.1f} | "
-                        f"{100 * d['mean_b']:.1f} | {100 * d['difference']:+.1f} | "
-                        f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {d['share_b_greater']:.0%} |")  # fmt: skip
+            rows.append(
+                f"| {labels[d['model_a']]} | {labels[d['model_b']]} | {d['metric']} | {100 * d['mean_a']:.1f} | "
+                f"{100 * d['mean_b']:.1f} | {100 * d['difference']:+.1f} | "
+                f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {d['share_b_greater']:.0%} |"
+            )
             sentences.append("- " + difference_sentence(pd, labels[d["model_a"]], labels[d["model_b"]]))
         blocks.append("\n".join(rows + [""] + sentences))
     return "\n\n".join(blocks) + "\n"
@@ -223,8 +248,10 @@ def write_outputs(out_dir: Path, results: dict, config: dict, comparisons: dict 
     path.write_text(json.dumps(payload, indent=2) + "\n")
     written.append(path)
 
-    keys = sorted({k for pm in results.values() for s in pm.values() for k in s if k not in NON_SCALAR},
-                  key=lambda k: (not k.startswith("num"), not k.startswith("pass@"), k))  # fmt: skip
+    keys = sorted(
+        {k for pm in results.values() for s in pm.values() for k in s if k not in NON_SCALAR},
+        key=lambda k: (not k.startswith("num"), not k.startswith("pass@"), k),
+    )
     path = out_dir / "results.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -291,14 +318,30 @@ def _plot_curve(ax, i: int, summary: dict, label: str) -> tuple[int, bool]:
     # Markers evenly spaced on the log axis (every k on short curves); the first model's are small and
     # filled, later ones larger and hollow, drawn on top: curves that coincide (two at 0%) both stay visible.
     marked = {round(2 ** (t / 2)) for t in range(2 * ks[-1].bit_length() + 1)} if len(ks) > 16 else set(ks)
-    line = ax.plot(ks, ys, marker=MARKERS[i % len(MARKERS)], markersize=min(12.0, 5.0 + 2.5 * i),
-                   markevery=[j for j, k in enumerate(ks) if k in marked], markeredgewidth=1.3,
-                   linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.5, label=label,
-                   zorder=3 + i, markerfacecolor="none" if i else None)[0]  # fmt: skip
+    line = ax.plot(
+        ks,
+        ys,
+        marker=MARKERS[i % len(MARKERS)],
+        markersize=min(12.0, 5.0 + 2.5 * i),
+        markevery=[j for j, k in enumerate(ks) if k in marked],
+        markeredgewidth=1.3,
+        linestyle=LINESTYLES[i % len(LINESTYLES)],
+        linewidth=1.5,
+        label=label,
+        zorder=3 + i,
+        markerfacecolor="none" if i else None,
+    )[0]
     band = summary.get("pass_at_k_band")
     if band:
-        ax.fill_between(ks, [100 * band[str(k)][0] for k in ks], [100 * band[str(k)][1] for k in ks],
-                        color=line.get_color(), alpha=0.15, linewidth=0, zorder=1)  # fmt: skip
+        ax.fill_between(
+            ks,
+            [100 * band[str(k)][0] for k in ks],
+            [100 * band[str(k)][1] for k in ks],
+            color=line.get_color(),
+            alpha=0.15,
+            linewidth=0,
+            zorder=1,
+        )
     return ks[-1], bool(band)
 
 

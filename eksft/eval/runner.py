@@ -22,34 +22,54 @@ from .verify import EXTRACTIONS, check_answer, parse_gold
 
 @dataclass
 class EvalConfig:
-    models: list[str] = field(metadata={"help": "local model folders, hub names or built-in models "
-                                                "(tiny-random-llama, smollm2-135m-instruct); several are compared"})
-    benchmarks: list[str] = field(metadata={"help": "built-in benchmarks, .jsonl/.json/.parquet files, LAYOUT:FILE "
-                                                    "or a layout's hub dataset"})
+    models: list[str] = field(
+        metadata={
+            "help": "local model folders, hub names or built-in models "
+            "(tiny-random-llama, smollm2-135m-instruct); several are compared"
+        }
+    )
+    benchmarks: list[str] = field(
+        metadata={"help": "built-in benchmarks, .jsonl/.json/.parquet files, LAYOUT:FILE or a layout's hub dataset"}
+    )
     output_dir: str = field(metadata={"help": "results, samples and plots go here; rerun to resume"})
-    ks: list[int] = field(default_factory=lambda: [1, 8, 32],
-                          metadata={"help": "comma-separated k for pass@k, each k <= n"})
+    ks: list[int] = field(
+        default_factory=lambda: [1, 8, 32], metadata={"help": "comma-separated k for pass@k, each k <= n"}
+    )
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "how answers are sampled"})
     seed: int = field(default=0, metadata={"help": "same seed, same samples (HF backend)"})
     backend: str = field(default="auto", metadata={"help": "auto: vLLM when importable with a GPU, else hf"})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside each model folder"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
-    extraction: str = field(default="last_boxed", metadata={"help": (
-        "last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; last_number: the last "
-        "number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed and last_number "
-        "checks either way")})  # fmt: skip
+    extraction: str = field(
+        default="last_boxed",
+        metadata={
+            "help": (
+                "last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; last_number: the last "
+                "number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed and last_number "
+                "checks either way"
+            )
+        },
+    )
     verify_timeout: int = field(default=5, metadata={"help": "seconds per math-verify parse or comparison"})
     problem_column: str | None = field(default=None, metadata={"help": "problem column of file benchmarks"})
     answer_column: str | None = field(default=None, metadata={"help": "gold answer column of file benchmarks"})
-    id_column: str | None = field(default=None, metadata={"help": "id column of file benchmarks (default: detected "
-                                                                   "or row index)"})  # fmt: skip
+    id_column: str | None = field(
+        default=None, metadata={"help": "id column of file benchmarks (default: detected or row index)"}
+    )
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-    protocol: str | None = field(default=None, metadata={"help": (
-        "preset sampling settings (eksft.eval.protocols), recorded with the results; flags given explicitly override "
-        "it; without it the paper's values are the defaults")})  # fmt: skip
-    bootstrap_resamples: int = field(default=RESAMPLES, metadata={"help": "resamples of the bootstrap over problems "
-                                                                          "behind every 95% interval"})  # fmt: skip
+    protocol: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "preset sampling settings (eksft.eval.protocols), recorded with the results; flags given explicitly override "
+                "it; without it the paper's values are the defaults"
+            )
+        },
+    )
+    bootstrap_resamples: int = field(
+        default=RESAMPLES, metadata={"help": "resamples of the bootstrap over problems behind every 95% interval"}
+    )
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of those resamples (same seed, same interval)"})
 
     def validate(self) -> None:
@@ -59,9 +79,11 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.sampling.n {n}: need at least one sample per problem")
         too_big = [k for k in self.ks if k > n]
         if too_big:
-            raise ValueError(f"EvalConfig.ks {too_big} exceeds EvalConfig.sampling.n {n}: "
-                             "pass@k needs at least k samples per problem; "
-                             f"raise EvalConfig.sampling.n to {max(too_big)} or drop those k")  # fmt: skip
+            raise ValueError(
+                f"EvalConfig.ks {too_big} exceeds EvalConfig.sampling.n {n}: "
+                "pass@k needs at least k samples per problem; "
+                f"raise EvalConfig.sampling.n to {max(too_big)} or drop those k"
+            )
         if any(k < 1 for k in self.ks) or not self.ks:
             raise ValueError(f"EvalConfig.ks {self.ks}: every k must be a positive integer")
         if self.extraction not in EXTRACTIONS:
@@ -71,8 +93,10 @@ class EvalConfig:
         if not self.models or not self.benchmarks:
             raise ValueError("EvalConfig.models and EvalConfig.benchmarks: give at least one of each")
         if self.bootstrap_resamples < 1:
-            raise ValueError(f"EvalConfig.bootstrap_resamples {self.bootstrap_resamples}: need at least 1 (2000 or "
-                             "more for a stable 95% interval)")  # fmt: skip
+            raise ValueError(
+                f"EvalConfig.bootstrap_resamples {self.bootstrap_resamples}: need at least 1 (2000 or "
+                "more for a stable 95% interval)"
+            )
 
     def sample_settings(self) -> dict:
         """What the samples depend on; a resumed run must match it."""
@@ -114,9 +138,11 @@ def _check_resume(out: Path, cfg: EvalConfig) -> None:
         old_settings = {k: v for k, v in old.items() if k not in ("protocol", "ks")}
         if old_settings != settings:
             diff = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
-            raise ValueError(f"{out} holds samples made with other settings ({diff}: {[old.get(k) for k in diff]}); "
-                             "use a new EvalConfig.output_dir, "
-                             "or delete samples.jsonl and run_config.json there")  # fmt: skip
+            raise ValueError(
+                f"{out} holds samples made with other settings ({diff}: {[old.get(k) for k in diff]}); "
+                "use a new EvalConfig.output_dir, "
+                "or delete samples.jsonl and run_config.json there"
+            )
     path.write_text(json.dumps({**settings, "protocol": cfg.protocol, "ks": cfg.ks}, indent=2) + "\n")
 
 
@@ -144,8 +170,16 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
 def _load_benchmarks(cfg: EvalConfig) -> tuple[list, dict]:
     """Every benchmark, and ``(benchmark, problem_id) -> parsed gold``. All load (and every gold answer parses)
     before a model is touched: bad data fails in seconds."""
-    benches = [load_benchmark(b, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
-                              id_column=cfg.id_column, limit=cfg.limit) for b in cfg.benchmarks]  # fmt: skip
+    benches = [
+        load_benchmark(
+            b,
+            problem_column=cfg.problem_column,
+            answer_column=cfg.answer_column,
+            id_column=cfg.id_column,
+            limit=cfg.limit,
+        )
+        for b in cfg.benchmarks
+    ]
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
         raise ValueError(f"two benchmarks share a name {names}; rename one of the files")
@@ -153,8 +187,7 @@ def _load_benchmarks(cfg: EvalConfig) -> tuple[list, dict]:
     return benches, golds
 
 
-def _sample_benchmark(cfg: EvalConfig, sampler, model: str, bench, golds: dict, done: dict,
-                      samples_path: Path) -> None:  # fmt: skip
+def _sample_benchmark(cfg: EvalConfig, sampler, model: str, bench, golds: dict, done: dict, samples_path: Path) -> None:
     """Sample the problems of ``bench`` that ``model`` lacks in ``done``, with a progress bar.
 
     Fixed slices of the benchmark, whatever is already done: a resumed run forms the groups (and so draws the
@@ -162,8 +195,13 @@ def _sample_benchmark(cfg: EvalConfig, sampler, model: str, bench, golds: dict, 
     from tqdm.auto import tqdm
 
     missing = sum((model, bench.name, p["id"]) not in done for p in bench.problems)
-    bar = tqdm(total=len(bench.problems), initial=len(bench.problems) - missing,
-               desc=f"{_short(model)} | {bench.name}", unit="problem", disable=not cfg.progress)  # fmt: skip
+    bar = tqdm(
+        total=len(bench.problems),
+        initial=len(bench.problems) - missing,
+        desc=f"{_short(model)} | {bench.name}",
+        unit="problem",
+        disable=not cfg.progress,
+    )
     size = sampler.group_size
     for start in range(0, len(bench.problems), size):
         group = bench.problems[start : start + size]
@@ -173,8 +211,9 @@ def _sample_benchmark(cfg: EvalConfig, sampler, model: str, bench, golds: dict, 
     bar.close()
 
 
-def _sample_group(cfg: EvalConfig, sampler, model: str, bench: str, group: list, golds: dict, done: dict,
-                  samples_path: Path) -> int:  # fmt: skip
+def _sample_group(
+    cfg: EvalConfig, sampler, model: str, bench: str, group: list, golds: dict, done: dict, samples_path: Path
+) -> int:
     """Sample one slice of problems; append the ``n`` lines of each problem ``done`` lacks to samples.jsonl at once
     (and to ``done``); return how many problems were added."""
     prompts = [sampler.prompt(p["problem"]) for p in group]
@@ -186,8 +225,10 @@ def _sample_group(cfg: EvalConfig, sampler, model: str, bench: str, group: list,
             key = (model, bench, p["id"])
             if key in done:
                 continue
-            recs = [_record(model, bench, p, prompt, seed, j, s, golds[(bench, p["id"])], cfg)
-                    for j, s in enumerate(samples)]  # fmt: skip
+            recs = [
+                _record(model, bench, p, prompt, seed, j, s, golds[(bench, p["id"])], cfg)
+                for j, s in enumerate(samples)
+            ]
             f.writelines(json.dumps(r) + "\n" for r in recs)
             done[key] = recs
             new += 1
@@ -202,11 +243,24 @@ def _summarize_and_write(cfg: EvalConfig, out: Path, benches: list, done: dict, 
         results[bench.name] = {}
         for model in cfg.models:
             lines = [r for p in bench.problems for r in done[(model, bench.name, p["id"])]]
-            results[bench.name][model] = summarize(lines, cfg.ks, resamples=cfg.bootstrap_resamples,
-                                                   bootstrap_seed=cfg.bootstrap_seed, extraction=cfg.extraction)
-    config = {"models": cfg.models, "benchmarks": cfg.benchmarks, "ks": cfg.ks, "backend": backend,
-              "dtype": cfg.dtype, "limit": cfg.limit, "protocol": cfg.protocol, **cfg.sample_settings(),
-              "bootstrap": {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed}}  # fmt: skip
+            results[bench.name][model] = summarize(
+                lines,
+                cfg.ks,
+                resamples=cfg.bootstrap_resamples,
+                bootstrap_seed=cfg.bootstrap_seed,
+                extraction=cfg.extraction,
+            )
+    config = {
+        "models": cfg.models,
+        "benchmarks": cfg.benchmarks,
+        "ks": cfg.ks,
+        "backend": backend,
+        "dtype": cfg.dtype,
+        "limit": cfg.limit,
+        "protocol": cfg.protocol,
+        **cfg.sample_settings(),
+        "bootstrap": {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed},
+    }
     comparisons = paired_comparisons(results, cfg.ks, resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
     write_outputs(out, results, config, comparisons)
     log(side_by_side(results))
@@ -256,8 +310,19 @@ def _record(model, bench, problem, prompt, seed, index, sample, gold, cfg: EvalC
         if other not in checks:
             checks[other] = check_answer(gold, sample.text, extraction=other, timeout=cfg.verify_timeout).correct
     return {
-        "model": model, "benchmark": bench, "problem_id": problem["id"], "sample_index": index, "seed": seed,
-        "problem": problem["problem"], "gold": problem["answer"], "prompt": prompt, "completion": sample.text,
-        "answer": verdict.answer, "correct": verdict.correct, "checks": checks, "num_tokens": sample.num_tokens,
-        "truncated": sample.truncated, "mean_entropy": sample.mean_entropy,
-    }  # fmt: skip
+        "model": model,
+        "benchmark": bench,
+        "problem_id": problem["id"],
+        "sample_index": index,
+        "seed": seed,
+        "problem": problem["problem"],
+        "gold": problem["answer"],
+        "prompt": prompt,
+        "completion": sample.text,
+        "answer": verdict.answer,
+        "correct": verdict.correct,
+        "checks": checks,
+        "num_tokens": sample.num_tokens,
+        "truncated": sample.truncated,
+        "mean_entropy": sample.mean_entropy,
+    }

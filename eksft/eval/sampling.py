@@ -17,15 +17,24 @@ BACKENDS = ("auto", "hf", "vllm")
 class SamplingConfig:
     n: int = field(default=32, metadata={"help": "samples per problem"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature, 0: greedy"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus cut; 1.0 (with top_k 0): the full distribution, "
-                                                        "whatever the model's generation_config says"})  # fmt: skip
+    top_p: float = field(
+        default=1.0,
+        metadata={
+            "help": "nucleus cut; 1.0 (with top_k 0): the full distribution, "
+            "whatever the model's generation_config says"
+        },
+    )
     top_k: int = field(default=0, metadata={"help": "0: no top-k cut"})
     max_new_tokens: int = field(default=8192, metadata={"help": "longest response, in tokens"})
     batch_size: int = field(default=32, metadata={"help": "sequences per generate call (HF backend)"})
-    chat_template: bool = field(default=True, metadata={"help": "prompt through the tokenizer's chat template (base "
-                                                                "models: off, the raw problem text)"})  # fmt: skip
-    instruction: str = field(default="Please reason step by step, and put your final answer within \\boxed{}.",
-                             metadata={"help": "appended to every problem"})
+    chat_template: bool = field(
+        default=True,
+        metadata={"help": "prompt through the tokenizer's chat template (base models: off, the raw problem text)"},
+    )
+    instruction: str = field(
+        default="Please reason step by step, and put your final answer within \\boxed{}.",
+        metadata={"help": "appended to every problem"},
+    )
 
 
 @dataclass
@@ -42,10 +51,13 @@ def build_prompt(tokenizer, problem: str, cfg: SamplingConfig) -> str:
     if not cfg.chat_template:
         return text + "\n"
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the tokenizer has no chat template; pass --no-chat-template to prompt a base model with "
-                         "the raw problem text")  # fmt: skip
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)  # fmt: skip
+        raise ValueError(
+            "the tokenizer has no chat template; pass --no-chat-template to prompt a base model with "
+            "the raw problem text"
+        )
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def vllm_available() -> bool:
@@ -60,8 +72,10 @@ def choose_backend(name: str) -> str:
     if name == "auto":
         return "vllm" if vllm_available() else "hf"
     if name == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ValueError("backend 'vllm' needs vLLM: pip install 'eksft[vllm]' (in its own environment, see "
-                         "docs/evaluation.md), or use --backend hf")  # fmt: skip
+        raise ValueError(
+            "backend 'vllm' needs vLLM: pip install 'eksft[vllm]' (in its own environment, see "
+            "docs/evaluation.md), or use --backend hf"
+        )
     return name
 
 
@@ -144,10 +158,12 @@ class HFSampler:
             gen = self.model.generate(
                 input_ids=enc["input_ids"].repeat_interleave(copies, 0),
                 attention_mask=enc["attention_mask"].repeat_interleave(copies, 0),
-                max_new_tokens=cfg.max_new_tokens, logits_processor=LogitsProcessorList([recorder]),
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+                max_new_tokens=cfg.max_new_tokens,
+                logits_processor=LogitsProcessorList([recorder]),
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.eos_ids,
                 **(sampling if cfg.temperature > 0 else {"do_sample": False}),
-            )  # fmt: skip
+            )
         new = gen[:, enc["input_ids"].shape[1] :].cpu()  # (rows, steps); left padding: new tokens start together
         rows = new.shape[0]
         entropy = torch.stack(recorder.steps, 1).cpu() if recorder.steps else torch.zeros(rows, 0)
@@ -193,9 +209,17 @@ class VLLMSampler:
 
         cfg = self.cfg
         greedy = cfg.temperature == 0
-        params = [SamplingParams(n=1 if greedy else cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-                                 top_k=cfg.top_k or -1, max_tokens=cfg.max_new_tokens, seed=s)
-                  for s in seeds]  # fmt: skip
+        params = [
+            SamplingParams(
+                n=1 if greedy else cfg.n,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=cfg.top_k or -1,
+                max_tokens=cfg.max_new_tokens,
+                seed=s,
+            )
+            for s in seeds
+        ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         out = []
         for req in outputs:
@@ -211,8 +235,9 @@ def _vllm_response_tokens(o) -> int:
     return n - 1 if n and o.finish_reason == "stop" and not isinstance(o.stop_reason, str) else n
 
 
-def make_sampler(backend: str, name_or_path: str, cfg: SamplingConfig, *, dtype: str = "auto",
-                 gguf_file: str | None = None):  # fmt: skip
+def make_sampler(
+    backend: str, name_or_path: str, cfg: SamplingConfig, *, dtype: str = "auto", gguf_file: str | None = None
+):
     if backend == "vllm":
         return VLLMSampler(name_or_path, cfg, dtype)
     from eksft.models.loading import load_model_and_tokenizer

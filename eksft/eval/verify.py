@@ -33,8 +33,10 @@ def _timeout(seconds: int | None) -> int | None:
     if threading.current_thread() is threading.main_thread():
         return seconds
     if not _warned and seconds:
-        warnings.warn("math-verify's time limit uses signal.alarm and only works in the main thread: answer checks "
-                      "from this thread run without one; call eksft.eval from the main thread to keep it")  # fmt: skip
+        warnings.warn(
+            "math-verify's time limit uses signal.alarm and only works in the main thread: answer checks "
+            "from this thread run without one; call eksft.eval from the main thread to keep it"
+        )
         _warned = True
     return None
 

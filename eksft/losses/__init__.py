@@ -19,6 +19,16 @@ LOSSES = {name: spec.fn for name, spec in SPECS.items()}
 NEEDS_REFERENCE = frozenset(name for name, spec in SPECS.items() if spec.needs_reference)
 
 __all__ = [
-    "LOSSES", "SPECS", "LossSpec", "fused_refusal", "NEEDS_REFERENCE", "LossResult", "EksftPlan", "plan_eksft", "target_logprobs", "topk_mass",
-    "calibrate_sed_tau", *(f.__name__ for f in LOSSES.values()),
-]  # fmt: skip
+    "LOSSES",
+    "SPECS",
+    "LossSpec",
+    "fused_refusal",
+    "NEEDS_REFERENCE",
+    "LossResult",
+    "EksftPlan",
+    "plan_eksft",
+    "target_logprobs",
+    "topk_mass",
+    "calibrate_sed_tau",
+    *(f.__name__ for f in LOSSES.values()),
+]

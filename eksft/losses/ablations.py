@@ -14,9 +14,18 @@ from .types import LossResult
 
 
 def global_reg_loss(
-    logits, labels, ref_logits, *, lambda_entropy=0.05, lambda_kl=0.05, entropy_unit="normalized",
-    normalization="mean", ignore_index=-100, num_items_in_batch=None, position_ids=None,
-) -> LossResult:  # fmt: skip
+    logits,
+    labels,
+    ref_logits,
+    *,
+    lambda_entropy=0.05,
+    lambda_kl=0.05,
+    entropy_unit="normalized",
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
+    position_ids=None,
+) -> LossResult:
     """Global regularisation: CE on every target, entropy bonus and KL penalty on every target (Appendix B.2).
     ``lambda_entropy`` is per unit of ``entropy_unit`` (H / ln V by default, as in ``eksft_loss``)."""
     check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
@@ -28,26 +37,64 @@ def global_reg_loss(
     d = denominator(t.n, normalization, num_items_in_batch, t.n)
     loss = ((-logp).sum() - lambda_entropy * scale * h.sum() + lambda_kl * kl.sum()) / d
     metrics = {
-        "loss": float(loss.detach()), "ce": float(-logp.detach().mean()),
+        "loss": float(loss.detach()),
+        "ce": float(-logp.detach().mean()),
         "entropy_term": float(h.detach().mean()) * scale,
-        "kl_term": float(kl.detach().mean()), "entropy_mean": float(h.detach().mean()),
-        "kl_mean": float(kl.detach().mean()), "masked_fraction": 0.0, "lambda_entropy_per_nat": lambda_entropy * scale,
+        "kl_term": float(kl.detach().mean()),
+        "entropy_mean": float(h.detach().mean()),
+        "kl_mean": float(kl.detach().mean()),
+        "masked_fraction": 0.0,
+        "lambda_entropy_per_nat": lambda_entropy * scale,
         "num_targets": float(t.n),
-    }  # fmt: skip
-    return LossResult(loss=loss, metrics=metrics, mask=t.scatter(torch.zeros(t.n, dtype=torch.bool, device=logp.device)))
+    }
+    return LossResult(
+        loss=loss, metrics=metrics, mask=t.scatter(torch.zeros(t.n, dtype=torch.bool, device=logp.device))
+    )
 
 
-GLOBAL_REG_METRICS = ("loss", "ce", "entropy_term", "kl_term", "entropy_mean", "kl_mean", "masked_fraction",
-                      "lambda_entropy_per_nat", "num_targets")  # fmt: skip
-RANDOM_MASK_METRICS = ("loss", "ce", "entropy_term", "kl_term", "lambda_entropy_per_nat", "masked_fraction",
-                       "entropy_masked_mean", "entropy_unmasked_mean", "kl_masked_mean", "kl_unmasked_mean",
-                       "entropy_mean", "kl_mean", "num_targets")  # fmt: skip
+GLOBAL_REG_METRICS = (
+    "loss",
+    "ce",
+    "entropy_term",
+    "kl_term",
+    "entropy_mean",
+    "kl_mean",
+    "masked_fraction",
+    "lambda_entropy_per_nat",
+    "num_targets",
+)
+RANDOM_MASK_METRICS = (
+    "loss",
+    "ce",
+    "entropy_term",
+    "kl_term",
+    "lambda_entropy_per_nat",
+    "masked_fraction",
+    "entropy_masked_mean",
+    "entropy_unmasked_mean",
+    "kl_masked_mean",
+    "kl_unmasked_mean",
+    "entropy_mean",
+    "kl_mean",
+    "num_targets",
+)
 
 
 def random_mask_loss(
-    logits, labels, ref_logits, *, fraction=0.1, seed=0, lambda_entropy=0.05, lambda_kl=0.05,
-    entropy_unit="normalized", normalization="mean", ignore_index=-100, num_items_in_batch=None, position_ids=None,
-) -> LossResult:  # fmt: skip
+    logits,
+    labels,
+    ref_logits,
+    *,
+    fraction=0.1,
+    seed=0,
+    lambda_entropy=0.05,
+    lambda_kl=0.05,
+    entropy_unit="normalized",
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
+    position_ids=None,
+) -> LossResult:
     """Random masking (Appendix H): drop exactly ceil(fraction·N) uniformly random targets from CE (reproducible
     from ``seed``; the trainer passes a per-step seed) and apply EKSFT's regularisers on the dropped set
     (``lambda_entropy`` per unit of ``entropy_unit``, as in ``eksft_loss``)."""
@@ -56,9 +103,19 @@ def random_mask_loss(
         _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, logits.shape[-1])
         return empty_result(logits, labels, RANDOM_MASK_METRICS)
     logp, h, kl = paper_statistics(t, ref_logits)
-    plan = plan_random_mask(logp, h, kl, fraction=fraction, seed=seed, lambda_entropy=lambda_entropy,
-                            lambda_kl=lambda_kl, entropy_unit=entropy_unit, vocab_size=logits.shape[-1],
-                            normalization=normalization, num_items_in_batch=num_items_in_batch)  # fmt: skip
+    plan = plan_random_mask(
+        logp,
+        h,
+        kl,
+        fraction=fraction,
+        seed=seed,
+        lambda_entropy=lambda_entropy,
+        lambda_kl=lambda_kl,
+        entropy_unit=entropy_unit,
+        vocab_size=logits.shape[-1],
+        normalization=normalization,
+        num_items_in_batch=num_items_in_batch,
+    )
     loss = plan.objective(logp, h, kl)
     plan.metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
@@ -70,8 +127,20 @@ def _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_
     return entropy_scale(entropy_unit, vocab_size)
 
 
-def plan_random_mask(logp, h, kl, *, fraction, seed, lambda_entropy, lambda_kl, entropy_unit, vocab_size,
-                     normalization, num_items_in_batch=None) -> EksftPlan:  # fmt: skip
+def plan_random_mask(
+    logp,
+    h,
+    kl,
+    *,
+    fraction,
+    seed,
+    lambda_entropy,
+    lambda_kl,
+    entropy_unit,
+    vocab_size,
+    normalization,
+    num_items_in_batch=None,
+) -> EksftPlan:
     """Random masking's mask and coefficients from detached ``(N,)`` statistics, as an :class:`EksftPlan` (the
     seeded mask is both the entropy and the KL set), so the logits path and the fused head share it as they share
     :func:`plan_eksft`."""
@@ -83,11 +152,17 @@ def plan_random_mask(logp, h, kl, *, fraction, seed, lambda_entropy, lambda_kl, 
     d_ce = denominator(int(keep.sum()), normalization, num_items_in_batch, n)
     d_reg = denominator(int(m.sum()), normalization, num_items_in_batch, n)
     metrics = {
-        "ce": mean_or_zero(-logp[keep]), "entropy_term": mean_or_zero(h[m]) * scale, "kl_term": mean_or_zero(kl[m]),
+        "ce": mean_or_zero(-logp[keep]),
+        "entropy_term": mean_or_zero(h[m]) * scale,
+        "kl_term": mean_or_zero(kl[m]),
         "lambda_entropy_per_nat": lambda_entropy * scale,
-        "masked_fraction": float(m.float().mean()), "entropy_masked_mean": mean_or_zero(h[m]),
-        "entropy_unmasked_mean": mean_or_zero(h[keep]), "kl_masked_mean": mean_or_zero(kl[m]),
-        "kl_unmasked_mean": mean_or_zero(kl[keep]), "entropy_mean": float(h.mean()), "kl_mean": float(kl.mean()),
+        "masked_fraction": float(m.float().mean()),
+        "entropy_masked_mean": mean_or_zero(h[m]),
+        "entropy_unmasked_mean": mean_or_zero(h[keep]),
+        "kl_masked_mean": mean_or_zero(kl[m]),
+        "kl_unmasked_mean": mean_or_zero(kl[keep]),
+        "entropy_mean": float(h.mean()),
+        "kl_mean": float(kl.mean()),
         "num_targets": float(n),
-    }  # fmt: skip
+    }
     return EksftPlan(m, m, m, m, m, d_ce, lambda_entropy * scale / d_reg, lambda_kl / d_reg, metrics)

@@ -30,7 +30,9 @@ def prepare(logits, labels, ignore_index, normalization, ref_logits=None, positi
     return gather_targets(logits, labels, ignore_index, position_ids)
 
 
-def finish(per_token: torch.Tensor, logz: torch.Tensor, logp: torch.Tensor, t: Targets, normalization, num_items, **extra):
+def finish(
+    per_token: torch.Tensor, logz: torch.Tensor, logp: torch.Tensor, t: Targets, normalization, num_items, **extra
+):
     """Normalise a ``(N,)`` per-token loss once (see ``tokens.denominator``) and attach the common metrics."""
     loss = per_token.sum() / denominator(t.n, normalization, num_items, t.n)
     metrics = {
@@ -44,7 +46,9 @@ def finish(per_token: torch.Tensor, logz: torch.Tensor, logp: torch.Tensor, t: T
 
 
 def empty(logits, *names) -> LossResult:
-    return LossResult(loss=zero_loss(logits), metrics={k: 0.0 for k in ("loss", "ce", "entropy_mean", "num_targets", *names)})
+    return LossResult(
+        loss=zero_loss(logits), metrics={k: 0.0 for k in ("loss", "ce", "entropy_mean", "num_targets", *names)}
+    )
 
 
 def sft_loss(logits, labels, *, normalization="mean", ignore_index=-100, num_items_in_batch=None, position_ids=None):
@@ -66,9 +70,16 @@ def dft_loss(logits, labels, *, normalization="mean", ignore_index=-100, num_ite
 
 
 def iw_sft_loss(
-    logits, labels, ref_logits, *, clip=16.0, normalization="mean", ignore_index=-100, num_items_in_batch=None,
+    logits,
+    labels,
+    ref_logits,
+    *,
+    clip=16.0,
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
     position_ids=None,
-):  # fmt: skip
+):
     """IW-SFT (Qin & Springenberg 2025): −w_i·log p(y), one detached weight per sequence i,
     w_i = clip(exp(mean_{j∈i}[log π_θ(y_j) − log π_ref(y_j)]), 0, clip)."""
     check_nonnegative(clip=clip)
@@ -79,17 +90,27 @@ def iw_sft_loss(
     ref_rows = ref_logits[:, :-1][t.valid[:, 1:]]
     ref_logp = log_probs(ref_rows, t.tokens)[1].detach()
     _, inverse, counts = torch.unique(t.seq, return_inverse=True, return_counts=True)
-    diff = torch.zeros(counts.numel(), dtype=logp.dtype, device=logp.device).index_add_(0, inverse, (logp.detach() - ref_logp))
+    diff = torch.zeros(counts.numel(), dtype=logp.dtype, device=logp.device).index_add_(
+        0, inverse, (logp.detach() - ref_logp)
+    )
     w_seq = (diff / counts).exp().clamp(0.0, clip)  # (S,)
     w = w_seq[inverse]
-    return finish(-w * logp, logz, logp, t, normalization, num_items_in_batch,
-                  weight_mean=w_seq.mean(), weight_max=w_seq.max())  # fmt: skip
+    return finish(
+        -w * logp, logz, logp, t, normalization, num_items_in_batch, weight_mean=w_seq.mean(), weight_max=w_seq.max()
+    )
 
 
 def psft_loss(
-    logits, labels, old_logps, *, epsilon_high=0.28, normalization="mean", ignore_index=-100, num_items_in_batch=None,
+    logits,
+    labels,
+    old_logps,
+    *,
+    epsilon_high=0.28,
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
     position_ids=None,
-):  # fmt: skip
+):
     """Proximal SFT (Zhu et al. 2025): per-token −min(r, 1 + ε_high), r = π_θ(y) / π_old(y).
 
     ``old_logps`` is ``(B, T)``, aligned with ``labels``: the log-probability of each label under the policy as it
@@ -112,14 +133,29 @@ def psft_loss(
     ratio = (logp - old).exp()
     clipped = ratio.detach() > 1.0 + epsilon_high
     per_token = -torch.minimum(ratio, torch.full_like(ratio, 1.0 + epsilon_high))
-    return finish(per_token, logz, logp, t, normalization, num_items_in_batch,
-                  ratio_mean=ratio.detach().mean(), clip_fraction=clipped.float().mean())  # fmt: skip
+    return finish(
+        per_token,
+        logz,
+        logp,
+        t,
+        normalization,
+        num_items_in_batch,
+        ratio_mean=ratio.detach().mean(),
+        clip_fraction=clipped.float().mean(),
+    )
 
 
 def asft_loss(
-    logits, labels, ref_logits, *, lambda_kl=0.1, normalization="mean", ignore_index=-100, num_items_in_batch=None,
+    logits,
+    labels,
+    ref_logits,
+    *,
+    lambda_kl=0.1,
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
     position_ids=None,
-):  # fmt: skip
+):
     """Anchored SFT: DFT plus λ·KL(q ‖ p) over the full vocabulary (reference first, the opposite of EKSFT's KL)."""
     check_nonnegative(lambda_kl=lambda_kl)
     t = prepare(logits, labels, ignore_index, normalization, ref_logits)

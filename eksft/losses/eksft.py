@@ -77,9 +77,15 @@ class EksftPlan:
         """The plan restricted to targets ``rows``, coefficients unchanged: under ``scope="global"`` one plan covers
         every process's targets and each process forms the objective of its own slice (eksft/train/global_scope.py).
         """
-        return dataclasses.replace(self, mask=self.mask[rows], mask_entropy=self.mask_entropy[rows],
-                                   mask_kl=self.mask_kl[rows], entropy_set=self.entropy_set[rows],
-                                   kl_set=self.kl_set[rows], metrics=dict(self.metrics))  # fmt: skip
+        return dataclasses.replace(
+            self,
+            mask=self.mask[rows],
+            mask_entropy=self.mask_entropy[rows],
+            mask_kl=self.mask_kl[rows],
+            entropy_set=self.entropy_set[rows],
+            kl_set=self.kl_set[rows],
+            metrics=dict(self.metrics),
+        )
 
     def objective(self, logp: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
         """The loss from per-target statistics that carry gradients. Written as masked sums so that rho = 0 gives
@@ -90,8 +96,9 @@ class EksftPlan:
         return ce - self.entropy_coef * bonus + self.kl_coef * penalty
 
 
-def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant,
-                     entropy_unit="normalized") -> None:  # fmt: skip
+def validate_options(
+    rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit="normalized"
+) -> None:
     check_fraction("rho", rho)
     check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
     check_choice("selection", selection, SELECTIONS)
@@ -100,9 +107,11 @@ def validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normaliza
     check_choice("variant", variant, VARIANTS)
     check_choice("entropy_unit", entropy_unit, ENTROPY_UNITS)
     if variant == "official" and entropy_unit != "normalized":
-        raise ValueError("`entropy_unit` must be 'normalized' with variant='official' (the authors' code divides the "
-                         "entropy by ln V, and its lambda rule tests that value against 0.5); use variant='paper' "
-                         "for entropy_unit='nats'.")  # fmt: skip
+        raise ValueError(
+            "`entropy_unit` must be 'normalized' with variant='official' (the authors' code divides the "
+            "entropy by ln V, and its lambda rule tests that value against 0.5); use variant='paper' "
+            "for entropy_unit='nats'."
+        )
 
 
 def plan_eksft(
@@ -250,21 +259,49 @@ def eksft_loss(
         kl_select = kl_from_logprobs(same, ref_same)  # they *select* M_KL by the true KL of the same row
 
     plan = plan_eksft(
-        logp, h_stat, kl_stat, t.seq,
-        rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection, scope=scope,
-        normalization=normalization, variant=variant, num_items_in_batch=num_items_in_batch,
-        vocab_size=logits.shape[-1], entropy_unit=entropy_unit, kl_select=kl_select,
-    )  # fmt: skip
+        logp,
+        h_stat,
+        kl_stat,
+        t.seq,
+        rho=rho,
+        lambda_entropy=lambda_entropy,
+        lambda_kl=lambda_kl,
+        selection=selection,
+        scope=scope,
+        normalization=normalization,
+        variant=variant,
+        num_items_in_batch=num_items_in_batch,
+        vocab_size=logits.shape[-1],
+        entropy_unit=entropy_unit,
+        kl_select=kl_select,
+    )
     loss = plan.objective(logp, h_stat, kl_stat)
     plan.metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
 
 
 EKSFT_METRICS = (
-    "ce", "entropy_term", "kl_term", "lambda_entropy", "lambda_kl", "lambda_entropy_per_nat", "masked_fraction", "entropy_masked_fraction",
-    "kl_masked_fraction", "iou_entropy_kl", "entropy_masked_mean", "entropy_unmasked_mean", "kl_masked_mean",
-    "kl_unmasked_mean", "entropy_mean", "kl_mean", "entropy_threshold", "kl_threshold", "num_targets", "loss",
-)  # fmt: skip
+    "ce",
+    "entropy_term",
+    "kl_term",
+    "lambda_entropy",
+    "lambda_kl",
+    "lambda_entropy_per_nat",
+    "masked_fraction",
+    "entropy_masked_fraction",
+    "kl_masked_fraction",
+    "iou_entropy_kl",
+    "entropy_masked_mean",
+    "entropy_unmasked_mean",
+    "kl_masked_mean",
+    "kl_unmasked_mean",
+    "entropy_mean",
+    "kl_mean",
+    "entropy_threshold",
+    "kl_threshold",
+    "num_targets",
+    "loss",
+)
 
 
 def empty_result(logits: torch.Tensor, labels: torch.Tensor, metric_names=EKSFT_METRICS) -> LossResult:

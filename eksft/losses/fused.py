@@ -57,14 +57,20 @@ def head_logits(hidden, weight, bias=None, *, logit_scale=None, final_logit_soft
 # ------------------------------------------------------------------------------------------------------ validation
 def _check_tensors(hidden, weight, bias, labels, hidden_name, weight_name, bias_name):
     if not (isinstance(hidden, torch.Tensor) and hidden.dim() == 3 and hidden.is_floating_point()):
-        raise ValueError(f"`{hidden_name}` must be a floating-point (B, T, d) tensor of final hidden states (after the "
-                         f"final norm); got {getattr(hidden, 'shape', type(hidden).__name__)}.")  # fmt: skip
+        raise ValueError(
+            f"`{hidden_name}` must be a floating-point (B, T, d) tensor of final hidden states (after the "
+            f"final norm); got {getattr(hidden, 'shape', type(hidden).__name__)}."
+        )
     if hidden.shape[:2] != labels.shape:
-        raise ValueError(f"`{hidden_name}` has shape {tuple(hidden.shape)} but `labels` {tuple(labels.shape)}; "
-                         "they must share (B, T) (labels unshifted, HF convention).")  # fmt: skip
+        raise ValueError(
+            f"`{hidden_name}` has shape {tuple(hidden.shape)} but `labels` {tuple(labels.shape)}; "
+            "they must share (B, T) (labels unshifted, HF convention)."
+        )
     if not (isinstance(weight, torch.Tensor) and weight.dim() == 2 and weight.shape[1] == hidden.shape[-1]):
-        raise ValueError(f"`{weight_name}` must be the (V, d) lm_head weight with d = {hidden.shape[-1]} (the last "
-                         f"dimension of `{hidden_name}`); got {getattr(weight, 'shape', None)}.")  # fmt: skip
+        raise ValueError(
+            f"`{weight_name}` must be the (V, d) lm_head weight with d = {hidden.shape[-1]} (the last "
+            f"dimension of `{hidden_name}`); got {getattr(weight, 'shape', None)}."
+        )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"`{bias_name}` must have shape ({weight.shape[0]},); got {tuple(bias.shape)}.")
 
@@ -73,8 +79,11 @@ def _check_options(loss_type: str, options: dict) -> dict:
     """The loss's own keyword options (those of the logits-path function), with its defaults filled in."""
     fn = SPECS[loss_type].fn
     shared = {"normalization", "ignore_index", "num_items_in_batch", "position_ids"}
-    params = {p.name: p.default for p in inspect.signature(fn).parameters.values()
-              if p.kind is p.KEYWORD_ONLY and p.name not in shared}  # fmt: skip
+    params = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in shared
+    }
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise ValueError(f"`{loss_type}` has no option(s) {unknown}; its options are {sorted(params)}.")
@@ -84,8 +93,20 @@ def _check_options(loss_type: str, options: dict) -> dict:
     return {**{k: v for k, v in params.items() if v is not inspect.Parameter.empty}, **options}
 
 
-def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, ref_bias, chunk_size, normalization,
-              ignore_index, options) -> dict:  # fmt: skip
+def _validate(
+    loss_type,
+    hidden,
+    weight,
+    labels,
+    ref_hidden,
+    ref_weight,
+    bias,
+    ref_bias,
+    chunk_size,
+    normalization,
+    ignore_index,
+    options,
+) -> dict:
     """The argument checks of :func:`fused_head_loss` (the label ids: :func:`_check_token_ids`, on the targets it
     gathers anyway); returns the loss's options with defaults filled in."""
     check_choice("loss_type", loss_type, FUSED_LOSSES)
@@ -102,8 +123,7 @@ def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, r
     if SPECS[loss_type].needs_reference:
         if ref_hidden is None or ref_weight is None:
             raise ValueError(f"`{loss_type}` needs the reference: pass `ref_hidden` and `ref_lm_head_weight`.")
-        _check_tensors(ref_hidden, ref_weight, ref_bias, labels, "ref_hidden", "ref_lm_head_weight",
-                       "ref_lm_head_bias")  # fmt: skip
+        _check_tensors(ref_hidden, ref_weight, ref_bias, labels, "ref_hidden", "ref_lm_head_weight", "ref_lm_head_bias")
         if ref_weight.shape[0] != weight.shape[0]:
             raise ValueError("`ref_lm_head_weight` and `lm_head_weight` must have the same vocabulary size V.")
     return options
@@ -111,8 +131,10 @@ def _validate(loss_type, hidden, weight, labels, ref_hidden, ref_weight, bias, r
 
 def _check_token_ids(tokens: torch.Tensor, vocab: int, ignore_index: int) -> None:
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
-        raise ValueError(f"`labels` contains ids outside [0, {vocab}) that are not ignore_index={ignore_index}; "
-                         "the tokenizer and the model's vocabulary disagree.")  # fmt: skip
+        raise ValueError(
+            f"`labels` contains ids outside [0, {vocab}) that are not ignore_index={ignore_index}; "
+            "the tokenizer and the model's vocabulary disagree."
+        )
 
 
 # ------------------------------------------------------------------------------------------------------ public API
@@ -149,29 +171,58 @@ def fused_head_loss(
             applied to both models' logits.
         normalization, ignore_index, num_items_in_batch, position_ids, **options: as the logits-path loss takes them.
     """
-    options = _validate(loss_type, hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, lm_head_bias,
-                        ref_lm_head_bias, chunk_size, normalization, ignore_index, options)  # fmt: skip
+    options = _validate(
+        loss_type,
+        hidden,
+        lm_head_weight,
+        labels,
+        ref_hidden,
+        ref_lm_head_weight,
+        lm_head_bias,
+        ref_lm_head_bias,
+        chunk_size,
+        normalization,
+        ignore_index,
+        options,
+    )
     spec = SPECS[loss_type]
     head = dict(logit_scale=logit_scale, final_logit_softcapping=final_logit_softcapping)
     valid = valid_label_mask(labels, ignore_index)  # (B, T) label positions j >= 1 that are scored
     tokens = labels[valid].long()
     _check_token_ids(tokens, lm_head_weight.shape[0], ignore_index)
     if tokens.numel() == 0:  # the logits-path function on one (B, 1, V) column: its zero loss, metrics and shapes
-        ref = (head_logits(ref_hidden[:, :1], ref_lm_head_weight, ref_lm_head_bias, **head).detach(),) \
-            if spec.needs_reference else ()  # fmt: skip
-        r = spec.fn(head_logits(hidden[:, :1], lm_head_weight, lm_head_bias, **head), labels[:, :1], *ref,
-                    normalization=normalization, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch,
-                    **options)  # fmt: skip
+        ref = (
+            (head_logits(ref_hidden[:, :1], ref_lm_head_weight, ref_lm_head_bias, **head).detach(),)
+            if spec.needs_reference
+            else ()
+        )
+        r = spec.fn(
+            head_logits(hidden[:, :1], lm_head_weight, lm_head_bias, **head),
+            labels[:, :1],
+            *ref,
+            normalization=normalization,
+            ignore_index=ignore_index,
+            num_items_in_batch=num_items_in_batch,
+            **options,
+        )
         return LossResult(r.loss, r.metrics, None if r.mask is None else torch.zeros_like(valid))
 
     rows = hidden[:, :-1][valid[:, 1:]]  # (N, d): row j-1 scores label j; autograd scatters its gradient back
-    proj = Projection(lm_head_weight.detach(), None if lm_head_bias is None else lm_head_bias.detach(), logit_scale,
-                      final_logit_softcapping)  # fmt: skip
+    proj = Projection(
+        lm_head_weight.detach(),
+        None if lm_head_bias is None else lm_head_bias.detach(),
+        logit_scale,
+        final_logit_softcapping,
+    )
     ref_rows = ref_proj = None
     if spec.needs_reference:
         ref_rows = ref_hidden[:, :-1][valid[:, 1:]].detach()
-        ref_proj = Projection(ref_lm_head_weight.detach(), None if ref_lm_head_bias is None else
-                              ref_lm_head_bias.detach(), logit_scale, final_logit_softcapping)  # fmt: skip
+        ref_proj = Projection(
+            ref_lm_head_weight.detach(),
+            None if ref_lm_head_bias is None else ref_lm_head_bias.detach(),
+            logit_scale,
+            final_logit_softcapping,
+        )
     grads = None
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, lm_head_weight, lm_head_bias)):
         grads = Grads(rows, lm_head_weight, lm_head_bias)
@@ -180,12 +231,26 @@ def fused_head_loss(
     with torch.no_grad():
         if spec.fused == "rows":
             d = denominator(n, normalization, num_items_in_batch, n)  # the global normaliser, shared by all chunks
-            loss, metrics = row_pass(spec.fn, rows.detach(), tokens, proj, ref_rows, ref_proj, d, chunk_size, grads,
-                                     ignore_index, options, ws)  # fmt: skip
+            loss, metrics = row_pass(
+                spec.fn,
+                rows.detach(),
+                tokens,
+                proj,
+                ref_rows,
+                ref_proj,
+                d,
+                chunk_size,
+                grads,
+                ignore_index,
+                options,
+                ws,
+            )
             mask = None if loss_type != "global_reg" else torch.zeros_like(valid)
         else:  # "planned": statistics of every target, one plan, then the gradient
             logp, h, kl = stats_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, chunk_size, ws)
-            shared = dict(normalization=normalization, num_items_in_batch=num_items_in_batch, vocab_size=lm_head_weight.shape[0])
+            shared = dict(
+                normalization=normalization, num_items_in_batch=num_items_in_batch, vocab_size=lm_head_weight.shape[0]
+            )
             if loss_type == "eksft":
                 plan = plan_eksft(logp, h, kl, sequence_ids(labels, position_ids)[valid], **shared, **options)
             else:

@@ -110,7 +110,11 @@ class Grads:
 
     def __init__(self, rows, weight, bias):
         def zeros(t):
-            return torch.zeros(t.shape, dtype=torch.float32, device=t.device) if t is not None and t.requires_grad else None
+            return (
+                torch.zeros(t.shape, dtype=torch.float32, device=t.device)
+                if t is not None and t.requires_grad
+                else None
+            )
 
         self.rows, self.weight, self.bias = zeros(rows), zeros(weight), zeros(bias)
 
@@ -247,8 +251,9 @@ def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, i
         def chunk_loss(z, sl=sl):
             logits, labels = as_pairs(z, tokens[sl], ignore_index)
             ref = () if ref_rows is None else (as_pairs(ref_proj.logits(ref_rows[sl]), tokens[sl], ignore_index)[0],)
-            r = fn(logits, labels, *ref, normalization="tokens", num_items_in_batch=d, ignore_index=ignore_index,
-                   **options)  # fmt: skip
+            r = fn(
+                logits, labels, *ref, normalization="tokens", num_items_in_batch=d, ignore_index=ignore_index, **options
+            )
             parts.append((sl.stop - sl.start, r.metrics))
             return r.loss
 
@@ -258,8 +263,9 @@ def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, i
             grads.add(sl, rows[sl], g, proj)
     n = rows.shape[0]
     sums = ("loss", "num_targets")  # chunk contributions add up; every other metric is a mean over targets
-    metrics = {k: sum(c * m[k] if k not in sums else m[k] for c, m in parts) / (1 if k in sums else n)
-               for k in parts[0][1]}  # fmt: skip
+    metrics = {
+        k: sum(c * m[k] if k not in sums else m[k] for c, m in parts) / (1 if k in sums else n) for k in parts[0][1]
+    }
     return total, metrics
 
 
@@ -300,9 +306,11 @@ def stats_pass(rows, tokens, proj, ref_rows, ref_proj, chunk_size, ws=None):
             logz, ref_logz = log_softmax32(proj.logits(rows[sl])), log_softmax32(ref_proj.logits(ref_rows[sl]))
             logp[sl], h[sl], kl[sl] = row_stats(logz, ref_logz, tokens[sl])
     if not bool(torch.isfinite(logp).all() & torch.isfinite(h).all() & torch.isfinite(kl).all()):
-        raise NonFiniteError("The fused head produced NaN or inf statistics: check `hidden`, `ref_hidden` and the "
-                             "lm_head weights (overflow in fp16/bf16, a diverged run) before computing the loss.",
-                             "fused-head statistics")  # fmt: skip
+        raise NonFiniteError(
+            "The fused head produced NaN or inf statistics: check `hidden`, `ref_hidden` and the "
+            "lm_head weights (overflow in fp16/bf16, a diverged run) before computing the loss.",
+            "fused-head statistics",
+        )
     return logp, h, kl
 
 

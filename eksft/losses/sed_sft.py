@@ -29,9 +29,17 @@ def check_k(k) -> None:
 
 
 def sed_sft_loss(
-    logits, labels, *, tau: float, lambda_sed=1.0, k=2, normalization="mean", ignore_index=-100,
-    num_items_in_batch=None, position_ids=None,
-) -> LossResult:  # fmt: skip
+    logits,
+    labels,
+    *,
+    tau: float,
+    lambda_sed=1.0,
+    k=2,
+    normalization="mean",
+    ignore_index=-100,
+    num_items_in_batch=None,
+    position_ids=None,
+) -> LossResult:
     """SED-SFT loss. ``tau`` comes from :func:`calibrate_sed_tau` on the starting model (required, no default)."""
     check_nonnegative(lambda_sed=lambda_sed)
     check_k(k)
@@ -44,8 +52,16 @@ def sed_sft_loss(
     s_k = topk_mass(t.rows, k)
     m = (s_k < tau).float()
     per_token = -logp + lambda_sed * m * (logp.exp() - 0.5) ** 2
-    return finish(per_token, logz, logp, t, normalization, num_items_in_batch,
-                  sed_masked_fraction=m.mean(), topk_mass_mean=s_k.mean())  # fmt: skip
+    return finish(
+        per_token,
+        logz,
+        logp,
+        t,
+        normalization,
+        num_items_in_batch,
+        sed_masked_fraction=m.mean(),
+        topk_mass_mean=s_k.mean(),
+    )
 
 
 @torch.no_grad()

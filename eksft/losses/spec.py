@@ -51,20 +51,30 @@ _REG = {"lambda_entropy": "lambda_entropy", "lambda_kl": "lambda_kl", "entropy_u
 #: ``loss_type`` -> :class:`LossSpec`. The only table; nothing registers into it.
 SPECS = {
     "sft": LossSpec(sft_loss, _N, fused="rows"),
-    "eksft": LossSpec(eksft_loss, {"rho": "rho", "selection": "selection", "scope": "scope", "variant": "variant",
-                                   **_REG}, third="ref_logits", fused="planned",
-                      fused_options={"variant": ("paper",), "scope": ("micro_batch", "sequence")}),
+    "eksft": LossSpec(
+        eksft_loss,
+        {"rho": "rho", "selection": "selection", "scope": "scope", "variant": "variant", **_REG},
+        third="ref_logits",
+        fused="planned",
+        fused_options={"variant": ("paper",), "scope": ("micro_batch", "sequence")},
+    ),
     "dft": LossSpec(dft_loss, _N, fused="rows"),
     "iw_sft": LossSpec(iw_sft_loss, {"clip": "iw_clip", **_N}, third="ref_logits"),
     "psft": LossSpec(psft_loss, {"epsilon_high": "psft_epsilon_high", **_N}, third="old_logps"),
     "asft": LossSpec(asft_loss, {"lambda_kl": "asft_lambda", **_N}, third="ref_logits", fused="rows"),
-    "sed_sft": LossSpec(sed_sft_loss, {"lambda_sed": "sed_lambda", "k": "sed_k", **_N}, per_batch=("tau",),
-                        fused="rows"),
+    "sed_sft": LossSpec(
+        sed_sft_loss, {"lambda_sed": "sed_lambda", "k": "sed_k", **_N}, per_batch=("tau",), fused="rows"
+    ),
     "gem": LossSpec(gem_loss, {"beta": "gem_beta", **_N}, fused="rows"),
     "global_reg": LossSpec(global_reg_loss, _REG, third="ref_logits", fused="rows"),
-    "random_mask": LossSpec(random_mask_loss, {"fraction": "random_mask_fraction", **_REG}, third="ref_logits",
-                            per_batch=("seed",), fused="planned"),
-}  # fmt: skip
+    "random_mask": LossSpec(
+        random_mask_loss,
+        {"fraction": "random_mask_fraction", **_REG},
+        third="ref_logits",
+        per_batch=("seed",),
+        fused="planned",
+    ),
+}
 
 
 def fused_refusal(loss_type: str, options: dict) -> str | None:
@@ -76,6 +86,8 @@ def fused_refusal(loss_type: str, options: dict) -> str | None:
         return f"loss_type={loss_type!r} has no fused implementation (fused: {fused})"
     for option, supported in spec.fused_options.items():
         if option in options and options[option] not in supported:
-            return (f"{option}={options[option]!r} is not supported by the fused head for {loss_type} "
-                    f"(supported: {', '.join(map(repr, supported))})")  # fmt: skip
+            return (
+                f"{option}={options[option]!r} is not supported by the fused head for {loss_type} "
+                f"(supported: {', '.join(map(repr, supported))})"
+            )
     return None

@@ -226,9 +226,14 @@ def denominator(count: int, normalization: str, num_items_in_batch, n_local: int
 
 
 def step_scale(
-    normalization: str, num_items_in_batch, *, accumulation_steps: int, processes: int, counts_span_processes: bool,
+    normalization: str,
+    num_items_in_batch,
+    *,
+    accumulation_steps: int,
+    processes: int,
+    counts_span_processes: bool,
     sets_span_processes: bool = False,
-) -> float:  # fmt: skip
+) -> float:
     """The second half of the rule (:func:`denominator` is the first): the factor a trainer multiplies one
     micro-batch's loss by, so that the gradient summed over ``accumulation_steps`` micro-batches and averaged over
     ``processes`` by data parallelism (DDP) is the gradient of the whole optimiser step's loss.

@@ -29,10 +29,13 @@ class LMHead:
     def head_kwargs(self, ref: LMHead | None = None) -> dict:
         """Keyword arguments for ``fused_head_loss`` / ``eksft_head_loss`` (the reference's bias from ``ref``)."""
         if ref is not None and (ref.logit_scale, ref.final_logit_softcapping) != (
-            self.logit_scale, self.final_logit_softcapping,
-        ):  # fmt: skip
-            raise ValueError("The policy and the reference have different logit_scale / final_logit_softcapping; "
-                             "the fused head applies one transform to both. Use the same architecture for both.")  # fmt: skip
+            self.logit_scale,
+            self.final_logit_softcapping,
+        ):
+            raise ValueError(
+                "The policy and the reference have different logit_scale / final_logit_softcapping; "
+                "the fused head applies one transform to both. Use the same architecture for both."
+            )
         return {
             "lm_head_bias": self.bias,
             "ref_lm_head_bias": None if ref is None else ref.bias,
@@ -69,13 +72,17 @@ def lm_head_parts(model: torch.nn.Module) -> LMHead:
     if head is None:
         raise ValueError(f"{type(base).__name__} has no output embeddings (lm_head); the fused head needs a causal LM.")
     if hasattr(head, "lora_A") or any(".lora_A" in f".{name}" for name, _ in head.named_modules()):
-        raise ValueError("lm_head carries LoRA adapters, which the fused loss head would bypass (it reads "
-                         "lm_head.weight directly). Remove 'lm_head' from the LoRA target_modules, or use the "
-                         "logits path (eksft_loss on model(...).logits).")  # fmt: skip
+        raise ValueError(
+            "lm_head carries LoRA adapters, which the fused loss head would bypass (it reads "
+            "lm_head.weight directly). Remove 'lm_head' from the LoRA target_modules, or use the "
+            "logits path (eksft_loss on model(...).logits)."
+        )
     if not isinstance(head, torch.nn.Linear):
-        raise ValueError(f"lm_head is a {type(head).__name__}, not a torch.nn.Linear (a PEFT wrapper such as "
-                         "modules_to_save?); the fused loss head supports a plain linear head only. Use the logits "
-                         "path (eksft_loss on model(...).logits) for this model.")  # fmt: skip
+        raise ValueError(
+            f"lm_head is a {type(head).__name__}, not a torch.nn.Linear (a PEFT wrapper such as "
+            "modules_to_save?); the fused loss head supports a plain linear head only. Use the logits "
+            "path (eksft_loss on model(...).logits) for this model."
+        )
     config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     embeddings = base.get_input_embeddings()
     tied = embeddings is not None and embeddings.weight.data_ptr() == head.weight.data_ptr()

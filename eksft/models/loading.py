@@ -49,8 +49,14 @@ def looks_like_path(value: str) -> bool:
     """A value meant as a local path: starts with ``.``, ``~`` or ``/``, ends in ``.gguf``, has a backslash or more
     than one ``/``, is no valid hub name, or its first part is an existing local folder (``models/x``)."""
     v = str(value)
-    return (v.startswith((".", "~", "/")) or v.endswith(".gguf") or "\\" in v or v.count("/") > 1
-            or not HUB_ID.match(v) or ("/" in v and os.path.isdir(v.split("/")[0])))  # fmt: skip
+    return (
+        v.startswith((".", "~", "/"))
+        or v.endswith(".gguf")
+        or "\\" in v
+        or v.count("/") > 1
+        or not HUB_ID.match(v)
+        or ("/" in v and os.path.isdir(v.split("/")[0]))
+    )
 
 
 def hub_unreachable() -> str | None:
@@ -90,15 +96,19 @@ def check_model_source(value, field: str = "model") -> None:
     if near and "/" not in v:
         raise ValueError(f"{field}={v!r} is not a local path or a built-in model; did you mean {near[0]!r}?")
     if looks_like_path(v):
-        raise FileNotFoundError(f"{field}={v!r}: no such file or folder ({os.path.abspath(os.path.expanduser(v))}); "
-                                "give an existing model folder or .gguf file, a hub name, or "
-                                f"{' / '.join(repr(a) for a in ALIASES[:2])}.")  # fmt: skip
+        raise FileNotFoundError(
+            f"{field}={v!r}: no such file or folder ({os.path.abspath(os.path.expanduser(v))}); "
+            "give an existing model folder or .gguf file, a hub name, or "
+            f"{' / '.join(repr(a) for a in ALIASES[:2])}."
+        )
     if _cached_on_hub(v):
         return
     reason = hub_unreachable()
     if reason:
-        raise ValueError(f"{field}={v!r} is not a local path, and as a hub model name it needs the hub, which is "
-                         f"unreachable ({reason}); download it once while online or give a local folder.")  # fmt: skip
+        raise ValueError(
+            f"{field}={v!r} is not a local path, and as a hub model name it needs the hub, which is "
+            f"unreachable ({reason}); download it once while online or give a local folder."
+        )
 
 
 def is_special(name_or_path) -> bool:
@@ -124,8 +134,9 @@ def _source(name_or_path, gguf_file):
     return name_or_path, kwargs, ("local folder" if local else "hub name (is the hub reachable?)")
 
 
-def load_model(name_or_path: str | os.PathLike, *, dtype="auto", device: str | None = None,
-               gguf_file: str | None = None):  # fmt: skip
+def load_model(
+    name_or_path: str | os.PathLike, *, dtype="auto", device: str | None = None, gguf_file: str | None = None
+):
     """The model alone, in eval mode on ``device`` (see :func:`load_model_and_tokenizer` for the arguments)."""
     name_or_path = resolve_model_path(name_or_path)
     if name_or_path == tiny.NAME:
@@ -159,8 +170,7 @@ def load_causal_lm(path: str, **kwargs):
     return create_model_from_path(path, **kwargs)
 
 
-def load_tokenizer(name_or_path: str | os.PathLike, *, gguf_file: str | None = None,
-                   padding_side: str | None = "left"):  # fmt: skip
+def load_tokenizer(name_or_path: str | os.PathLike, *, gguf_file: str | None = None, padding_side: str | None = "left"):
     """The tokenizer of a folder, hub name, ``.gguf`` file or ``tiny-random-llama``.
 
     ``padding_side`` is the caller's convention, the one difference between generation and training:
@@ -181,8 +191,10 @@ def load_tokenizer(name_or_path: str | os.PathLike, *, gguf_file: str | None = N
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as err:
-            raise ValueError(f"could not load a tokenizer from {name_or_path!s} ({kind}): {err}. Save one next to "
-                             "the model with tokenizer.save_pretrained(folder)") from err  # fmt: skip
+            raise ValueError(
+                f"could not load a tokenizer from {name_or_path!s} ({kind}): {err}. Save one next to "
+                "the model with tokenizer.save_pretrained(folder)"
+            ) from err
     if padding_side is None:
         return tokenizer
     tokenizer.padding_side = padding_side

@@ -49,8 +49,9 @@ def load_gguf(path: str, **kwargs):
     kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "trust_remote_code")}
     if kwargs.get("dtype") in ("auto", None):
         kwargs.pop("dtype", None)
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path),
-                                                 **kwargs)  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path) or ".", gguf_file=os.path.basename(path), **kwargs
+    )
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     return model

@@ -31,16 +31,27 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="<|im_end|>",
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="<|im_end|>",
         additional_special_tokens=["<|im_start|>"],
-    )  # fmt: skip
+    )
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
 def tiny_config(**overrides) -> LlamaConfig:
-    kw = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)  # fmt: skip
+    kw = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+    )
     kw.update(overrides)
     return LlamaConfig(**kw)
 
@@ -49,8 +60,9 @@ def tiny_random_llama(seed: int = 0, **overrides) -> tuple[LlamaForCausalLM, Pre
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
     overrides.setdefault("vocab_size", len(tok))
-    cfg = tiny_config(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                      **overrides)  # fmt: skip
+    cfg = tiny_config(
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, **overrides
+    )
     return LlamaForCausalLM(cfg), tok
 
 

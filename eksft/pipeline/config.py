@@ -101,15 +101,19 @@ def _methods(value) -> dict[str, dict]:
 
         value = {m.slug: m.fields for m in parse_methods(value, where="pipeline `methods`")}
     if not isinstance(value, dict) or not value:
-        raise ValueError("pipeline `methods`: give a list of method names (e.g. [sft, eksft]) or a mapping "
-                         "name: {field: value} of per-method SFT overrides.")  # fmt: skip
+        raise ValueError(
+            "pipeline `methods`: give a list of method names (e.g. [sft, eksft]) or a mapping "
+            "name: {field: value} of per-method SFT overrides."
+        )
     out = {}
     for name, overrides in value.items():
         overrides = dict(overrides or {})
         overrides.setdefault("loss_type", name)
         if overrides["loss_type"] not in LOSSES:
-            raise ValueError(f"pipeline methods.{name}: loss_type {overrides['loss_type']!r} is not a loss of "
-                             f"eksft.losses ({sorted(LOSSES)}); set `loss_type:` under the method.")  # fmt: skip
+            raise ValueError(
+                f"pipeline methods.{name}: loss_type {overrides['loss_type']!r} is not a loss of "
+                f"eksft.losses ({sorted(LOSSES)}); set `loss_type:` under the method."
+            )
         if not str(name).replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"pipeline methods.{name}: use letters, digits, '_', '-' or '.' (it names a folder).")
         out[str(name)] = overrides
@@ -132,19 +136,27 @@ def pipeline_config_from(values: dict, base_dir: str = ".", source: str | None =
     if data is not None:
         _check_keys(data, DATA_KEYS, "pipeline `data`")
         if "train_file" not in data or "sft_samples" not in data:
-            raise ValueError("pipeline `data`: needs train_file and sft_samples (rl_samples: optional, default all "
-                             "the rest of the file).")  # fmt: skip
+            raise ValueError(
+                "pipeline `data`: needs train_file and sft_samples (rl_samples: optional, default all "
+                "the rest of the file)."
+            )
         data = DataSplit(**data)
     stages = list(values.get("stages") or STAGES)
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ValueError(f"pipeline `stages`: {bad} unknown; choose from {list(STAGES)}.")
     return PipelineConfig(
-        output_dir=values["output_dir"], methods=_methods(values.get("methods")),
-        sft=_section(values.get("sft"), "sft", base_dir), rl=_section(values.get("rl"), "rl", base_dir),
-        eval=EvalSettings(**ev), seed=int(values.get("seed", 0)), data=data, stages=stages,
-        launcher=values.get("launcher"), source=source,
-    )  # fmt: skip
+        output_dir=values["output_dir"],
+        methods=_methods(values.get("methods")),
+        sft=_section(values.get("sft"), "sft", base_dir),
+        rl=_section(values.get("rl"), "rl", base_dir),
+        eval=EvalSettings(**ev),
+        seed=int(values.get("seed", 0)),
+        data=data,
+        stages=stages,
+        launcher=values.get("launcher"),
+        source=source,
+    )
 
 
 def load_pipeline_config(path: str, overrides: dict | None = None) -> PipelineConfig:

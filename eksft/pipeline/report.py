@@ -48,9 +48,13 @@ def stage_rows(pc, results: dict) -> dict:
     keys = ("pass@1", f"pass@{k}")
     rows = {}
     for method, per_bench in results.items():
-        benches = {b: {**{key: s.get(key) for key in keys},
-                       **{f"{key}_interval": (s.get("intervals") or {}).get(key) for key in keys}}
-                   for b, s in per_bench.items()}  # fmt: skip
+        benches = {
+            b: {
+                **{key: s.get(key) for key in keys},
+                **{f"{key}_interval": (s.get("intervals") or {}).get(key) for key in keys},
+            }
+            for b, s in per_bench.items()
+        }
         average = {key: sum(v[key] for v in benches.values()) / len(benches) for key in keys} if benches else {}
         rows[method] = {"benchmarks": benches, "average": average}
     return rows
@@ -100,8 +104,12 @@ def comparisons(pc, results: dict) -> tuple[list[dict], list[str]]:
 def markdown_table(pc, rows: dict) -> str:
     k = pc.eval.table_k
     benches = [benchmark_name(b) for b in pc.eval.benchmarks]
-    head = ["Method"] + [f"{b} pass@1" for b in benches] + [f"{b} pass@{k}" for b in benches] + \
-        ["Average pass@1", f"Average pass@{k}"]  # fmt: skip
+    head = (
+        ["Method"]
+        + [f"{b} pass@1" for b in benches]
+        + [f"{b} pass@{k}" for b in benches]
+        + ["Average pass@1", f"Average pass@{k}"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in pc.methods:
         row = rows.get(method)
@@ -130,15 +138,27 @@ def write_report(pc, out_dir: str) -> dict:
 
     os.makedirs(out_dir, exist_ok=True)
     k = pc.eval.table_k
-    report = {"k": k, "n": pc.eval.n, "benchmarks": [benchmark_name(b) for b in pc.eval.benchmarks],
-              "methods": list(pc.methods), "seed": pc.seed, "stages": {}, "seconds": _stage_seconds(pc)}  # fmt: skip
-    md = [f"# EKSFT pipeline report: {os.path.basename(os.path.abspath(pc.output_dir))}", "",
-          f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
-          f"problem at temperature {pc.eval.temperature}, max {pc.eval.max_new_tokens} new tokens"
-          + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "") + f"; seed {pc.seed}. "
-          f"In brackets: 95% bootstrap interval over the benchmark's problems ({RESAMPLES:,} resamples); averages over "
-          "benchmarks have none. One training seed: the intervals cover the problems and the sampling, not training "
-          "noise.", ""]  # fmt: skip
+    report = {
+        "k": k,
+        "n": pc.eval.n,
+        "benchmarks": [benchmark_name(b) for b in pc.eval.benchmarks],
+        "methods": list(pc.methods),
+        "seed": pc.seed,
+        "stages": {},
+        "seconds": _stage_seconds(pc),
+    }
+    md = [
+        f"# EKSFT pipeline report: {os.path.basename(os.path.abspath(pc.output_dir))}",
+        "",
+        f"pass@1 (= avg@{pc.eval.n}) and pass@{k} in percent, unbiased estimator over n = {pc.eval.n} samples per "
+        f"problem at temperature {pc.eval.temperature}, max {pc.eval.max_new_tokens} new tokens"
+        + (f", first {pc.eval.limit} problems of each benchmark" if pc.eval.limit else "")
+        + f"; seed {pc.seed}. "
+        f"In brackets: 95% bootstrap interval over the benchmark's problems ({RESAMPLES:,} resamples); averages over "
+        "benchmarks have none. One training seed: the intervals cover the problems and the sampling, not training "
+        "noise.",
+        "",
+    ]
     report["comparisons"] = {}
     for stage, title in STAGE_TITLES.items():
         results = collect(pc, stage)
@@ -158,9 +178,13 @@ def write_report(pc, out_dir: str) -> dict:
             md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     seconds = report["seconds"]
     if seconds:
-        md += ["## Stage wall time (s)", "", "| Method | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 1) + "|"]
-        md += [f"| {m} | " + " | ".join(str(s.get(st, "-")) for st in STAGES) + " |"
-               for m, s in seconds.items()]  # fmt: skip
+        md += [
+            "## Stage wall time (s)",
+            "",
+            "| Method | " + " | ".join(STAGES) + " |",
+            "|---" * (len(STAGES) + 1) + "|",
+        ]
+        md += [f"| {m} | " + " | ".join(str(s.get(st, "-")) for st in STAGES) + " |" for m, s in seconds.items()]
     Path(out_dir, "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     Path(out_dir, "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

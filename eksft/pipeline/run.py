@@ -65,8 +65,12 @@ def sft_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
 
 
 def rl_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
-    values = {**pc.rl, "model_name_or_path": stage_dir(pc, method, "sft"), "output_dir": stage_dir(pc, method, "rl"),
-              "seed": pc.seed}  # fmt: skip
+    values = {
+        **pc.rl,
+        "model_name_or_path": stage_dir(pc, method, "sft"),
+        "output_dir": stage_dir(pc, method, "rl"),
+        "seed": pc.seed,
+    }
     if train_file is not None:  # the disjoint rest: [sft_samples, sft_samples + rl_samples)
         values.update(train_file=train_file, skip_samples=pc.data.sft_samples, max_samples=pc.data.rl_samples)
     return values
@@ -91,8 +95,10 @@ def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
         log(f"[pipeline]   $ {shlex.join(cmd)}")
         code = subprocess.run(cmd).returncode
         if code != 0:
-            raise RuntimeError(f"pipeline stage {out}: `{shlex.join(cmd)}` exited with {code}; fix the error above "
-                               "and rerun the pipeline (finished stages are skipped, this one resumes).")  # fmt: skip
+            raise RuntimeError(
+                f"pipeline stage {out}: `{shlex.join(cmd)}` exited with {code}; fix the error above "
+                "and rerun the pipeline (finished stages are skipped, this one resumes)."
+            )
         return
     if kind == "train":
         from eksft.train import EKSFTConfig, train
@@ -110,12 +116,27 @@ def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
     from eksft.eval.sampling import SamplingConfig
 
     e = pc.eval
-    sampling = SamplingConfig(n=e.n, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
-                              max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                              chat_template=e.chat_template)  # fmt: skip
-    cfg = EvalConfig(models=[model_dir], benchmarks=list(e.benchmarks), output_dir=out, ks=list(e.ks),
-                     sampling=sampling, seed=pc.seed, backend=e.backend, dtype=e.dtype, limit=e.limit,
-                     progress=False)  # fmt: skip
+    sampling = SamplingConfig(
+        n=e.n,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        top_k=e.top_k,
+        max_new_tokens=e.max_new_tokens,
+        batch_size=e.batch_size,
+        chat_template=e.chat_template,
+    )
+    cfg = EvalConfig(
+        models=[model_dir],
+        benchmarks=list(e.benchmarks),
+        output_dir=out,
+        ks=list(e.ks),
+        sampling=sampling,
+        seed=pc.seed,
+        backend=e.backend,
+        dtype=e.dtype,
+        limit=e.limit,
+        progress=False,
+    )
     evaluate(cfg, log=lambda text: None)
 
 
@@ -135,8 +156,10 @@ def run_stage(pc: PipelineConfig, method: str, stage: str, train_file: str | Non
         return False
     needs = {"sft_eval": "sft", "rl": "sft", "rl_eval": "rl"}.get(stage)
     if needs and not is_done(stage_dir(pc, method, needs)):
-        raise RuntimeError(f"pipeline {method}/{stage} needs {method}/{needs}, which has not finished: add "
-                           f"'{needs}' to `stages` (or run it first).")  # fmt: skip
+        raise RuntimeError(
+            f"pipeline {method}/{stage} needs {method}/{needs}, which has not finished: add "
+            f"'{needs}' to `stages` (or run it first)."
+        )
     log(f"[pipeline] {method}/{stage}: running")
     start = time.time()
     if stage == "sft":
@@ -148,8 +171,15 @@ def run_stage(pc: PipelineConfig, method: str, stage: str, train_file: str | Non
         _evaluate(model, out, pc, log)
     _free_memory()
     seconds = time.time() - start
-    mark_done(out, {"method": method, "stage": stage, "seconds": round(seconds, 1),
-                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    mark_done(
+        out,
+        {
+            "method": method,
+            "stage": stage,
+            "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     log(f"[pipeline] {method}/{stage}: finished in {seconds:.1f} s")
     return True
 
@@ -159,9 +189,23 @@ def run_pipeline(pc: PipelineConfig, log=print) -> dict:
     os.makedirs(pc.output_dir, exist_ok=True)
     train_file = data_file(pc)
     with open(os.path.join(pc.output_dir, "pipeline_config.json"), "w", encoding="utf-8") as f:
-        json.dump({"source": pc.source, "argv": sys.argv, "methods": pc.methods, "sft": pc.sft, "rl": pc.rl,
-                   "eval": vars(pc.eval), "seed": pc.seed, "data": vars(pc.data) if pc.data else None,
-                   "data_file": train_file, "stages": pc.stages}, f, indent=2, default=str)  # fmt: skip
+        json.dump(
+            {
+                "source": pc.source,
+                "argv": sys.argv,
+                "methods": pc.methods,
+                "sft": pc.sft,
+                "rl": pc.rl,
+                "eval": vars(pc.eval),
+                "seed": pc.seed,
+                "data": vars(pc.data) if pc.data else None,
+                "data_file": train_file,
+                "stages": pc.stages,
+            },
+            f,
+            indent=2,
+            default=str,
+        )
     for method in pc.methods:
         for stage in pc.stages:
             run_stage(pc, method, stage, train_file, log)
@@ -186,8 +230,10 @@ def check_stage_folders(pc, log=print) -> None:
                 continue
             saved_path = os.path.join(out, "config.yaml")
             if not os.path.isfile(saved_path):
-                raise ValueError(f"pipeline stage folder {out!r} holds a run this pipeline did not start "
-                                 f"({', '.join(contents[:6])}); move it away or choose another output_dir.")
+                raise ValueError(
+                    f"pipeline stage folder {out!r} holds a run this pipeline did not start "
+                    f"({', '.join(contents[:6])}); move it away or choose another output_dir."
+                )
             with open(saved_path, encoding="utf-8") as f:
                 saved = yaml.safe_load(f) or {}
             now = yaml.safe_load(yaml.safe_dump(values_of(pc, method, train_file), sort_keys=False))
@@ -198,7 +244,7 @@ def check_stage_folders(pc, log=print) -> None:
                     f"pipeline stage folder {out!r} holds {state} {method} {stage} run with other settings "
                     f"({', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in changed[:5])}); rerunning "
                     "would mix them. Restore those settings, choose another output_dir, or delete that folder."
-                )  # fmt: skip
+                )
             if is_done(out):
                 continue
             complete = latest_complete(out)

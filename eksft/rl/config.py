@@ -35,65 +35,109 @@ class RLConfig(GRPOConfig):
     # TRL's defaults already give dapo loss, temperature 1.0, beta 0 and lr 1e-6; these two differ from TRL's.
     epsilon_high: float | None = _f(0.28, "DAPO clip-higher: upper clip is 1 + epsilon_high (lower: 1 - epsilon).")
     mask_truncated_completions: bool = _f(True, "DAPO: completions cut at max_completion_length get no loss.")
-    overlong_buffer_len: int | None = _f(None, "DAPO soft overlong punishment: completions longer than "
-                                         "max_completion_length - overlong_buffer_len get a linear penalty down to -1 "
-                                         "at max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = "
-                                         "off. Unset: max_completion_length // 5 (DAPO: 4096 of 20480).")  # fmt: skip
-    overlong_penalty_factor: float = _f(1.0, "Weight of the overlong penalty against the 0/1 accuracy reward "
-                                        "(becomes reward_weights = [1, factor]).")  # fmt: skip
-    prompts_per_generation: int | None = _f(None, "Prompt batch: prompts sampled per rollout batch (DAPO: 512). Sets "
-                                            "generation_batch_size = prompts_per_generation * num_generations; the "
-                                            "optimiser takes (generation_batch_size / completions per optimiser "
-                                            "step) updates on each rollout batch.")  # fmt: skip
-    dynamic_sampling: bool = _f(True, "DAPO dynamic sampling: groups whose completions all get the same reward "
-                                "(all right or all wrong: no advantage) are dropped and more prompts are drawn until "
-                                "the rollout batch holds prompts_per_generation groups with reward variance (verl: "
-                                "algorithm.filter_groups.enable). Costs extra generation; see "
-                                "dynamic_sampling/* in the metrics.")  # fmt: skip
-    max_generation_batches: int = _f(10, "Dynamic sampling cap: at most this many generation batches (of "
-                                     "prompts_per_generation prompts each, the first included) per rollout batch "
-                                     "(verl: max_num_gen_batches). When still short, a warning names this field and "
-                                     "zero-variance groups fill the batch.")  # fmt: skip
-    dynamic_sampling_metric: str = _f("reward", "What must vary within a group to keep it: reward (the weighted sum "
-                                      "the advantages come from, overlong penalty included) or accuracy (the 0/1 "
-                                      "accuracy reward alone, DAPO's verl recipe: filter_groups.metric=acc).",
-                                      choices=["reward", "accuracy"])  # fmt: skip
-    use_vllm: bool | None = _f(None, "vLLM rollouts. Unset: on when vLLM is installed and a GPU is present, else "
-                               "HF generate. true without vLLM + GPU is an error.")  # fmt: skip
+    overlong_buffer_len: int | None = _f(
+        None,
+        "DAPO soft overlong punishment: completions longer than "
+        "max_completion_length - overlong_buffer_len get a linear penalty down to -1 "
+        "at max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = "
+        "off. Unset: max_completion_length // 5 (DAPO: 4096 of 20480).",
+    )
+    overlong_penalty_factor: float = _f(
+        1.0, "Weight of the overlong penalty against the 0/1 accuracy reward (becomes reward_weights = [1, factor])."
+    )
+    prompts_per_generation: int | None = _f(
+        None,
+        "Prompt batch: prompts sampled per rollout batch (DAPO: 512). Sets "
+        "generation_batch_size = prompts_per_generation * num_generations; the "
+        "optimiser takes (generation_batch_size / completions per optimiser "
+        "step) updates on each rollout batch.",
+    )
+    dynamic_sampling: bool = _f(
+        True,
+        "DAPO dynamic sampling: groups whose completions all get the same reward "
+        "(all right or all wrong: no advantage) are dropped and more prompts are drawn until "
+        "the rollout batch holds prompts_per_generation groups with reward variance (verl: "
+        "algorithm.filter_groups.enable). Costs extra generation; see "
+        "dynamic_sampling/* in the metrics.",
+    )
+    max_generation_batches: int = _f(
+        10,
+        "Dynamic sampling cap: at most this many generation batches (of "
+        "prompts_per_generation prompts each, the first included) per rollout batch "
+        "(verl: max_num_gen_batches). When still short, a warning names this field and "
+        "zero-variance groups fill the batch.",
+    )
+    dynamic_sampling_metric: str = _f(
+        "reward",
+        "What must vary within a group to keep it: reward (the weighted sum "
+        "the advantages come from, overlong penalty included) or accuracy (the 0/1 "
+        "accuracy reward alone, DAPO's verl recipe: filter_groups.metric=acc).",
+        choices=["reward", "accuracy"],
+    )
+    use_vllm: bool | None = _f(
+        None,
+        "vLLM rollouts. Unset: on when vLLM is installed and a GPU is present, else "
+        "HF generate. true without vLLM + GPU is an error.",
+    )
     # ------------------------------------------------------------------------------------------------ reward
-    answer_extraction: str = _f("last_boxed", "Accuracy reward: how the answer is read from a completion "
-                                "(eksft.eval.verify; last_boxed = the final \\boxed{}, none = wrong).",
-                                choices=list(EXTRACTIONS))  # fmt: skip
+    answer_extraction: str = _f(
+        "last_boxed",
+        "Accuracy reward: how the answer is read from a completion "
+        "(eksft.eval.verify; last_boxed = the final \\boxed{}, none = wrong).",
+        choices=list(EXTRACTIONS),
+    )
     verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).")
     # ------------------------------------------------------------------------------------------------ model
-    model_name_or_path: str | None = _f(None, "Policy to start from: an SFT output folder, a hub name, "
-                                        "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
-    dtype: str = _f("auto", "Weights dtype when loading: auto, float32 or bfloat16.",
-                    choices=["auto", "float32", "bfloat16"])  # fmt: skip
+    model_name_or_path: str | None = _f(
+        None,
+        "Policy to start from: an SFT output folder, a hub name, "
+        "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.",
+    )
+    dtype: str = _f(
+        "auto", "Weights dtype when loading: auto, float32 or bfloat16.", choices=["auto", "float32", "bfloat16"]
+    )
     # ------------------------------------------------------------------------------------------------ data
-    train_file: str | None = _f(None, "Prompts with gold answers: a .json/.jsonl/.parquet file (same formats as "
-                                "eksft train), a hub dataset name, or 'synthetic:NAME' (a built-in set of "
-                                "eksft.data.synthetic, disjoint from the evaluation sets).")  # fmt: skip
+    train_file: str | None = _f(
+        None,
+        "Prompts with gold answers: a .json/.jsonl/.parquet file (same formats as "
+        "eksft train), a hub dataset name, or 'synthetic:NAME' (a built-in set of "
+        "eksft.data.synthetic, disjoint from the evaluation sets).",
+    )
     train_split: str = _f("train", "Split of a hub dataset.")
-    skip_samples: int = _f(0, "Skip the first N records: with SFT on the first N, RL gets the disjoint rest "
-                           "(the paper's split: 3k SFT / 43k RL).")  # fmt: skip
+    skip_samples: int = _f(
+        0,
+        "Skip the first N records: with SFT on the first N, RL gets the disjoint rest "
+        "(the paper's split: 3k SFT / 43k RL).",
+    )
     max_samples: int | None = _f(None, "Use at most N records after skip_samples.")
-    data_format: str = _f("auto", "Record format: prompt_completion, messages, sharegpt, or auto (by columns). "
-                          "Records with a prompt column and no completion are prompt-only.",
-                          choices=list(DATA_FORMATS))  # fmt: skip
+    data_format: str = _f(
+        "auto",
+        "Record format: prompt_completion, messages, sharegpt, or auto (by columns). "
+        "Records with a prompt column and no completion are prompt-only.",
+        choices=list(DATA_FORMATS),
+    )
     prompt_column: str = _f("prompt", "Column holding the prompt (text or messages).")
-    completion_column: str = _f("completion", "Column holding the worked solution; only read for the gold answer "
-                                "when answer_column is missing (its last \\boxed{}).")  # fmt: skip
+    completion_column: str = _f(
+        "completion",
+        "Column holding the worked solution; only read for the gold answer "
+        "when answer_column is missing (its last \\boxed{}).",
+    )
     messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
     conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
     system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
     system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
     answer_column: str = _f("answer", "Column holding the gold answer (checked with math-verify, gold first).")
-    instruction: str | None = _f(None, "Appended to every text prompt after a blank line, e.g. 'Please reason step "
-                                 "by step, and put your final answer within \\boxed{}.' (the synthetic sets "
-                                 "already include it).")  # fmt: skip
-    chat_template: bool = _f(True, "Wrap text prompts as a user message so the tokenizer's chat template applies "
-                             "(as eksft eval prompts). false: raw text, for base models.")  # fmt: skip
+    instruction: str | None = _f(
+        None,
+        "Appended to every text prompt after a blank line, e.g. 'Please reason step "
+        "by step, and put your final answer within \\boxed{}.' (the synthetic sets "
+        "already include it).",
+    )
+    chat_template: bool = _f(
+        True,
+        "Wrap text prompts as a user message so the tokenizer's chat template applies "
+        "(as eksft eval prompts). false: raw text, for base models.",
+    )
 
     # TRL defaults bf16 to True, which fails on CPU; as in EKSFTConfig, default it to "where available".
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
@@ -104,15 +148,18 @@ class RLConfig(GRPOConfig):
         if self.use_vllm is None:
             self.use_vllm = vllm_available()
         elif self.use_vllm and not vllm_available():
-            raise ValueError("RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU; install 'eksft[vllm]' on a "
-                             "GPU machine or set use_vllm: false (HF generate).")  # fmt: skip
+            raise ValueError(
+                "RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU; install 'eksft[vllm]' on a "
+                "GPU machine or set use_vllm: false (HF generate)."
+            )
         if self.overlong_buffer_len is None:  # DAPO's proportion (a fixed 4096 fails every shorter max length)
             self.overlong_buffer_len = self.max_completion_length // 5
         self.validate_rl()
         if self.prompts_per_generation is not None:  # before GRPOConfig derives steps_per_generation from it
             if self.generation_batch_size is not None or self.steps_per_generation is not None:
-                raise ValueError("RLConfig.prompts_per_generation: set it or generation_batch_size / "
-                                 "steps_per_generation, not both.")  # fmt: skip
+                raise ValueError(
+                    "RLConfig.prompts_per_generation: set it or generation_batch_size / steps_per_generation, not both."
+                )
             self.generation_batch_size = self.prompts_per_generation * (self.num_generations or 1)
         if self.reward_weights is None:
             self.reward_weights = [1.0, self.overlong_penalty_factor] if self.overlong_buffer_len > 0 else [1.0]
@@ -133,14 +180,22 @@ class RLConfig(GRPOConfig):
         if self.overlong_buffer_len < 0:
             bad("overlong_buffer_len", f"must be >= 0, got {self.overlong_buffer_len}.")
         if self.max_completion_length is not None and self.overlong_buffer_len >= self.max_completion_length:
-            bad("overlong_buffer_len", f"{self.overlong_buffer_len} must be below max_completion_length "
-                f"({self.max_completion_length}): the penalty starts at their difference. Lower it (or 0 = off).")  # fmt: skip
+            bad(
+                "overlong_buffer_len",
+                f"{self.overlong_buffer_len} must be below max_completion_length "
+                f"({self.max_completion_length}): the penalty starts at their difference. Lower it (or 0 = off).",
+            )
         if self.max_generation_batches < 1:
-            bad("max_generation_batches", f"must be >= 1 (1 = filter only the first batch), got "
-                f"{self.max_generation_batches}.")  # fmt: skip
+            bad(
+                "max_generation_batches",
+                f"must be >= 1 (1 = filter only the first batch), got {self.max_generation_batches}.",
+            )
         if self.prompts_per_generation is not None and self.prompts_per_generation < 1:
             bad("prompts_per_generation", f"must be >= 1 or unset, got {self.prompts_per_generation}.")
         n_rewards = 2 if self.overlong_buffer_len > 0 else 1
         if self.reward_weights is not None and len(self.reward_weights) != n_rewards:
-            bad("reward_weights", f"needs {n_rewards} weights (accuracy{', overlong' if n_rewards == 2 else ''}), "
-                f"got {self.reward_weights}; or leave it unset and use overlong_penalty_factor.")  # fmt: skip
+            bad(
+                "reward_weights",
+                f"needs {n_rewards} weights (accuracy{', overlong' if n_rewards == 2 else ''}), "
+                f"got {self.reward_weights}; or leave it unset and use overlong_penalty_factor.",
+            )

@@ -55,21 +55,29 @@ def write_synthetic_jsonl(name: str, size: int, path: str, *, chat: bool = True)
     with open(path, "w", encoding="utf-8") as f:
         for rec in synthetic.training_records(name, size):
             if chat:
-                rec = {**rec, "prompt": [{"role": "user", "content": rec["prompt"]}],
-                       "completion": [{"role": "assistant", "content": rec["completion"]}]}  # fmt: skip
+                rec = {
+                    **rec,
+                    "prompt": [{"role": "user", "content": rec["prompt"]}],
+                    "completion": [{"role": "assistant", "content": rec["completion"]}],
+                }
             f.write(json.dumps(rec) + "\n")
     return path
 
 
 def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
     """One raw record -> ``{"prompt": str | messages, "answer": gold string}``."""
-    fmt = cfg.data_format if cfg.data_format != "auto" else detect_format(row, cols, require_completion=False,
-                                                                             where=where)
+    fmt = (
+        cfg.data_format
+        if cfg.data_format != "auto"
+        else detect_format(row, cols, require_completion=False, where=where)
+    )
     completion = None
     if fmt in ("messages", "sharegpt"):
         name = cols.messages if fmt == "messages" else cols.conversations
         if name not in row:
-            raise RecordError(f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column).")
+            raise RecordError(
+                f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column)."
+            )
         messages = turns(row[name], where, name, fmt)
         if messages[-1]["role"] == "assistant":  # a training conversation: its last answer is the worked solution
             completion, messages = messages[-1]["content"], messages[:-1]
@@ -107,8 +115,10 @@ def gold_answer(row: dict, cfg: RLConfig, completion: str | None, where: str) ->
     if gold is None or str(gold).strip() == "":
         gold = last_boxed(completion) if completion else None
         if gold is None or not gold.strip():
-            raise RecordError(f"{where}: no gold answer: field {cfg.answer_column!r} is missing or empty and there is "
-                              f"no \\boxed{{}} in {cfg.completion_column!r}. Set answer_column.")  # fmt: skip
+            raise RecordError(
+                f"{where}: no gold answer: field {cfg.answer_column!r} is missing or empty and there is "
+                f"no \\boxed{{}} in {cfg.completion_column!r}. Set answer_column."
+            )
     gold = str(gold).strip()
     try:
         parse_gold(gold, cfg.verify_timeout)
@@ -120,8 +130,10 @@ def gold_answer(row: dict, cfg: RLConfig, completion: str | None, where: str) ->
 def load_prompts(cfg: RLConfig) -> Dataset:
     """The RL prompt set of ``cfg``: records ``[skip_samples, skip_samples + max_samples)``, columns prompt, answer."""
     if not cfg.train_file:
-        raise ValueError("RLConfig.train_file is not set: give a .json/.jsonl/.parquet file, a hub dataset name or "
-                         f"'{SYNTHETIC_PREFIX}NAME' ({', '.join(synthetic.BENCHMARKS)}).")  # fmt: skip
+        raise ValueError(
+            "RLConfig.train_file is not set: give a .json/.jsonl/.parquet file, a hub dataset name or "
+            f"'{SYNTHETIC_PREFIX}NAME' ({', '.join(synthetic.BENCHMARKS)})."
+        )
     part = split_slice(cfg.skip_samples, cfg.max_samples)
     if cfg.train_file.startswith(SYNTHETIC_PREFIX):
         rows, where = synthetic_rows(cfg.train_file[len(SYNTHETIC_PREFIX) :], part)
@@ -130,8 +142,10 @@ def load_prompts(cfg: RLConfig) -> Dataset:
         total = len(rows)
         rows, where = rows[part], where[part]
         if not rows:
-            raise RecordError(f"{cfg.train_file}: no records left after skip_samples={cfg.skip_samples} "
-                              f"({total} in the file); lower skip_samples.")  # fmt: skip
+            raise RecordError(
+                f"{cfg.train_file}: no records left after skip_samples={cfg.skip_samples} "
+                f"({total} in the file); lower skip_samples."
+            )
     cols = Columns.of(cfg)
     out = [to_prompt(r, cfg, cols, w) for r, w in zip(rows, where, strict=True)]
     if len({isinstance(r["prompt"], list) for r in out}) > 1:  # Arrow needs one schema

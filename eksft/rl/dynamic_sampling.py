@@ -122,8 +122,13 @@ def _pad_to(t: torch.Tensor, width: int, side: str, value) -> torch.Tensor:
     return F.pad(t, (extra, 0) if side == "left" else (0, extra), value=value)
 
 
-def join_batches(batches: Sequence[dict], plan: Sequence[tuple[int, int]], num_generations: int, pad_token_id: int,
-                 count_items: Callable[[torch.Tensor], torch.Tensor]) -> dict:  # fmt: skip
+def join_batches(
+    batches: Sequence[dict],
+    plan: Sequence[tuple[int, int]],
+    num_generations: int,
+    pad_token_id: int,
+    count_items: Callable[[torch.Tensor], torch.Tensor],
+) -> dict:
     """Rows of the planned groups, from the scored batches of each round, as one scored batch.
 
     Prompt tensors are left-padded and completion tensors right-padded to the widest batch (padding is masked, as
@@ -132,9 +137,11 @@ def join_batches(batches: Sequence[dict], plan: Sequence[tuple[int, int]], num_g
     """
     unknown = set(batches[0]) - set(PADDED_KEYS) - ROW_KEYS - BATCH_KEYS
     if unknown:
-        raise NotImplementedError(f"RLConfig.dynamic_sampling: the scored batch has {sorted(unknown)} (images or other "
-                                  "per-batch inputs), which the group filter cannot split; set dynamic_sampling: "
-                                  "false.")  # fmt: skip
+        raise NotImplementedError(
+            f"RLConfig.dynamic_sampling: the scored batch has {sorted(unknown)} (images or other "
+            "per-batch inputs), which the group filter cannot split; set dynamic_sampling: "
+            "false."
+        )
     rows: dict[int, list[int]] = {}
     for r, g in plan:
         rows.setdefault(r, []).extend(range(g * num_generations, (g + 1) * num_generations))

@@ -43,8 +43,14 @@ class MathAccuracyReward:
     def __call__(self, completions, answer, **kwargs) -> list[float]:
         if len(answer) != len(completions):
             raise ValueError(f"accuracy reward: {len(completions)} completions but {len(answer)} gold answers.")
-        return [float(check_answer(self._gold(str(g)), completion_text(c), extraction=self.extraction,
-                                   timeout=self.timeout).correct) for c, g in zip(completions, answer)]  # fmt: skip
+        return [
+            float(
+                check_answer(
+                    self._gold(str(g)), completion_text(c), extraction=self.extraction, timeout=self.timeout
+                ).correct
+            )
+            for c, g in zip(completions, answer)
+        ]
 
 
 def reward_functions(cfg: RLConfig) -> list:

@@ -23,20 +23,29 @@ def build_rl_trainer(cfg: RLConfig, callbacks=None, reward_funcs=None) -> DAPOTr
     """``reward_funcs``: replaces :func:`reward_functions` (tests use scripted rewards; ``reward_weights`` must
     match their number)."""
     if not cfg.model_name_or_path:
-        raise ValueError("RLConfig.model_name_or_path is not set: give the SFT output folder, a hub name, "
-                         "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.")  # fmt: skip
+        raise ValueError(
+            "RLConfig.model_name_or_path is not set: give the SFT output folder, a hub name, "
+            "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file."
+        )
     check_model_sources(cfg)  # a missing path fails in a second, naming the field
     prompts = load_prompts(cfg)  # every gold answer parses before a model is loaded
     model, tokenizer = policy_and_tokenizer(cfg)
     tokenizer.padding_side = "left"  # prompts are left-padded for generation (TRL's own default when it loads one)
-    trainer = DAPOTrainer(model, reward_funcs=reward_funcs or reward_functions(cfg), args=cfg, train_dataset=prompts,
-                          processing_class=tokenizer, callbacks=callbacks)  # fmt: skip
+    trainer = DAPOTrainer(
+        model,
+        reward_funcs=reward_funcs or reward_functions(cfg),
+        args=cfg,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
     trainer.add_callback(MetricsJsonlCallback(cfg.output_dir))
     return trainer
 
 
-def train_rl(cfg: RLConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None,
-             reward_funcs=None) -> DAPOTrainer:
+def train_rl(
+    cfg: RLConfig, resume_from_checkpoint: str | bool | None = None, callbacks=None, reward_funcs=None
+) -> DAPOTrainer:
     resume = resume_from_checkpoint or cfg.resume_from_checkpoint
     trainer = build_rl_trainer(cfg, with_previous_run_remover(cfg, resume, callbacks), reward_funcs)
     trainer.train(resume_from_checkpoint=resume)

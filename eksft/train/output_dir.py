@@ -23,8 +23,14 @@ import re
 import shutil
 import tempfile
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
-                "pytorch_model.bin.index.json", "adapter_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
+)
 RUN_FILES = ("metrics.jsonl", "trainer_state.json", *WEIGHT_FILES)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 #: values of resume_from_checkpoint that mean "the newest complete checkpoint of output_dir" / "do not resume"
@@ -36,8 +42,11 @@ def checkpoints(output_dir: str) -> list[str]:
     """``checkpoint-N`` folders of ``output_dir``, newest (highest N) first."""
     if not os.path.isdir(output_dir):
         return []
-    found = [(int(m.group(1)), name) for name in os.listdir(output_dir)
-             if (m := CHECKPOINT.match(name)) and os.path.isdir(os.path.join(output_dir, name))]  # fmt: skip
+    found = [
+        (int(m.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (m := CHECKPOINT.match(name)) and os.path.isdir(os.path.join(output_dir, name))
+    ]
     return [os.path.join(output_dir, name) for _, name in sorted(found, reverse=True)]
 
 
@@ -71,8 +80,10 @@ def incomplete_reason(checkpoint: str) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return "its trainer_state.json is cut short"
     names = os.listdir(checkpoint)
-    if not any(n in WEIGHT_FILES or n.endswith(".safetensors") or n.startswith(("global_step", "pytorch_model_fsdp"))
-               for n in names):  # fmt: skip
+    if not any(
+        n in WEIGHT_FILES or n.endswith(".safetensors") or n.startswith(("global_step", "pytorch_model_fsdp"))
+        for n in names
+    ):
         return "it has no model weights"
     index = os.path.join(checkpoint, "model.safetensors.index.json")
     if os.path.isfile(index):
@@ -108,18 +119,27 @@ def resolve_resume(value, output_dir: str, field: str = "resume_from_checkpoint"
         found = latest_complete(output_dir)
         if found:
             return found
-        what = (f"only incomplete checkpoints ({', '.join(os.path.basename(c) for c in incomplete)}: the run was "
-                "stopped while writing them)" if incomplete else "no checkpoint")  # fmt: skip
-        raise ValueError(f"{field}={value}: output_dir {output_dir!r} holds {what}, so there is nothing to resume; "
-                         "drop --resume_from_checkpoint to start a new run (with --overwrite_output_dir true if the "
-                         "folder holds an earlier run).")  # fmt: skip
+        what = (
+            f"only incomplete checkpoints ({', '.join(os.path.basename(c) for c in incomplete)}: the run was "
+            "stopped while writing them)"
+            if incomplete
+            else "no checkpoint"
+        )
+        raise ValueError(
+            f"{field}={value}: output_dir {output_dir!r} holds {what}, so there is nothing to resume; "
+            "drop --resume_from_checkpoint to start a new run (with --overwrite_output_dir true if the "
+            "folder holds an earlier run)."
+        )
     path = str(value)
     reason = incomplete_reason(path)
     if reason is None:
         return path
     found = latest_complete(output_dir) or latest_complete(os.path.dirname(os.path.abspath(path)))
-    use = (f"resume from the newest complete one instead: --resume_from_checkpoint {found} (or `latest`)" if found
-           else "no complete checkpoint exists there; drop --resume_from_checkpoint to start a new run")  # fmt: skip
+    use = (
+        f"resume from the newest complete one instead: --resume_from_checkpoint {found} (or `latest`)"
+        if found
+        else "no complete checkpoint exists there; drop --resume_from_checkpoint to start a new run"
+    )
     kind = "does not exist" if reason == "it does not exist" else f"is incomplete ({reason})"
     raise ValueError(f"{field}: checkpoint {path!r} {kind}; {use}.")
 
@@ -165,16 +185,23 @@ def check_writable(path: str, field: str) -> None:
         os.close(fd)
         os.remove(tmp)
     except OSError as e:
-        raise ValueError(f"{field}={path!r}: cannot write to {probe!r} ({e.strerror}); make it writable or choose "
-                         "another output_dir.") from None  # fmt: skip
+        raise ValueError(
+            f"{field}={path!r}: cannot write to {probe!r} ({e.strerror}); make it writable or choose "
+            "another output_dir."
+        ) from None
 
 
 def weights_finite(checkpoint: str) -> bool:
     """Whether every floating-point tensor saved in ``checkpoint`` is finite (read one tensor at a time)."""
     import torch
 
-    files = sorted(n for n in os.listdir(checkpoint) if n.endswith((".safetensors", ".bin")) and "optimizer" not in n
-                   and not n.startswith(("training_args", "rng_state", "scheduler")))  # fmt: skip
+    files = sorted(
+        n
+        for n in os.listdir(checkpoint)
+        if n.endswith((".safetensors", ".bin"))
+        and "optimizer" not in n
+        and not n.startswith(("training_args", "rng_state", "scheduler"))
+    )
     if not files:
         return False
     for name in files:
@@ -189,8 +216,11 @@ def weights_finite(checkpoint: str) -> bool:
                         return False
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in state.values()
-                   if isinstance(t, torch.Tensor)):  # fmt: skip
+            if any(
+                t.is_floating_point() and not bool(torch.isfinite(t).all())
+                for t in state.values()
+                if isinstance(t, torch.Tensor)
+            ):
                 return False
     return True
 

@@ -31,10 +31,13 @@ def resolve_tau(trainer, calibration_dataset, resuming: bool) -> float:
         n = min(args.sed_calibration_samples, len(dataset))
         dataset = dataset.select(range(n))
         keep = [c for c in ("input_ids", "labels", "seq_lengths") if c in dataset.column_names]
-        loader = DataLoader(dataset.select_columns(keep), batch_size=args.per_device_train_batch_size,
-                            collate_fn=trainer.data_collator)  # fmt: skip
-        batches = ({k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
-                   for b in loader)  # fmt: skip
+        loader = DataLoader(
+            dataset.select_columns(keep), batch_size=args.per_device_train_batch_size, collate_fn=trainer.data_collator
+        )
+        batches = (
+            {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
+            for b in loader
+        )
         tau = calibrate_sed_tau(trainer.model, batches, k=args.sed_k, r=args.sed_r)
         info = {"source": args.sed_calibration_data or "training data", "num_records": n}
     info = {"tau": tau, "k": args.sed_k, "r": args.sed_r, **info}

@@ -92,8 +92,9 @@ def _trl_loss_type(args):
 class EKSFTTrainer(SFTTrainer):
     _tag_names = ["trl", "sft", "eksft"]
 
-    def __init__(self, model, args: EKSFTConfig | None = None, *, sed_calibration_dataset: Dataset | None = None,
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self, model, args: EKSFTConfig | None = None, *, sed_calibration_dataset: Dataset | None = None, **kwargs
+    ):
         if args is None or not isinstance(args, EKSFTConfig):
             raise ValueError("EKSFTTrainer needs an EKSFTConfig as `args` (it carries loss_type and the loss options).")
         loss_seam.validate(args)
@@ -101,8 +102,13 @@ class EKSFTTrainer(SFTTrainer):
         # SFTTrainer.__init__: TRL patches `model.forward` with a closure over the policy (fused lm head), and a
         # later deep copy would keep calling the policy's forward.
         start_copy = None
-        if (loss_seam.needs_reference(args) and not isinstance(model, str) and not args.ref_model
-                and kwargs.get("peft_config") is None and not is_peft_model(model)):  # fmt: skip
+        if (
+            loss_seam.needs_reference(args)
+            and not isinstance(model, str)
+            and not args.ref_model
+            and kwargs.get("peft_config") is None
+            and not is_peft_model(model)
+        ):
             start_copy = copy.deepcopy(model)
         with _trl_loss_type(args):
             super().__init__(model, args=args, **kwargs)
@@ -115,11 +121,17 @@ class EKSFTTrainer(SFTTrainer):
         self._sed_calibration_dataset = None
         if args.loss_type == "sed_sft" and sed_calibration_dataset is not None:
             self._sed_calibration_dataset = self._prepare_dataset(
-                sed_calibration_dataset, self.processing_class, args, False, None, "sed_calibration")  # fmt: skip
+                sed_calibration_dataset, self.processing_class, args, False, None, "sed_calibration"
+            )
         self.ref_model = None
         if loss_seam.needs_reference(args):  # losses without a reference never load one
-            self.ref_model = load_reference(self, model if isinstance(model, str) else None, args.ref_model, start_copy,
-                                            hidden_forward=self.loss_implementation == "fused")  # fmt: skip
+            self.ref_model = load_reference(
+                self,
+                model if isinstance(model, str) else None,
+                args.ref_model,
+                start_copy,
+                hidden_forward=self.loss_implementation == "fused",
+            )
         self.add_callback(MetricsJsonlCallback(args.output_dir))
         self.add_callback(_RestoreInterval(self))
         self._resumed_from = None
@@ -144,22 +156,33 @@ class EKSFTTrainer(SFTTrainer):
         out = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
         truncated = len(dataset) - len(out) if not packing else 0
         if len(out) == 0:
-            raise ValueError(self._nothing_left(dataset, processing_class, args, packing, formatting_func,
-                                                dataset_name, before, empty))  # fmt: skip
+            raise ValueError(
+                self._nothing_left(
+                    dataset, processing_class, args, packing, formatting_func, dataset_name, before, empty
+                )
+            )
         # TRL drops records left with no response token by truncation, silently; count them in ONE warning.
         if empty or truncated:
-            parts = ([f"{truncated} have no response token left after truncation to max_length={args.max_length} "
-                      "(raise max_length or shorten the prompts to keep them)"] if truncated else []) + \
-                    ([f"{empty} have an empty or whitespace-only completion"] if empty else [])  # fmt: skip
-            logger.warning("%d of %d %s records were dropped: %s.", empty + truncated, before, dataset_name,
-                           "; ".join(parts))  # fmt: skip
+            parts = (
+                [
+                    f"{truncated} have no response token left after truncation to max_length={args.max_length} "
+                    "(raise max_length or shorten the prompts to keep them)"
+                ]
+                if truncated
+                else []
+            ) + ([f"{empty} have an empty or whitespace-only completion"] if empty else [])
+            logger.warning(
+                "%d of %d %s records were dropped: %s.", empty + truncated, before, dataset_name, "; ".join(parts)
+            )
         return out
 
     def _nothing_left(self, dataset, processing_class, args, packing, formatting_func, name, before, empty) -> str:
         """The error when every record was dropped: why, with the prompt lengths in tokens and the fix."""
         if len(dataset) == 0:
-            return (f"all {before} {name} records have an empty or whitespace-only completion: there is nothing "
-                    "to train on; check the completion column (completion_column / the last assistant turn).")
+            return (
+                f"all {before} {name} records have an empty or whitespace-only completion: there is nothing "
+                "to train on; check the completion column (completion_column / the last assistant turn)."
+            )
         sample = dataset.select(range(min(len(dataset), 2000)))
         max_length = args.max_length
         try:  # the same tokenisation without truncation: a prompt's length is its run of leading masked labels
@@ -169,10 +192,12 @@ class EKSFTTrainer(SFTTrainer):
             args.max_length = max_length
         lengths = [next((i for i, t in enumerate(r["labels"]) if t != -100), len(r["labels"])) for r in full]
         of = f" (of the first {len(sample)})" if len(sample) < len(dataset) else ""
-        return (f"all {before} {name} records were dropped: after truncation to max_length={max_length} none has "
-                f"a response token left. Prompts{of} are {min(lengths)} to {max(lengths)} tokens long (the longest: "
-                f"{max(lengths)}); set max_length above {max(lengths)} (at least above {min(lengths)}) or shorten "
-                "the prompts.")  # fmt: skip
+        return (
+            f"all {before} {name} records were dropped: after truncation to max_length={max_length} none has "
+            f"a response token left. Prompts{of} are {min(lengths)} to {max(lengths)} tokens long (the longest: "
+            f"{max(lengths)}); set max_length above {max(lengths)} (at least above {min(lengths)}) or shorten "
+            "the prompts."
+        )
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         if self._psft is None:
@@ -198,9 +223,12 @@ class EKSFTTrainer(SFTTrainer):
         fwd["use_cache"] = False
         # PSFT's clipped ratio has no meaning without an old policy: evaluation reports the SFT NLL.
         loss_type = "sft" if (self.args.loss_type == "psft" and old_logps is None) else None
-        kw = dict(tau=self.sed_tau, num_items_in_batch=num_items_in_batch if training else None,
-                  position_ids=inputs.get("position_ids"),
-                  seed=self._random_mask_seed() if training else self.args.seed)  # fmt: skip
+        kw = dict(
+            tau=self.sed_tau,
+            num_items_in_batch=num_items_in_batch if training else None,
+            position_ids=inputs.get("position_ids"),
+            seed=self._random_mask_seed() if training else self.args.seed,
+        )
         try:
             if self.loss_implementation == "fused":
                 outputs, result = self._fused_forward(model, fwd, labels, training=training, **kw)
@@ -208,8 +236,15 @@ class EKSFTTrainer(SFTTrainer):
                 outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
                 ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
                 # NaN/inf in either logits: the loss's own input check raises NonFiniteError (caught below)
-                result = loss_seam.compute(self.args, outputs.logits, labels, ref_logits=ref_logits,
-                                           old_logps=old_logps, loss_type=loss_type, **kw)  # fmt: skip
+                result = loss_seam.compute(
+                    self.args,
+                    outputs.logits,
+                    labels,
+                    ref_logits=ref_logits,
+                    old_logps=old_logps,
+                    loss_type=loss_type,
+                    **kw,
+                )
         except NonFiniteError as e:  # the loss's own checks (logits, fused statistics, PSFT's old log-probs, ...)
             if not training:
                 raise
@@ -237,8 +272,9 @@ class EKSFTTrainer(SFTTrainer):
                 self._check_finite("final hidden states", hidden)
                 self._check_finite("reference hidden states", ref_hidden)
             with gathered(ref_head) as ref:
-                box["result"] = loss_seam.compute_fused(self.args, hidden, head, labels, ref_hidden=ref_hidden,
-                                                        ref_head=ref, **kw)  # fmt: skip
+                box["result"] = loss_seam.compute_fused(
+                    self.args, hidden, head, labels, ref_hidden=ref_hidden, ref_head=ref, **kw
+                )
             return CausalLMOutput(loss=box["result"].loss)
 
         outputs = model(**fwd, eksft_head_loss=head_loss)
@@ -249,11 +285,14 @@ class EKSFTTrainer(SFTTrainer):
     def _scale(self, loss, num_items_in_batch):
         """This micro-batch's share of the optimiser step's loss: the whole rule is ``tokens.step_scale``."""
         a = self.args
-        return loss * step_scale(a.normalization, num_items_in_batch,
-                                 accumulation_steps=self.current_gradient_accumulation_steps,
-                                 processes=self.accelerator.num_processes // self.get_tp_size(),
-                                 counts_span_processes=a.average_tokens_across_devices,
-                                 sets_span_processes=a.loss_type == "eksft" and a.scope == "global")  # fmt: skip
+        return loss * step_scale(
+            a.normalization,
+            num_items_in_batch,
+            accumulation_steps=self.current_gradient_accumulation_steps,
+            processes=self.accelerator.num_processes // self.get_tp_size(),
+            counts_span_processes=a.average_tokens_across_devices,
+            sets_span_processes=a.loss_type == "eksft" and a.scope == "global",
+        )
 
     def _random_mask_seed(self) -> int:
         step, i = self._micro
@@ -292,24 +331,36 @@ class EKSFTTrainer(SFTTrainer):
 
     def _diverged(self, quantity: str, value, after_step: bool = False):
         step = self.state.global_step + (0 if after_step else 1)
-        shown = "NaN/inf" if value is None or isinstance(value, torch.Tensor) and value.numel() > 1 else \
-            f"{float(value.detach() if isinstance(value, torch.Tensor) else value)}"  # fmt: skip
+        shown = (
+            "NaN/inf"
+            if value is None or isinstance(value, torch.Tensor) and value.numel() > 1
+            else f"{float(value.detach() if isinstance(value, torch.Tensor) else value)}"
+        )
         last = last_finite_checkpoint(self.args.output_dir)
-        when = (f"after optimiser step {step}: non-finite {quantity} ({shown}), so they were not saved" if after_step
-                else f"at optimiser step {step}: non-finite {quantity} ({shown}); training stopped before that step "
-                "could change the weights")  # fmt: skip
+        when = (
+            f"after optimiser step {step}: non-finite {quantity} ({shown}), so they were not saved"
+            if after_step
+            else f"at optimiser step {step}: non-finite {quantity} ({shown}); training stopped before that step "
+            "could change the weights"
+        )
         a = self.args
-        fix = (f"lower learning_rate (now {a.learning_rate:g})"
-               + (f" or clip gradients with max_grad_norm (now {a.max_grad_norm:g})" if not a.max_grad_norm else "")
-               + ", or check the data of that step")  # fmt: skip
+        fix = (
+            f"lower learning_rate (now {a.learning_rate:g})"
+            + (f" or clip gradients with max_grad_norm (now {a.max_grad_norm:g})" if not a.max_grad_norm else "")
+            + ", or check the data of that step"
+        )
         if last:
-            where = (f"Last checkpoint with finite weights (checked): {last}. Fix: {fix}; then retrain with "
-                     f"--overwrite_output_dir true, or continue from those weights with --model_name_or_path {last} "
-                     "and a new output_dir (--resume_from_checkpoint would restore the saved optimiser and "
-                     "learning-rate schedule, so it would not lower the learning rate).")  # fmt: skip
+            where = (
+                f"Last checkpoint with finite weights (checked): {last}. Fix: {fix}; then retrain with "
+                f"--overwrite_output_dir true, or continue from those weights with --model_name_or_path {last} "
+                "and a new output_dir (--resume_from_checkpoint would restore the saved optimiser and "
+                "learning-rate schedule, so it would not lower the learning rate)."
+            )
         else:
-            where = (f"No checkpoint with finite weights in {a.output_dir}. Fix: {fix}; then retrain with "
-                     "--overwrite_output_dir true.")  # fmt: skip
+            where = (
+                f"No checkpoint with finite weights in {a.output_dir}. Fix: {fix}; then retrain with "
+                "--overwrite_output_dir true."
+            )
         raise TrainingDiverged(f"training diverged {when}. {where}", step=step, quantity=quantity, checkpoint=last)
 
     # ------------------------------------------------------------------------------------------------ checkpoints
@@ -330,18 +381,27 @@ class EKSFTTrainer(SFTTrainer):
         acc = self._loss_metrics["train"]
         keys = sorted(acc.sums)
         tr_loss = getattr(self, "_tr_loss", None)  # set by transformers' training loop
-        values = [float(tr_loss) if tr_loss is not None else 0.0, *(acc.sums[k] for k in keys), acc.weight,
-                  float(acc.count)]  # fmt: skip
+        values = [
+            float(tr_loss) if tr_loss is not None else 0.0,
+            *(acc.sums[k] for k in keys),
+            acc.weight,
+            float(acc.count),
+        ]
         if self.accelerator.num_processes > 1:
             import torch.distributed as dist
 
             t = torch.tensor(values, dtype=torch.float64, device=self.args.device)
             dist.all_reduce(t)
             values = t.tolist()
-        return {"global_step": self.state.global_step,
-                "last_logged": getattr(self, "_globalstep_last_logged", self.state.global_step),
-                "processes": self.accelerator.num_processes, "tr_loss": values[0],
-                "sums": dict(zip(keys, values[1:-2])), "weight": values[-2], "count": int(values[-1])}  # fmt: skip
+        return {
+            "global_step": self.state.global_step,
+            "last_logged": getattr(self, "_globalstep_last_logged", self.state.global_step),
+            "processes": self.accelerator.num_processes,
+            "tr_loss": values[0],
+            "sums": dict(zip(keys, values[1:-2])),
+            "weight": values[-2],
+            "count": int(values[-1]),
+        }
 
     # ------------------------------------------------------------------------------------------------------ logs
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

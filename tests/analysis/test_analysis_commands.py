@@ -74,8 +74,9 @@ def test_drift_refuses_a_folder_without_safetensors(tmp_path, models):
 def test_probe_probabilities_and_masks(models, tmp_path):
     base, big, _ = models
     problem, solution = "Calculate 3 + 4.", "3 + 4 = 7. The answer is \\boxed{7}."
-    assert cli.main(["probe", base, big, "--problem", problem, "--solution", solution,
-                     "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        cli.main(["probe", base, big, "--problem", problem, "--solution", solution, "--output-dir", str(tmp_path)]) == 0
+    )
     for name in ("probe.json", "probe.html", "probe.png"):
         assert (tmp_path / name).stat().st_size > 0
     report = json.loads((tmp_path / "probe.json").read_text())
@@ -103,8 +104,17 @@ def write_metrics(run_dir, iou_values):
     run_dir.mkdir()
     lines = [{"step": 0, "loss": 2.0, "learning_rate": 1e-5}]  # no mask metric: skipped
     for i, v in enumerate(iou_values, 1):
-        lines.append({"step": i, "loss": 1.0, "masked_fraction": 0.3, "iou_entropy_kl": v, "entropy_mean": 1.5,
-                      "kl_mean": 0.01 * i, "epoch": 0.1 * i})  # fmt: skip
+        lines.append(
+            {
+                "step": i,
+                "loss": 1.0,
+                "masked_fraction": 0.3,
+                "iou_entropy_kl": v,
+                "entropy_mean": 1.5,
+                "kl_mean": 0.01 * i,
+                "epoch": 0.1 * i,
+            }
+        )
     lines.append({"step": len(iou_values), "eval_loss": 0.9})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 

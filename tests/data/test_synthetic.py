@@ -24,9 +24,14 @@ def test_training_records_are_disjoint_from_every_evaluation_set(name):
 def test_deduplication_removes_an_evaluation_problem_even_from_a_colliding_stream(monkeypatch):
     # Force the training stream to equal the evaluation stream: only the text check can keep them apart.
     evals = evaluation_problems("arithmetic-easy")
-    monkeypatch.setattr(synthetic, "_items", lambda name, seed, size, max_chars: [
-        {"problem": p["problem"], "answer": p["answer"], "solution": f"\\boxed{{{p['answer']}}}"} for p in evals
-    ] + [{"problem": "Calculate 1000 + 1.", "answer": "1001", "solution": "\\boxed{1001}"}] * size)
+    monkeypatch.setattr(
+        synthetic,
+        "_items",
+        lambda name, seed, size, max_chars: (
+            [{"problem": p["problem"], "answer": p["answer"], "solution": f"\\boxed{{{p['answer']}}}"} for p in evals]
+            + [{"problem": "Calculate 1000 + 1.", "answer": "1001", "solution": "\\boxed{1001}"}] * size
+        ),
+    )
     records = training_records("arithmetic-easy", 1)
     assert [r["problem"] for r in records] == ["Calculate 1000 + 1."]
 

@@ -18,9 +18,20 @@ def report(tmp_path_factory):
 
 def test_files(report):
     out, _ = report
-    for name in ("report.md", "report.html", "report.json", "plots/pass_at_k.png", "plots/training.png",
-                 "probe/probe.png", "probe/probe.html", "drift/drift_histogram.png", "masks/masks.png",
-                 "seed0/eval/samples.jsonl", "seed0/sft/metrics.jsonl", "seed0/eksft/metrics.jsonl"):  # fmt: skip
+    for name in (
+        "report.md",
+        "report.html",
+        "report.json",
+        "plots/pass_at_k.png",
+        "plots/training.png",
+        "probe/probe.png",
+        "probe/probe.html",
+        "drift/drift_histogram.png",
+        "masks/masks.png",
+        "seed0/eval/samples.jsonl",
+        "seed0/sft/metrics.jsonl",
+        "seed0/eksft/metrics.jsonl",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<img src='plots" not in page  # self-contained

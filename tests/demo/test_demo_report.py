@@ -29,22 +29,42 @@ def seed_record(seed, sft_p1, eksft_p1, problems=20, n=4):
 
     def ev(p1):
         c = round(p1 * n)
-        return {"pass@1": c / n, "pass@4": float(c > 0), "n": n, "no_answer_fraction": 0.1, "truncated_fraction": 0.0,
-                "mean_response_tokens": 30.0, "distinct_answers_per_problem": 1.5, "mean_token_entropy": 0.4,
-                "distinct_2": 0.5, "pass_at_k_curve": {"1": c / n, "2": c / n, "4": float(c > 0)},
-                "intervals": {"pass@1": [c / n - 0.1, c / n + 0.1]},
-                "per_problem": [{"id": str(i), "n": n, "c": c} for i in range(problems)]}  # fmt: skip
+        return {
+            "pass@1": c / n,
+            "pass@4": float(c > 0),
+            "n": n,
+            "no_answer_fraction": 0.1,
+            "truncated_fraction": 0.0,
+            "mean_response_tokens": 30.0,
+            "distinct_answers_per_problem": 1.5,
+            "mean_token_entropy": 0.4,
+            "distinct_2": 0.5,
+            "pass_at_k_curve": {"1": c / n, "2": c / n, "4": float(c > 0)},
+            "intervals": {"pass@1": [c / n - 0.1, c / n + 0.1]},
+            "per_problem": [{"id": str(i), "n": n, "c": c} for i in range(problems)],
+        }
 
     def held(entropy, kl):
-        return {"nll": 1.0, "entropy": entropy, "kl": kl,
-                "per_solution": {"nll": [1.0] * 5, "entropy": [entropy + 0.01 * i for i in range(5)],
-                                 "kl": [kl + 0.01 * i for i in range(5)], "tokens": [10, 20, 30, 40, 50]}}  # fmt: skip
+        return {
+            "nll": 1.0,
+            "entropy": entropy,
+            "kl": kl,
+            "per_solution": {
+                "nll": [1.0] * 5,
+                "entropy": [entropy + 0.01 * i for i in range(5)],
+                "kl": [kl + 0.01 * i for i in range(5)],
+                "tokens": [10, 20, 30, 40, 50],
+            },
+        }
 
-    return {"seed": seed, "models": {"base": "b", "sft": "s", "eksft": "e"},
-            "runs": {"sft": {"train_seconds": 60.0, "run_dir": "x"}, "eksft": {"train_seconds": 75.0, "run_dir": "y"}},
-            "eval": {"base": ev(0.0), "sft": ev(sft_p1), "eksft": ev(eksft_p1)},
-            "heldout": {"base": held(0.5, 0.0), "sft": held(0.1, 0.4), "eksft": held(0.3 + 0.01 * seed, 0.2)},
-            "drift": {"sft": {"0.001": 0.4}, "eksft": {"0.001": 0.3 + 0.01 * seed}}}  # fmt: skip
+    return {
+        "seed": seed,
+        "models": {"base": "b", "sft": "s", "eksft": "e"},
+        "runs": {"sft": {"train_seconds": 60.0, "run_dir": "x"}, "eksft": {"train_seconds": 75.0, "run_dir": "y"}},
+        "eval": {"base": ev(0.0), "sft": ev(sft_p1), "eksft": ev(eksft_p1)},
+        "heldout": {"base": held(0.5, 0.0), "sft": held(0.1, 0.4), "eksft": held(0.3 + 0.01 * seed, 0.2)},
+        "drift": {"sft": {"0.001": 0.4}, "eksft": {"0.001": 0.3 + 0.01 * seed}},
+    }
 
 
 def summary(pairs):
@@ -115,20 +135,35 @@ def test_quick_preset_keeps_explicit_fields():
     assert DemoConfig(samples=4).ks == [1, 2, 4] and DemoConfig(samples=6).ks == [1, 2, 4, 6]
 
 
-@pytest.mark.parametrize("kw,needle", [({"methods": ["sft", "nope"]}, r"DemoConfig\.methods: 'nope'"),
-                                       ({"task": "x"}, r"DemoConfig\.task: 'x' is not a task; choose one of \["),
-                                       ({"methods": ["eksft[lamda_kl=0]"]}, "did you mean 'lambda_kl'"),
-                                       ({"samples": 0}, r"DemoConfig\.samples: must be >= 1, got 0")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"methods": ["sft", "nope"]}, r"DemoConfig\.methods: 'nope'"),
+        ({"task": "x"}, r"DemoConfig\.task: 'x' is not a task; choose one of \["),
+        ({"methods": ["eksft[lamda_kl=0]"]}, "did you mean 'lambda_kl'"),
+        ({"samples": 0}, r"DemoConfig\.samples: must be >= 1, got 0"),
+    ],
+)
 def test_config_errors_name_the_field(kw, needle):
     with pytest.raises(ValueError, match=needle):
         DemoConfig(**kw).validate()
 
 
-@pytest.mark.parametrize("kw,argv,names", [
-    ({"task": "x"}, ["--task", "x"], {"DemoConfig.task": "--task"}),
-    ({"steps": 500, "batch_size": 8}, ["--steps", "500", "--batch-size", "8"],
-     {"DemoConfig.steps": "--steps", "DemoConfig.batch_size": "--batch-size", "DemoConfig.train_size": "--train-size"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw,argv,names",
+    [
+        ({"task": "x"}, ["--task", "x"], {"DemoConfig.task": "--task"}),
+        (
+            {"steps": 500, "batch_size": 8},
+            ["--steps", "500", "--batch-size", "8"],
+            {
+                "DemoConfig.steps": "--steps",
+                "DemoConfig.batch_size": "--batch-size",
+                "DemoConfig.train_size": "--train-size",
+            },
+        ),
+    ],
+)
 def test_config_error_names_the_field_in_python_and_the_flag_on_the_command_line(kw, argv, names, tmp_path, capsys):
     from eksft import cli
 
@@ -156,9 +191,18 @@ def test_rerun_with_other_training_settings_is_refused(tmp_path):
     cfg = DemoConfig(output_dir=str(tmp_path))
     run_dir = tmp_path / "seed0" / "eksft"
     run_dir.mkdir(parents=True)
-    settings = {"model": "m", "task": cfg.task, "train_size": cfg.train_size, "steps": cfg.steps,
-                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "rho": cfg.rho,
-                "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl, "loss_type": "eksft"}  # fmt: skip
+    settings = {
+        "model": "m",
+        "task": cfg.task,
+        "train_size": cfg.train_size,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "rho": cfg.rho,
+        "lambda_entropy": cfg.lambda_entropy,
+        "lambda_kl": cfg.lambda_kl,
+        "loss_type": "eksft",
+    }
     record = {"method": "eksft", "seed": 0, "run_dir": str(run_dir), "train_seconds": 1.0, "settings": settings}
     (run_dir / "demo_train.json").write_text(json.dumps(record))
     log = lambda *_: None  # noqa: E731

@@ -11,9 +11,20 @@ from eksft import cli
 from eksft.eval.report import paired_comparisons, summarize, write_outputs
 from tests.eval.test_intervals import TABLE_A, TABLE_B, lines_for
 
-SETTINGS = {"sampling": {"n": 8, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 64,
-                         "batch_size": 8, "chat_template": True, "instruction": "box it"},
-            "seed": 0, "extraction": "last_boxed"}  # fmt: skip
+SETTINGS = {
+    "sampling": {
+        "n": 8,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "max_new_tokens": 64,
+        "batch_size": 8,
+        "chat_template": True,
+        "instruction": "box it",
+    },
+    "seed": 0,
+    "extraction": "last_boxed",
+}
 
 
 def folder(path, tables: dict, ks=(1, 4, 8), **settings):
@@ -55,16 +66,20 @@ def test_model_against_itself_and_all_against_none(tmp_path, capsys):
     none = folder(tmp_path / "none", {"base": [(8, 0)] * 5})
     every = folder(tmp_path / "every", {"tuned": [(8, 8)] * 5})
     assert cli.main(["compare", none, every]) == 0
-    assert "tuned − base on pass@8: +100.0 points, 95% interval [+100.0, +100.0]: tuned higher" in capsys.readouterr().out
+    assert (
+        "tuned − base on pass@8: +100.0 points, 95% interval [+100.0, +100.0]: tuned higher" in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(
     ("b_tables", "b_settings", "message"),
-    [({"m": TABLE_B[:5]}, {}, r"different problem sets: 2 problem\(s\) only in A \(p5, p6\)"),
-     ({"m": TABLE_B}, {"temperature": 0.6}, "temperature is 1.0 in A .* and 0.6 in B"),
-     ({"m": TABLE_B}, {"extraction": "last_number"}, "extraction is 'last_boxed' in A"),
-     ({"m": [(4, 1)] * 7}, {"n": 4}, r"different samples per problem \(problem p0: n 8 in A, 4 in B\)")],
-)  # fmt: skip
+    [
+        ({"m": TABLE_B[:5]}, {}, r"different problem sets: 2 problem\(s\) only in A \(p5, p6\)"),
+        ({"m": TABLE_B}, {"temperature": 0.6}, "temperature is 1.0 in A .* and 0.6 in B"),
+        ({"m": TABLE_B}, {"extraction": "last_number"}, "extraction is 'last_boxed' in A"),
+        ({"m": [(4, 1)] * 7}, {"n": 4}, r"different samples per problem \(problem p0: n 8 in A, 4 in B\)"),
+    ],
+)
 def test_refuses_to_pair_different_folders(tmp_path, capsys, b_tables, b_settings, message):
     a = folder(tmp_path / "a", {"m": TABLE_A})
     b = folder(tmp_path / "b", b_tables, ks=(1, 4), **b_settings)
@@ -100,8 +115,10 @@ def test_several_seeds_add_a_t_interval(tmp_path, capsys):
 
 
 def test_pass_at_k_png_has_bands(tmp_path):
-    folder(tmp_path / "plot", {"runs/base": [(32, 0)] * 6, "runs/sft": [(32, c) for c in (0, 1, 3, 30, 5, 2)],
-                               "runs/eksft": [(32, 0)] * 6})  # fmt: skip
+    folder(
+        tmp_path / "plot",
+        {"runs/base": [(32, 0)] * 6, "runs/sft": [(32, c) for c in (0, 1, 3, 30, 5, 2)], "runs/eksft": [(32, 0)] * 6},
+    )
     png = tmp_path / "plot" / "pass_at_k_b.png"
     assert png.is_file() and png.stat().st_size > 10_000
 

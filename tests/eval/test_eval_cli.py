@@ -23,11 +23,44 @@ PROBLEMS = [
     {"id": "b", "problem": "What is half of 1?", "answer": "\\frac{1}{2}"},
     {"id": "c", "problem": "What is 7*6?", "answer": "42.0"},
 ]
-SAMPLE_FIELDS = {"model", "benchmark", "problem_id", "sample_index", "seed", "problem", "gold", "prompt", "completion",
-                 "answer", "correct", "checks", "num_tokens", "truncated", "mean_entropy"}  # fmt: skip
-METRICS = {"num_problems", "n", "pass@1", "pass@2", "pass@4", "avg@4", "mean_response_tokens", "truncated_fraction",
-           "no_answer_fraction", "distinct_answers_per_problem", "mean_token_entropy", "distinct_1", "distinct_2",
-           "distinct_3", "pass_at_k_curve", "avg@4_last_number", "pass_at_k_band", "intervals", "per_problem"}  # fmt: skip
+SAMPLE_FIELDS = {
+    "model",
+    "benchmark",
+    "problem_id",
+    "sample_index",
+    "seed",
+    "problem",
+    "gold",
+    "prompt",
+    "completion",
+    "answer",
+    "correct",
+    "checks",
+    "num_tokens",
+    "truncated",
+    "mean_entropy",
+}
+METRICS = {
+    "num_problems",
+    "n",
+    "pass@1",
+    "pass@2",
+    "pass@4",
+    "avg@4",
+    "mean_response_tokens",
+    "truncated_fraction",
+    "no_answer_fraction",
+    "distinct_answers_per_problem",
+    "mean_token_entropy",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "pass_at_k_curve",
+    "avg@4_last_number",
+    "pass_at_k_band",
+    "intervals",
+    "per_problem",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +73,24 @@ def setup(tmp_path_factory):
 
 
 def eval_args(models, data, out, *extra):
-    return ["eval", *models, "--benchmark", data, "--n", "4", "--k", "1,2,4", "--max-new-tokens", "6",
-            "--batch-size", "4", "--output-dir", str(out), "--no-progress", *extra]  # fmt: skip
+    return [
+        "eval",
+        *models,
+        "--benchmark",
+        data,
+        "--n",
+        "4",
+        "--k",
+        "1,2,4",
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "4",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def read_samples(path):
@@ -183,8 +232,14 @@ def test_pass_at_k_bookkeeping_with_scripted_samples(setup, tmp_path, monkeypatc
     _, _, data = setup
     monkeypatch.setattr(runner, "make_sampler", lambda *a, **k: ScriptedSampler())
     monkeypatch.setattr(runner, "choose_backend", lambda name: "hf")
-    cfg = runner.EvalConfig(models=["scripted"], benchmarks=[data], output_dir=str(tmp_path), ks=[1, 2, 4],
-                            sampling=runner.SamplingConfig(n=4), progress=False)  # fmt: skip
+    cfg = runner.EvalConfig(
+        models=["scripted"],
+        benchmarks=[data],
+        output_dir=str(tmp_path),
+        ks=[1, 2, 4],
+        sampling=runner.SamplingConfig(n=4),
+        progress=False,
+    )
     s = runner.evaluate(cfg, log=lambda *_: None)["three"]["scripted"]
     assert s["pass@1"] == pytest.approx((2 / 4 + 0 + 1) / 3)
     assert s["pass@2"] == pytest.approx((1 - 1 / 6 + 0 + 1) / 3)  # a: 1 - C(2,2)/C(4,2)
@@ -208,16 +263,37 @@ class FormatSampler(ScriptedSampler):
 def test_protocol_preset_and_both_answer_checks(setup, tmp_path, monkeypatch):
     _, _, data = setup
     monkeypatch.setattr(runner, "make_sampler", lambda *a, **k: FormatSampler())
+
     def argv(out, *extra):
-        return ["eval", "scripted", "--benchmark", data, "--protocol", "r1", "--n", "4", "--k", "1,4", "--output-dir",
-                str(out), "--no-progress", "--backend", "hf", *extra]  # fmt: skip
+        return [
+            "eval",
+            "scripted",
+            "--benchmark",
+            data,
+            "--protocol",
+            "r1",
+            "--n",
+            "4",
+            "--k",
+            "1,4",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--backend",
+            "hf",
+            *extra,
+        ]
 
     assert cli.main(argv(tmp_path)) == 0
     run_config = json.loads((tmp_path / "run_config.json").read_text())
     assert run_config["protocol"] == "r1" and run_config["ks"] == [1, 4]
     sampling = run_config["sampling"]
-    assert (sampling["temperature"], sampling["top_p"], sampling["n"], sampling["max_new_tokens"]) == (0.6, 0.95, 4,
-                                                                                                       32768)  # fmt: skip
+    assert (sampling["temperature"], sampling["top_p"], sampling["n"], sampling["max_new_tokens"]) == (
+        0.6,
+        0.95,
+        4,
+        32768,
+    )
     summary = json.loads((tmp_path / "results.json").read_text())["results"]["three"]["scripted"]
     assert summary["avg@4"] == pytest.approx(4 / 12) and summary["avg@4_last_number"] == pytest.approx(7 / 12)
     assert [(r["c"], r["c_last_number"]) for r in summary["per_problem"]] == [(0, 3), (0, 0), (4, 4)]

@@ -14,8 +14,14 @@ import pytest
 
 from eksft.eval import pass_at_k, pass_at_k_mean
 from eksft.eval.compare import PairedDifference, difference_sentence, paired_difference, seed_sentence
-from eksft.eval.intervals import (bootstrap_interval, mean_ci, pass_at_k_curve_band, pass_at_k_interval,
-                                  resample_counts, seed_interval)  # fmt: skip
+from eksft.eval.intervals import (
+    bootstrap_interval,
+    mean_ci,
+    pass_at_k_curve_band,
+    pass_at_k_interval,
+    resample_counts,
+    seed_interval,
+)
 from eksft.eval.report import summarize
 
 TABLE_A = [(8, 0), (8, 1), (8, 3), (8, 8), (8, 5), (8, 0), (8, 2)]
@@ -113,8 +119,9 @@ def test_all_correct_against_none_correct_is_positive():
     none, every = [(8, 0)] * 6, [(8, 8)] * 6
     d = paired_difference(none, every, 1)
     assert d.low > 0 and d.difference == 1.0 and d.share_b_greater == 1.0 and d.distinguishable
-    assert difference_sentence(d, "base", "tuned").startswith("tuned − base on pass@1: +100.0 points, 95% interval "
-                                                              "[+100.0, +100.0]: tuned higher")  # fmt: skip
+    assert difference_sentence(d, "base", "tuned").startswith(
+        "tuned − base on pass@1: +100.0 points, 95% interval [+100.0, +100.0]: tuned higher"
+    )
     d = paired_difference(every, none, 1)
     assert d.high < 0 and "lower" in difference_sentence(d)
 
@@ -134,7 +141,8 @@ def test_sentence_of_the_issue():
     d = PairedDifference("pass@32", 0.5, 0.541, 0.041, -0.020, 0.103, 0.81, 30, 2000, 0)
     assert difference_sentence(d, "SFT", "EKSFT") == (
         "EKSFT − SFT on pass@32: +4.1 points, 95% interval [−2.0, +10.3]: not distinguishable at this size "
-        "(30 problems).")  # fmt: skip
+        "(30 problems)."
+    )
 
 
 def test_seed_level_t_interval():
@@ -164,16 +172,25 @@ def lines_for(table, model="m", checks_last_number=None):
         for j in range(n):
             ok = j < c
             ln = ok if checks_last_number is None else j < checks_last_number[i]
-            out.append({"model": model, "benchmark": "b", "problem_id": f"p{i}", "correct": ok,
-                        "answer": str(j % 3) if j % 2 else None, "completion": f"step {j} answer {j % 3}",
-                        "num_tokens": 5 + j, "truncated": j == 0, "mean_entropy": 0.5 + j / 10,
-                        "checks": {"last_boxed": ok, "last_number": ln}})  # fmt: skip
+            out.append(
+                {
+                    "model": model,
+                    "benchmark": "b",
+                    "problem_id": f"p{i}",
+                    "correct": ok,
+                    "answer": str(j % 3) if j % 2 else None,
+                    "completion": f"step {j} answer {j % 3}",
+                    "num_tokens": 5 + j,
+                    "truncated": j == 0,
+                    "mean_entropy": 0.5 + j / 10,
+                    "checks": {"last_boxed": ok, "last_number": ln},
+                }
+            )
     return out
 
 
 def test_summary_carries_intervals_band_and_per_problem_counts():
-    s = summarize(lines_for(TABLE_A, checks_last_number=[8, 2, 3, 8, 5, 1, 2]), [1, 4, 8],
-                  extraction="last_boxed")  # fmt: skip
+    s = summarize(lines_for(TABLE_A, checks_last_number=[8, 2, 3, 8, 5, 1, 2]), [1, 4, 8], extraction="last_boxed")
     assert [(r["n"], r["c"]) for r in s["per_problem"]] == TABLE_A
     assert [r["c_last_number"] for r in s["per_problem"]] == [8, 2, 3, 8, 5, 1, 2]
     assert s["avg@8_last_number"] == pytest.approx(29 / 56) and s["avg@8"] == pytest.approx(19 / 56)

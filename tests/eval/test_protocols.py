@@ -8,8 +8,15 @@ from eksft.eval.protocols import PROTOCOLS, resolve
 
 
 def test_presets_have_the_documented_values():
-    assert PROTOCOLS["paper"] == {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "n": 32, "k": [1, 8, 32],
-                                       "max_new_tokens": 8192, "instruction": PROTOCOLS["paper"]["instruction"]}  # fmt: skip
+    assert PROTOCOLS["paper"] == {
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "n": 32,
+        "k": [1, 8, 32],
+        "max_new_tokens": 8192,
+        "instruction": PROTOCOLS["paper"]["instruction"],
+    }
     assert "\\boxed{}" in PROTOCOLS["paper"]["instruction"]
     r1 = PROTOCOLS["r1"]
     assert (r1["temperature"], r1["top_p"], r1["n"], r1["max_new_tokens"]) == (0.6, 0.95, 64, 32768)
@@ -34,8 +41,11 @@ def test_library_errors_name_the_config_field():
     from eksft.eval.sampling import SamplingConfig
 
     cfg = EvalConfig(models=["m"], benchmarks=["b"], output_dir="x", ks=[1, 8], sampling=SamplingConfig(n=4))
-    with pytest.raises(ValueError, match=r"^EvalConfig\.ks \[8\] exceeds EvalConfig\.sampling\.n 4: .* raise "
-                                         r"EvalConfig\.sampling\.n to 8"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^EvalConfig\.ks \[8\] exceeds EvalConfig\.sampling\.n 4: .* raise "
+        r"EvalConfig\.sampling\.n to 8",
+    ):
         cfg.validate()
     with pytest.raises(ValueError, match=r"^EvalConfig\.protocol 'nope': choose one of paper, r1"):
         resolve("nope", {})

@@ -50,9 +50,19 @@ def test_unparsable_gold_is_an_error():
 def test_last_number_extraction_tells_format_from_skill():
     from eksft.eval.verify import last_number
 
-    assert [last_number(t) for t in ("the answer is 42.", "10-3 so 7", "1,000 apples", "so -5", "it is 3/4",
-                                     "2.5e3", "no digits", "step2 and 3.5.")] == \
-        ["42", "7", "1000", "-5", "3/4", None, None, "3.5"]  # fmt: skip
+    assert [
+        last_number(t)
+        for t in (
+            "the answer is 42.",
+            "10-3 so 7",
+            "1,000 apples",
+            "so -5",
+            "it is 3/4",
+            "2.5e3",
+            "no digits",
+            "step2 and 3.5.",
+        )
+    ] == ["42", "7", "1000", "-5", "3/4", None, None, "3.5"]
     # right number, no box: a format failure under last_boxed, correct under last_number
     assert check_answer("51", "I think the answer is 51.", extraction="last_number").correct
     assert not check_answer("51", "I think the answer is 51.").correct
@@ -65,7 +75,10 @@ def test_last_number_extraction_tells_format_from_skill():
 def test_rescore_stored_samples():
     from eksft.eval import rescore
 
-    samples = [{"gold": "7", "completion": "so 7"}, {"gold": "7", "completion": "\\boxed{7}"},
-               {"gold": "7", "completion": "\\boxed{7} or maybe 8"}]  # fmt: skip
+    samples = [
+        {"gold": "7", "completion": "so 7"},
+        {"gold": "7", "completion": "\\boxed{7}"},
+        {"gold": "7", "completion": "\\boxed{7} or maybe 8"},
+    ]
     assert rescore(samples, "last_number") == [True, True, False]
     assert rescore(samples, "last_boxed") == [False, True, True]

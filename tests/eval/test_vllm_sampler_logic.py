@@ -33,8 +33,10 @@ def fake_vllm(monkeypatch):
             made["params"] = params
             outs = []
             for prompt, p in zip(prompts, params):
-                stop = [NS(text=f"{prompt}-{i}", token_ids=[5, 6, 2], finish_reason="stop", stop_reason=None)
-                        for i in range(p.n)]  # fmt: skip
+                stop = [
+                    NS(text=f"{prompt}-{i}", token_ids=[5, 6, 2], finish_reason="stop", stop_reason=None)
+                    for i in range(p.n)
+                ]
                 if p.n > 1:  # one sample cut by max_tokens: no eos to drop
                     stop[-1] = NS(text="cut", token_ids=[5, 6, 7], finish_reason="length", stop_reason=None)
                 outs.append(NS(outputs=stop))

@@ -53,8 +53,17 @@ def unit(logits, entropy_unit):
     return 1.0 / math.log(logits.shape[-1]) if entropy_unit == "normalized" else 1.0
 
 
-def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection="union", scope="micro_batch",
-                entropy_unit="normalized"):  # fmt: skip
+def eksft_paper(
+    logits,
+    labels,
+    ref,
+    rho=0.2,
+    lam_h=0.05,
+    lam_kl=0.05,
+    selection="union",
+    scope="micro_batch",
+    entropy_unit="normalized",
+):
     tg = targets(labels)
     H = [entropy(logits[b, j - 1]) for b, j in tg]
     K = [kl(logits[b, j - 1], ref[b, j - 1]) for b, j in tg]
@@ -70,8 +79,12 @@ def eksft_paper(logits, labels, ref, rho=0.2, lam_h=0.05, lam_kl=0.05, selection
                 mh[i] = s
             for i, s in zip(idx, paper_topk([kv[i] for i in idx], rho)):
                 mk[i] = s
-    op = {"union": lambda a, b: a or b, "intersection": lambda a, b: a and b,
-          "entropy": lambda a, b: a, "kl": lambda a, b: b}[selection]  # fmt: skip
+    op = {
+        "union": lambda a, b: a or b,
+        "intersection": lambda a, b: a and b,
+        "entropy": lambda a, b: a,
+        "kl": lambda a, b: b,
+    }[selection]
     m = [op(a, b) for a, b in zip(mh, mk)]
     ce = mean([-LP[i] for i in range(len(tg)) if not m[i]])
     lh = mean([H[i] * unit(logits, entropy_unit) for i in range(len(tg)) if m[i]])
@@ -130,7 +143,9 @@ def iw_sft(logits, labels, ref, clip=16.0):
     terms = []
     for b in sorted({b for b, _ in tg}):
         js = [j for bb, j in tg if bb == b]
-        diffs = [float((logp_of(logits[b, j - 1], labels[b, j]) - logp_of(ref[b, j - 1], labels[b, j])).detach()) for j in js]
+        diffs = [
+            float((logp_of(logits[b, j - 1], labels[b, j]) - logp_of(ref[b, j - 1], labels[b, j])).detach()) for j in js
+        ]
         w = min(max(math.exp(sum(diffs) / len(diffs)), 0.0), clip)
         terms += [-w * logp_of(logits[b, j - 1], labels[b, j]) for j in js]
     return mean(terms)
@@ -176,8 +191,11 @@ def sed_sft(logits, labels, tau, lam=1.0, k=2):
 def global_reg(logits, labels, ref, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
     def f(b, j):
         row = logits[b, j - 1]
-        return (-logp_of(row, labels[b, j]) - lam_h * unit(logits, entropy_unit) * entropy(row)
-                + lam_kl * kl(row, ref[b, j - 1]))  # fmt: skip
+        return (
+            -logp_of(row, labels[b, j])
+            - lam_h * unit(logits, entropy_unit) * entropy(row)
+            + lam_kl * kl(row, ref[b, j - 1])
+        )
 
     return per_token(f, logits, labels)
 

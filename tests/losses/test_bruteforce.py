@@ -43,7 +43,9 @@ def compare(lib_fn, ref_fn, seed, **batch_kw):
 @pytest.mark.parametrize("rho", [0.1, 0.2, 0.45])
 def test_eksft_paper(seed, selection, scope, rho):
     out, (_, mask) = compare(
-        lambda x, y, r: eksft_loss(x, y, r, rho=rho, selection=selection, scope=scope, lambda_entropy=0.3, lambda_kl=0.2),
+        lambda x, y, r: eksft_loss(
+            x, y, r, rho=rho, selection=selection, scope=scope, lambda_entropy=0.3, lambda_kl=0.2
+        ),
         lambda x, y, r: R.eksft_paper(x, y, r, rho=rho, lam_h=0.3, lam_kl=0.2, selection=selection, scope=scope),
         seed,
     )
@@ -54,11 +56,17 @@ def test_eksft_paper(seed, selection, scope, rho):
 def test_eksft_paper_nats_and_ablations_in_both_units(seed):
     """entropy_unit='nats' (the equations read literally) and the normalised default, for every loss that reuses
     lambda_H, against the references (which divide by ln V themselves)."""
-    compare(lambda x, y, r: eksft_loss(x, y, r, lambda_entropy=0.3, entropy_unit="nats"),
-            lambda x, y, r: R.eksft_paper(x, y, r, lam_h=0.3, entropy_unit="nats"), seed)  # fmt: skip
+    compare(
+        lambda x, y, r: eksft_loss(x, y, r, lambda_entropy=0.3, entropy_unit="nats"),
+        lambda x, y, r: R.eksft_paper(x, y, r, lam_h=0.3, entropy_unit="nats"),
+        seed,
+    )
     for unit in ("nats", "normalized"):
-        compare(lambda x, y, r: global_reg_loss(x, y, r, lambda_entropy=0.3, entropy_unit=unit),
-                lambda x, y, r: R.global_reg(x, y, r, lam_h=0.3, entropy_unit=unit), seed)  # fmt: skip
+        compare(
+            lambda x, y, r: global_reg_loss(x, y, r, lambda_entropy=0.3, entropy_unit=unit),
+            lambda x, y, r: R.global_reg(x, y, r, lam_h=0.3, entropy_unit=unit),
+            seed,
+        )
         out, (_, mask) = compare(
             lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed, lambda_entropy=0.3, entropy_unit=unit),
             lambda x, y, r: R.random_mask(x, y, r, fraction=0.3, seed=seed, lam_h=0.3, entropy_unit=unit),
@@ -88,8 +96,11 @@ def test_comparison_losses(seed):
     compare(lambda x, y, r: gem_loss(x, y, beta=0.5), lambda x, y, r: R.gem(x, y, beta=0.5), seed)
     compare(lambda x, y, r: global_reg_loss(x, y, r), lambda x, y, r: R.global_reg(x, y, r), seed)
     compare(lambda x, y, r: sed_sft_loss(x, y, tau=0.6, k=2), lambda x, y, r: R.sed_sft(x, y, 0.6, k=2), seed)
-    compare(lambda x, y, r: sed_sft_loss(x, y, tau=0.8, k=3, lambda_sed=2.0),
-            lambda x, y, r: R.sed_sft(x, y, 0.8, lam=2.0, k=3), seed)  # fmt: skip
+    compare(
+        lambda x, y, r: sed_sft_loss(x, y, tau=0.8, k=3, lambda_sed=2.0),
+        lambda x, y, r: R.sed_sft(x, y, 0.8, lam=2.0, k=3),
+        seed,
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -106,8 +117,11 @@ def test_random_mask(seed):
     """The library's mask is the reference's own draw from the seed (exactly ceil(0.3 n) targets), and the loss and
     gradient are the EKSFT objective on that mask."""
     logits, labels, ref = make_batch(seed=seed, dtype=torch.float64)
-    out, (_, mask) = compare(lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed),
-                             lambda x, y, r: R.random_mask(x, y, r, fraction=0.3, seed=seed), seed)  # fmt: skip
+    out, (_, mask) = compare(
+        lambda x, y, r: random_mask_loss(x, y, r, fraction=0.3, seed=seed),
+        lambda x, y, r: R.random_mask(x, y, r, fraction=0.3, seed=seed),
+        seed,
+    )
     assert torch.equal(out.mask, mask)
     n = int((labels[:, 1:] != -100).sum())
     assert int(out.mask.sum()) == -(-3 * n // 10)  # exactly ceil(0.3 n)

@@ -24,8 +24,13 @@ def hand_batch():
     seq B rows: z0 p0=3/4, z1 p0=1/8, z2 p0=1/16    labels: -100, 1, 1
     Reference: uniform (all-zero logits), so log q = -ln 2 and KL(p || q) = ln 2 - H(p).
     """
-    logits = torch.tensor([[two_class(3 / 4), two_class(1 / 2), two_class(1 / 4)],
-                           [two_class(3 / 4), two_class(1 / 8), two_class(1 / 16)]], dtype=torch.float64)  # fmt: skip
+    logits = torch.tensor(
+        [
+            [two_class(3 / 4), two_class(1 / 2), two_class(1 / 4)],
+            [two_class(3 / 4), two_class(1 / 8), two_class(1 / 16)],
+        ],
+        dtype=torch.float64,
+    )
     labels = torch.tensor([[-100, 0, 0], [-100, 1, 1]])
     return logits, labels, torch.zeros_like(logits)
 
@@ -85,8 +90,9 @@ def test_official_selects_kl_set_by_true_kl_not_by_penalty():
     L = 0.693147 - 0.0475 * 1.0 + 0.0475 * 1.575960 = 0.720505.
     (Selecting by the penalty instead: M = {B} only, CE over j=1 and j=3 = 0.490415, penalty 1.606486, L = 0.519219.)
     """
-    logits = torch.tensor([[two_class(3 / 4), two_class(1 / 16), two_class(1 / 2), two_class(1 / 4)]],
-                          dtype=torch.float64)  # fmt: skip
+    logits = torch.tensor(
+        [[two_class(3 / 4), two_class(1 / 16), two_class(1 / 2), two_class(1 / 4)]], dtype=torch.float64
+    )
     ref = torch.tensor([[two_class(1 / 2), two_class(1 / 2), two_class(1 / 8), two_class(1 / 4)]], dtype=torch.float64)
     out = eksft_loss(logits, torch.tensor([[-100, 0, 0, 0]]), ref, rho=0.5, variant="official")
     assert out.mask.tolist() == [[False, True, True, False]]

@@ -77,9 +77,18 @@ def run_logits(loss_type, b, head=None, **options):
 def run_fused(loss_type, b, head=None, **options):
     head = head or {}
     ref = (b["ref_hidden"], b["ref_weight"]) if loss_type in NEEDS_REFERENCE else ()
-    return fused_head_loss(loss_type, b["hidden"], b["weight"], b["labels"], *ref, lm_head_bias=b["bias"],
-                           ref_lm_head_bias=b["ref_bias"] if ref else None, **head,
-                           **OPTIONS.get(loss_type, {}), **options)  # fmt: skip
+    return fused_head_loss(
+        loss_type,
+        b["hidden"],
+        b["weight"],
+        b["labels"],
+        *ref,
+        lm_head_bias=b["bias"],
+        ref_lm_head_bias=b["ref_bias"] if ref else None,
+        **head,
+        **OPTIONS.get(loss_type, {}),
+        **options,
+    )
 
 
 def grads(result, b):
@@ -122,9 +131,18 @@ def test_eksft_matches_logits_path(case, fused_path):
     b = make_head_batch(bias=case.pop("bias", False), seed=len(str(case)))
     head, chunk = case.pop("head", None), case.pop("chunk_size", 32)
     r_logits = run_logits("eksft", b, head, **case)
-    r_fused = eksft_head_loss(b["hidden"], b["weight"], b["labels"], b["ref_hidden"], b["ref_weight"],
-                              lm_head_bias=b["bias"], ref_lm_head_bias=b["ref_bias"], chunk_size=chunk,
-                              **(head or {}), **case)  # fmt: skip
+    r_fused = eksft_head_loss(
+        b["hidden"],
+        b["weight"],
+        b["labels"],
+        b["ref_hidden"],
+        b["ref_weight"],
+        lm_head_bias=b["bias"],
+        ref_lm_head_bias=b["ref_bias"],
+        chunk_size=chunk,
+        **(head or {}),
+        **case,
+    )
     assert_same(r_logits, r_fused, b)
 
 
@@ -294,8 +312,12 @@ def test_no_full_vocabulary_tensor(loss_type, fused_path):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda b: eksft_head_loss(b["hidden"], b["weight"], b["labels"], b["ref_hidden"], b["ref_weight"],
-                                   variant="official"), "variant"),  # fmt: skip
+        (
+            lambda b: eksft_head_loss(
+                b["hidden"], b["weight"], b["labels"], b["ref_hidden"], b["ref_weight"], variant="official"
+            ),
+            "variant",
+        ),
         (lambda b: fused_head_loss("eksft", b["hidden"], b["weight"], b["labels"]), "ref_hidden"),
         (lambda b: fused_head_loss("sft", b["hidden"], b["weight"], b["labels"], chunk_size=0), "chunk_size"),
         (lambda b: fused_head_loss("sft", b["hidden"], b["weight"], b["labels"], rho=0.2), "rho"),

@@ -33,14 +33,16 @@ def make_block(head, n=37, d=48, V=1031, seed=0, dtype=torch.float64):
     def proj():
         w = torch.randn(V, d, generator=g, dtype=torch.float64) * (2.0 / d**0.5)
         b = 0.3 * torch.randn(V, generator=g, dtype=torch.float64) if head["bias"] else None
-        return fused_passes.Projection(w.to(dtype), None if b is None else b.to(dtype), head["logit_scale"],
-                                       head["softcap"])  # fmt: skip
+        return fused_passes.Projection(
+            w.to(dtype), None if b is None else b.to(dtype), head["logit_scale"], head["softcap"]
+        )
 
     p, q = proj(), proj()
     rows, ref_rows = (torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype) for _ in range(2))
     tokens = torch.randint(0, V, (n,), generator=g)
-    ce_w, ent_w, kl_w = (torch.rand(n, generator=g, dtype=torch.float64) * (torch.rand(n, generator=g) < 0.8)
-                         for _ in range(3))  # fmt: skip
+    ce_w, ent_w, kl_w = (
+        torch.rand(n, generator=g, dtype=torch.float64) * (torch.rand(n, generator=g) < 0.8) for _ in range(3)
+    )
     return p, q, rows, ref_rows, tokens, ce_w, ent_w, kl_w
 
 
@@ -52,8 +54,9 @@ def autograd_block_grad(proj, rows, ref_proj, ref_rows, tokens, ce_w, ent_w, kl_
     ref_logz = None
     if ref_rows is not None:
         ref_lin = torch.nn.functional.linear(ref_rows, ref_proj.weight, ref_proj.bias)
-        ref_logz = eksft.losses.tokens.log_softmax32(fused_passes.logit_transform(ref_lin, ref_proj.logit_scale,
-                                                                                  ref_proj.softcap))  # fmt: skip
+        ref_logz = eksft.losses.tokens.log_softmax32(
+            fused_passes.logit_transform(ref_lin, ref_proj.logit_scale, ref_proj.softcap)
+        )
     logp, h, kl = fused_passes.row_stats(logz, ref_logz, tokens)
     (g,) = torch.autograd.grad(fused_passes.weighted_objective(logp, h, kl, ce_w, ent_w, kl_w), lin)
     return g

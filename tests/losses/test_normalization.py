@@ -48,16 +48,32 @@ def test_packed_sequences_match_separate_rows():
     logits, labels, ref = make_batch(B=2, T=8, V=9, seed=23, ignore_frac=0.0)
     labels[:, 0] = -100
     sep = eksft_loss(logits, labels, ref, scope="sequence", rho=0.4)
-    packed = eksft_loss(logits.reshape(1, 16, 9), labels.reshape(1, 16), ref.reshape(1, 16, 9), scope="sequence",
-                        rho=0.4, position_ids=torch.arange(8).repeat(2)[None])  # fmt: skip
+    packed = eksft_loss(
+        logits.reshape(1, 16, 9),
+        labels.reshape(1, 16),
+        ref.reshape(1, 16, 9),
+        scope="sequence",
+        rho=0.4,
+        position_ids=torch.arange(8).repeat(2)[None],
+    )
     # Packed rows also score the first token of sequence 2 from sequence 1's last row unless it is -100 (it is).
     assert torch.equal(packed.mask.reshape(2, 8), sep.mask)
     assert packed.loss.item() == pytest.approx(sep.loss.item(), rel=1e-6)
 
 
 def test_loss_table_is_complete():
-    assert set(LOSSES) == {"sft", "eksft", "dft", "iw_sft", "psft", "asft", "sed_sft", "gem", "global_reg",
-                           "random_mask"}  # fmt: skip
+    assert set(LOSSES) == {
+        "sft",
+        "eksft",
+        "dft",
+        "iw_sft",
+        "psft",
+        "asft",
+        "sed_sft",
+        "gem",
+        "global_reg",
+        "random_mask",
+    }
 
 
 def test_step_scale_is_the_whole_rule():

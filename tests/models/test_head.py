@@ -19,8 +19,15 @@ from eksft.models import backbone_hidden_states, lm_head_parts
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             vocab_size=211, max_position_embeddings=64)  # fmt: skip
+SMALL = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=211,
+    max_position_embeddings=64,
+)
 
 
 def tiny(name, **extra):
@@ -47,8 +54,13 @@ def test_parts_reproduce_model_logits(name):
     with torch.no_grad():
         expected = model(input_ids=ids).logits
         hidden = backbone_hidden_states(model, input_ids=ids)
-    got = head_logits(hidden, parts.weight, parts.bias, logit_scale=parts.logit_scale,
-                      final_logit_softcapping=parts.final_logit_softcapping)  # fmt: skip
+    got = head_logits(
+        hidden,
+        parts.weight,
+        parts.bias,
+        logit_scale=parts.logit_scale,
+        final_logit_softcapping=parts.final_logit_softcapping,
+    )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -68,8 +80,15 @@ def test_whole_model_step_matches_logits_path_with_tied_embeddings():
         if fused:
             parts = lm_head_parts(model)
             hidden = backbone_hidden_states(model, input_ids=ids)
-            r = eksft_head_loss(hidden, parts.weight, labels, ref_hidden, lm_head_parts(ref).weight, chunk_size=5,
-                                **parts.head_kwargs(lm_head_parts(ref)))  # fmt: skip
+            r = eksft_head_loss(
+                hidden,
+                parts.weight,
+                labels,
+                ref_hidden,
+                lm_head_parts(ref).weight,
+                chunk_size=5,
+                **parts.head_kwargs(lm_head_parts(ref)),
+            )
         else:
             r = eksft_loss(model(input_ids=ids).logits, labels, ref_logits)
         r.loss.backward()

@@ -20,17 +20,39 @@ STAGES = ("sft", "sft_eval", "rl", "rl_eval")
 
 def tiny_pipeline(out: str) -> dict:
     return {
-        "output_dir": out, "seed": 3, "methods": {"sft": {}, "eksft": {"rho": 0.2}},
+        "output_dir": out,
+        "seed": 3,
+        "methods": {"sft": {}, "eksft": {"rho": 0.2}},
         "data": {"train_file": "synthetic:arithmetic-easy", "sft_samples": 8, "rl_samples": 4},
-        "sft": {"model_name_or_path": "tiny-random-llama", "max_steps": 2, "per_device_train_batch_size": 4,
-                "max_length": 160, "learning_rate": 3e-3, "logging_steps": 1, "save_strategy": "no",
-                "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
-        "rl": {"max_steps": 2, "num_generations": 2, "prompts_per_generation": 2, "per_device_train_batch_size": 4,
-               "max_generation_batches": 2,  # dynamic sampling: the tiny model rarely varies; keep refills few
-               "max_completion_length": 12, "overlong_buffer_len": 4, "learning_rate": 1e-3, "logging_steps": 1,
-               "save_strategy": "no", "report_to": [], "gradient_checkpointing": False, "disable_tqdm": True},
+        "sft": {
+            "model_name_or_path": "tiny-random-llama",
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "max_length": 160,
+            "learning_rate": 3e-3,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": [],
+            "gradient_checkpointing": False,
+            "disable_tqdm": True,
+        },
+        "rl": {
+            "max_steps": 2,
+            "num_generations": 2,
+            "prompts_per_generation": 2,
+            "per_device_train_batch_size": 4,
+            "max_generation_batches": 2,  # dynamic sampling: the tiny model rarely varies; keep refills few
+            "max_completion_length": 12,
+            "overlong_buffer_len": 4,
+            "learning_rate": 1e-3,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": [],
+            "gradient_checkpointing": False,
+            "disable_tqdm": True,
+        },
         "eval": {"benchmarks": ["arithmetic-easy"], "limit": 2, "n": 2, "max_new_tokens": 12, "batch_size": 2},
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +79,19 @@ def test_every_stage_runs_and_is_marked(finished):
 
 def test_same_seed_and_disjoint_data_for_every_method(finished):
     out, _, _ = finished
-    configs = {(m, s): yaml.safe_load(open(os.path.join(out, m, s, "config.yaml"))) for m in ("sft", "eksft")
-               for s in ("sft", "rl")}  # fmt: skip
+    configs = {
+        (m, s): yaml.safe_load(open(os.path.join(out, m, s, "config.yaml")))
+        for m in ("sft", "eksft")
+        for s in ("sft", "rl")
+    }
     assert {c["seed"] for c in configs.values()} == {3}
     assert configs[("sft", "sft")]["loss_type"] == "sft" and configs[("eksft", "sft")]["loss_type"] == "eksft"
     sft, rl = configs[("eksft", "sft")], configs[("eksft", "rl")]
-    assert sft["train_file"] == rl["train_file"] and (sft["max_samples"], rl["skip_samples"], rl["max_samples"]) == (8, 8, 4)
+    assert sft["train_file"] == rl["train_file"] and (sft["max_samples"], rl["skip_samples"], rl["max_samples"]) == (
+        8,
+        8,
+        4,
+    )
     assert rl["model_name_or_path"] == os.path.join(out, "eksft", "sft")
     assert sum(1 for _ in open(sft["train_file"])) == 12  # 8 SFT + 4 RL records, written once
     # What the stages actually read from those settings: the RL prompts are the 4 records after the 8 SFT ones.
@@ -71,8 +100,13 @@ def test_same_seed_and_disjoint_data_for_every_method(finished):
     from eksft.rl.data import load_prompts
 
     sft_prompts = [r["prompt"][0]["content"] for r in load_records(sft["train_file"], max_samples=sft["max_samples"])]
-    rl_cfg = RLConfig(output_dir=os.path.join(out, "check"), report_to=[], use_vllm=False, bf16=False,
-                      **{k: rl[k] for k in ("train_file", "skip_samples", "max_samples")})  # fmt: skip
+    rl_cfg = RLConfig(
+        output_dir=os.path.join(out, "check"),
+        report_to=[],
+        use_vllm=False,
+        bf16=False,
+        **{k: rl[k] for k in ("train_file", "skip_samples", "max_samples")},
+    )
     rl_prompts = [p[0]["content"] for p in load_prompts(rl_cfg)["prompt"]]
     assert len(sft_prompts) == 8 and len(rl_prompts) == 4 and not set(sft_prompts) & set(rl_prompts)
 
@@ -90,8 +124,11 @@ def test_report_has_both_tables(finished):
             res = json.load(open(os.path.join(out, method, stage, "results.json")))["results"]["arithmetic-easy"]
             summary = next(iter(res.values()))
             assert row["benchmarks"]["arithmetic-easy"] == {
-                "pass@1": summary["pass@1"], "pass@2": summary["pass@2"],
-                "pass@1_interval": summary["intervals"]["pass@1"], "pass@2_interval": summary["intervals"]["pass@2"]}
+                "pass@1": summary["pass@1"],
+                "pass@2": summary["pass@2"],
+                "pass@1_interval": summary["intervals"]["pass@1"],
+                "pass@2_interval": summary["intervals"]["pass@2"],
+            }
             assert row["average"]["pass@1"] == summary["pass@1"]  # one benchmark: the average is its value
             assert f"| {method} | {100 * summary['pass@1']:.1f} [" in md  # value [95% interval]
     assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_sft.png"))

@@ -19,8 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CPU = {"bf16": False, "deepspeed": None}
 
 
-@pytest.mark.parametrize("name", ["pipeline_demo_cpu.yaml", "pipeline_smollm2_cpu.yaml", "paper/pipeline_qwen3_4b.yaml",
-                                  "paper/pipeline_qwen3_4b_ablations.yaml", "paper/pipeline_qwen3_4b_rho_sweep.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pipeline_demo_cpu.yaml",
+        "pipeline_smollm2_cpu.yaml",
+        "paper/pipeline_qwen3_4b.yaml",
+        "paper/pipeline_qwen3_4b_ablations.yaml",
+        "paper/pipeline_qwen3_4b_rho_sweep.yaml",
+    ],
+)
 def test_shipped_pipeline_configs_resolve(name, monkeypatch):
     from eksft.rl import RLConfig
     from eksft.train import EKSFTConfig
@@ -35,9 +43,15 @@ def test_shipped_pipeline_configs_resolve(name, monkeypatch):
         rl = config_from_values({**rl_values(pc, method, "x.jsonl"), **CPU, "use_vllm": False}, RLConfig)
         assert rl.model_name_or_path == stage_dir(pc, method, "sft") and rl.skip_samples == pc.data.sft_samples
     if "ablations" in name:
-        assert set(pc.methods) == {"sft", "eksft", "eksft__lambda_entropy-0", "eksft__lambda_kl-0",
-                                   "eksft__lambda_entropy-0__lambda_kl-0", "random_mask__random_mask_fraction-0.1",
-                                   "global_reg"}  # fmt: skip
+        assert set(pc.methods) == {
+            "sft",
+            "eksft",
+            "eksft__lambda_entropy-0",
+            "eksft__lambda_kl-0",
+            "eksft__lambda_entropy-0__lambda_kl-0",
+            "random_mask__random_mask_fraction-0.1",
+            "global_reg",
+        }
     elif "rho_sweep" in name:
         assert [sft_values(pc, m, "x")["rho"] for m in pc.methods] == [0, 0.1, 0.2, 0.3, 0.4]
     elif "paper" in name:
@@ -75,14 +89,17 @@ def test_table_k_is_32_or_the_largest_available():
 
 
 def test_report_averages_over_benchmarks(tmp_path):
-    pc = pipeline_config_from(base(output_dir=str(tmp_path), methods=["sft", "eksft"],
-                                   eval={"benchmarks": ["b1", "b2"], "n": 4}))  # fmt: skip
+    pc = pipeline_config_from(
+        base(output_dir=str(tmp_path), methods=["sft", "eksft"], eval={"benchmarks": ["b1", "b2"], "n": 4})
+    )
     # Hand-written eksft eval results for the sft method after SFT; nothing else has run.
     folder = stage_dir(pc, "sft", "sft_eval")
     os.makedirs(folder)
     curve = {"1": 0.0, "2": 0.0, "3": 0.0, "4": 0.0}
-    results = {"b1": {"m": {"pass@1": 0.5, "pass@4": 0.75, "num_problems": 2, "pass_at_k_curve": curve}},
-               "b2": {"m": {"pass@1": 0.25, "pass@4": 0.5, "num_problems": 2, "pass_at_k_curve": curve}}}  # fmt: skip
+    results = {
+        "b1": {"m": {"pass@1": 0.5, "pass@4": 0.75, "num_problems": 2, "pass_at_k_curve": curve}},
+        "b2": {"m": {"pass@1": 0.25, "pass@4": 0.5, "num_problems": 2, "pass_at_k_curve": curve}},
+    }
     json.dump({"config": {}, "results": results}, open(os.path.join(folder, "results.json"), "w"))
     report = write_report(pc, str(tmp_path / "report"))
     assert report["stages"]["sft_eval"] == {}  # results without DONE.json are not trusted
@@ -97,15 +114,21 @@ def test_report_averages_over_benchmarks(tmp_path):
 def test_report_cells_carry_intervals_and_methods_are_compared_paired(tmp_path):
     """With eksft eval's intervals and per-problem counts, cells show '[low, high]' and each method gets a paired
     sentence against sft; a method right on every problem against one right on none is 'higher'."""
-    pc = pipeline_config_from(base(output_dir=str(tmp_path), methods=["sft", "eksft"],
-                                   eval={"benchmarks": ["b1"], "n": 4}))  # fmt: skip
+    pc = pipeline_config_from(
+        base(output_dir=str(tmp_path), methods=["sft", "eksft"], eval={"benchmarks": ["b1"], "n": 4})
+    )
     for method, c in (("sft", 0), ("eksft", 4)):
         folder = stage_dir(pc, method, "sft_eval")
         os.makedirs(folder)
-        summary = {"pass@1": c / 4, "pass@4": float(c > 0), "num_problems": 3, "n": 4,
-                   "pass_at_k_curve": {str(k): c / 4 for k in range(1, 5)},
-                   "intervals": {"method": "bootstrap", "pass@1": [c / 4, c / 4], "pass@4": [c / 4, c / 4]},
-                   "per_problem": [{"id": str(i), "n": 4, "c": c} for i in range(3)]}  # fmt: skip
+        summary = {
+            "pass@1": c / 4,
+            "pass@4": float(c > 0),
+            "num_problems": 3,
+            "n": 4,
+            "pass_at_k_curve": {str(k): c / 4 for k in range(1, 5)},
+            "intervals": {"method": "bootstrap", "pass@1": [c / 4, c / 4], "pass@4": [c / 4, c / 4]},
+            "per_problem": [{"id": str(i), "n": 4, "c": c} for i in range(3)],
+        }
         json.dump({"config": {}, "results": {"b1": {"m": summary}}}, open(os.path.join(folder, "results.json"), "w"))
         mark_done(folder, {"seconds": 1.0})
     report = write_report(pc, str(tmp_path / "report"))

@@ -18,12 +18,24 @@ def make_rl_config(tmp_path):
 
     def make(**overrides):
         kw = dict(
-            model_name_or_path="tiny-random-llama", train_file="synthetic:arithmetic-easy", max_samples=8,
-            output_dir=str(tmp_path / "rl"), max_steps=2, num_generations=4, per_device_train_batch_size=8,
-            max_completion_length=16, overlong_buffer_len=4, learning_rate=1e-3, logging_steps=1,
-            save_strategy="no", report_to=[], gradient_checkpointing=False, disable_tqdm=True, seed=0,
+            model_name_or_path="tiny-random-llama",
+            train_file="synthetic:arithmetic-easy",
+            max_samples=8,
+            output_dir=str(tmp_path / "rl"),
+            max_steps=2,
+            num_generations=4,
+            per_device_train_batch_size=8,
+            max_completion_length=16,
+            overlong_buffer_len=4,
+            learning_rate=1e-3,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            gradient_checkpointing=False,
+            disable_tqdm=True,
+            seed=0,
             dataloader_pin_memory=False,
-        )  # fmt: skip
+        )
         kw.update(overrides)
         return RLConfig(**kw)
 

@@ -58,8 +58,15 @@ def ds_config(make_rl_config, tmp_path):
     train = write_prompts(tmp_path / "p.jsonl", ["same", "same", "same", "vary"] * 4)
 
     def make(**kw):
-        base = dict(train_file=train, max_samples=None, overlong_buffer_len=0, max_completion_length=8,
-                    prompts_per_generation=2, per_device_train_batch_size=8, max_generation_batches=10)  # fmt: skip
+        base = dict(
+            train_file=train,
+            max_samples=None,
+            overlong_buffer_len=0,
+            max_completion_length=8,
+            prompts_per_generation=2,
+            per_device_train_batch_size=8,
+            max_generation_batches=10,
+        )
         return make_rl_config(**{**base, **kw})
 
     return make
@@ -120,8 +127,13 @@ def test_matches_trls_grpo_step(ds_config, case):
     cfg = ds_config(**{**kw, "output_dir": ours.args.output_dir + "_trl"})
     model, tok = policy_and_tokenizer(cfg)
     tok.padding_side = "left"
-    trl = GRPOTrainer(model, reward_funcs=[ScriptedReward(everything_varies=case != "filter_off")], args=cfg,
-                      train_dataset=load_prompts(cfg), processing_class=tok)  # fmt: skip
+    trl = GRPOTrainer(
+        model,
+        reward_funcs=[ScriptedReward(everything_varies=case != "filter_off")],
+        args=cfg,
+        train_dataset=load_prompts(cfg),
+        processing_class=tok,
+    )
     trl.train()
     mine = [r for r in ours.state.log_history if "loss" in r and "reward" in r]
     theirs = [r for r in trl.state.log_history if "loss" in r and "reward" in r]
@@ -148,8 +160,14 @@ def test_resume_keeps_the_trajectory(ds_config, tmp_path):
     assert sorted(got) == sorted(want) == [1, 2, 3, 4]
     assert sum(want[s][DS + "generation_batches"] for s in (3, 4)) > 2  # the resumed steps refilled
     for step in (3, 4):
-        for key in ("loss", "reward", "completions/mean_length", DS + "generation_batches", DS + "groups_drawn",
-                    DS + "groups_with_variance"):  # fmt: skip
+        for key in (
+            "loss",
+            "reward",
+            "completions/mean_length",
+            DS + "generation_batches",
+            DS + "groups_drawn",
+            DS + "groups_with_variance",
+        ):
             assert got[step][key] == pytest.approx(want[step][key], rel=1e-4, abs=1e-6), (step, key)
 
 
@@ -161,8 +179,12 @@ def test_cap_warns_naming_the_field_and_keeps_the_batch_shape(ds_config, caplog)
         trainer.train()
     assert any("max_generation_batches=2" in m and "RLConfig.max_generation_batches" in m for m in caplog.messages)
     (row,) = [r for r in read_metrics(cfg.output_dir) if "reward" in r]
-    assert (row[DS + "generation_batches"], row[DS + "groups_drawn"], row[DS + "groups_kept"],
-            row[DS + "groups_filled"]) == (2, 4, 0, 2)  # fmt: skip
+    assert (
+        row[DS + "generation_batches"],
+        row[DS + "groups_drawn"],
+        row[DS + "groups_kept"],
+        row[DS + "groups_filled"],
+    ) == (2, 4, 0, 2)
     assert batches[0]["completion_ids"].shape[0] == 2 * G and not batches[0]["advantages"].any()
 
 
@@ -210,9 +232,14 @@ def test_refill_draws_are_seeded_by_step_and_skip_seen_prompts():
 
 def test_join_pads_prompts_left_and_completions_right():
     def batch(p, c, adv):
-        return {"prompt_ids": torch.full((2, p), 7), "prompt_mask": torch.ones(2, p, dtype=torch.long),
-                "completion_ids": torch.full((2, c), 8), "completion_mask": torch.ones(2, c, dtype=torch.long),
-                "advantages": torch.tensor(adv), "num_items_in_batch": torch.tensor(2 * c)}  # fmt: skip
+        return {
+            "prompt_ids": torch.full((2, p), 7),
+            "prompt_mask": torch.ones(2, p, dtype=torch.long),
+            "completion_ids": torch.full((2, c), 8),
+            "completion_mask": torch.ones(2, c, dtype=torch.long),
+            "advantages": torch.tensor(adv),
+            "num_items_in_batch": torch.tensor(2 * c),
+        }
 
     out = join_batches([batch(1, 3, [1.0, -1.0]), batch(2, 1, [0.5, -0.5])], [(1, 0), (0, 0)], 2, 0, lambda n: n)
     assert out["prompt_ids"].tolist() == [[0, 7], [0, 7], [7, 7], [7, 7]]

@@ -16,8 +16,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def rl_config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "o"), report_to=[], max_completion_length=16, overlong_buffer_len=4,
-                num_generations=2, per_device_train_batch_size=2)  # fmt: skip
+    base = dict(
+        output_dir=str(tmp_path / "o"),
+        report_to=[],
+        max_completion_length=16,
+        overlong_buffer_len=4,
+        num_generations=2,
+        per_device_train_batch_size=2,
+    )
     return RLConfig(**{**base, **kw})
 
 
@@ -48,9 +54,11 @@ def test_accuracy_reward_on_hand_written_completions():
 
 def test_accuracy_reward_chat_completions_and_latex_gold():
     reward = MathAccuracyReward()
-    chat = [[{"role": "assistant", "content": "So \\boxed{\\frac{1}{2}}"}],
-            [{"role": "assistant", "content": "So \\boxed{0.5}"}],
-            [{"role": "assistant", "content": "So \\boxed{\\frac{1}{3}}"}]]  # fmt: skip
+    chat = [
+        [{"role": "assistant", "content": "So \\boxed{\\frac{1}{2}}"}],
+        [{"role": "assistant", "content": "So \\boxed{0.5}"}],
+        [{"role": "assistant", "content": "So \\boxed{\\frac{1}{3}}"}],
+    ]
     assert reward(chat, answer=["\\frac{1}{2}"] * 3) == [1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="2 completions but 1 gold"):
         reward(["a", "b"], answer=["1"])
@@ -95,7 +103,9 @@ def test_split_is_disjoint_and_synthetic_prompts_carry_gold(tmp_path):
     rl = load_prompts(rl_config(tmp_path, train_file="synthetic:arithmetic-easy", skip_samples=4, max_samples=6))
     both = load_prompts(rl_config(tmp_path, train_file="synthetic:arithmetic-easy", max_samples=10))
     assert len(sft) == 4 and len(rl) == 6
-    assert list(sft["prompt"]) + list(rl["prompt"]) == list(both["prompt"])  # the RL part is exactly the records after the SFT part
+    assert list(sft["prompt"]) + list(rl["prompt"]) == list(
+        both["prompt"]
+    )  # the RL part is exactly the records after the SFT part
     assert not {json.dumps(p) for p in sft["prompt"]} & {json.dumps(p) for p in rl["prompt"]}
     first = rl[0]
     assert first["prompt"][0]["role"] == "user" and "\\boxed{}" in first["prompt"][0]["content"]
@@ -108,9 +118,11 @@ def write_jsonl(path, rows):
 
 
 def test_file_formats_gold_fallback_and_errors(tmp_path):
-    rows = [{"prompt": "1+1?", "completion": "It is \\boxed{2}."},  # gold from the solution's last box
-            {"prompt": "2+2?", "answer": "4"},  # prompt-only record
-            {"prompt": "3+3?", "completion": "\\boxed{5}", "answer": "6"}]  # the answer column wins
+    rows = [
+        {"prompt": "1+1?", "completion": "It is \\boxed{2}."},  # gold from the solution's last box
+        {"prompt": "2+2?", "answer": "4"},  # prompt-only record
+        {"prompt": "3+3?", "completion": "\\boxed{5}", "answer": "6"},
+    ]  # the answer column wins
     path = write_jsonl(tmp_path / "p.jsonl", rows)
     ds = load_prompts(rl_config(tmp_path, train_file=path, instruction="Box it."))
     assert list(ds["answer"]) == ["2", "4", "6"]
@@ -118,9 +130,18 @@ def test_file_formats_gold_fallback_and_errors(tmp_path):
     raw = load_prompts(rl_config(tmp_path, train_file=path, chat_template=False, skip_samples=1))
     assert list(raw["prompt"]) == ["2+2?", "3+3?"]
 
-    msgs = write_jsonl(tmp_path / "m.jsonl", [{"messages": [{"role": "system", "content": "S"},
-                                                            {"role": "user", "content": "Q"},
-                                                            {"role": "assistant", "content": "\\boxed{9}"}]}])  # fmt: skip
+    msgs = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "S"},
+                    {"role": "user", "content": "Q"},
+                    {"role": "assistant", "content": "\\boxed{9}"},
+                ]
+            }
+        ],
+    )
     ds = load_prompts(rl_config(tmp_path, train_file=msgs))
     assert ds[0]["prompt"] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
     assert ds[0]["answer"] == "9"

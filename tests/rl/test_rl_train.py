@@ -13,8 +13,17 @@ from eksft.rl import build_rl_trainer, train_rl
 from eksft.train.metrics import read_metrics
 from tests.helpers import StopAt
 
-KEYS = ("reward", "rewards/accuracy/mean", "rewards/soft_overlong_punishment_reward/mean", "entropy",
-        "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length", "completions/clipped_ratio", "loss")  # fmt: skip
+KEYS = (
+    "reward",
+    "rewards/accuracy/mean",
+    "rewards/soft_overlong_punishment_reward/mean",
+    "entropy",
+    "clip_ratio/low_mean",
+    "clip_ratio/high_mean",
+    "completions/mean_length",
+    "completions/clipped_ratio",
+    "loss",
+)
 
 
 def test_two_dapo_steps_write_metrics_and_model(make_rl_config):
@@ -26,7 +35,9 @@ def test_two_dapo_steps_write_metrics_and_model(make_rl_config):
     for r in rows:
         for key in KEYS:
             assert key in r, key
-        assert 0.0 <= r["rewards/accuracy/mean"] <= 1.0 and -1.0 <= r["rewards/soft_overlong_punishment_reward/mean"] <= 0
+        assert (
+            0.0 <= r["rewards/accuracy/mean"] <= 1.0 and -1.0 <= r["rewards/soft_overlong_punishment_reward/mean"] <= 0
+        )
         assert 0 < r["completions/mean_length"] <= cfg.max_completion_length and r["entropy"] > 0
     assert os.path.exists(os.path.join(cfg.output_dir, "model.safetensors"))
     assert os.path.exists(os.path.join(cfg.output_dir, "tokenizer_config.json"))
@@ -57,7 +68,26 @@ def test_cli_runs_the_demo_config_with_overrides(tmp_path, monkeypatch, capsys):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     monkeypatch.chdir(root)
     out = str(tmp_path / "cli")
-    assert main(["rl", "configs/rl_demo_cpu.yaml", "--max_steps", "1", "--output_dir", out, "--report_to", "none",
-                 "--max_completion_length", "24", "--overlong_buffer_len", "8", "--disable_tqdm", "true"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "rl",
+                "configs/rl_demo_cpu.yaml",
+                "--max_steps",
+                "1",
+                "--output_dir",
+                out,
+                "--report_to",
+                "none",
+                "--max_completion_length",
+                "24",
+                "--overlong_buffer_len",
+                "8",
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     assert "done: model and metrics.jsonl" in capsys.readouterr().out
     assert [r["step"] for r in read_metrics(out) if "reward" in r] == [1]

@@ -39,11 +39,23 @@ def make_config(tmp_path, data_file):
 
     def make(**overrides):
         kw = dict(
-            model_name_or_path="tiny-random-llama", train_file=data_file, output_dir=str(tmp_path / "run"),
-            max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-2,
-            logging_steps=1, save_strategy="no", report_to=[], gradient_checkpointing=False, max_length=64,
-            seed=0, disable_tqdm=True, dataloader_pin_memory=False, dataset_num_proc=None,
-        )  # fmt: skip
+            model_name_or_path="tiny-random-llama",
+            train_file=data_file,
+            output_dir=str(tmp_path / "run"),
+            max_steps=3,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=1,
+            learning_rate=1e-2,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            gradient_checkpointing=False,
+            max_length=64,
+            seed=0,
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            dataset_num_proc=None,
+        )
         kw.update(overrides)
         return EKSFTConfig(**kw)
 

@@ -40,11 +40,17 @@ def main() -> int:
                 prepare(root)
                 start = time.time()
                 proc = launch(root)
-                crash = [line for line in (proc.stderr or "").splitlines()
-                         if "terminate called" in line or "Signal" in line or "SIGABRT" in line]  # fmt: skip
+                crash = [
+                    line
+                    for line in (proc.stderr or "").splitlines()
+                    if "terminate called" in line or "Signal" in line or "SIGABRT" in line
+                ]
                 ok += proc.returncode == 0
-                print(f"launch {i + 1}/{args.runs}: rc {proc.returncode} in {time.time() - start:.1f} s"
-                      + (f"  {crash[:2]}" if crash else ""), flush=True)  # fmt: skip
+                print(
+                    f"launch {i + 1}/{args.runs}: rc {proc.returncode} in {time.time() - start:.1f} s"
+                    + (f"  {crash[:2]}" if crash else ""),
+                    flush=True,
+                )
                 if proc.returncode != 0 and not crash:
                     print(proc.stderr[-2000:], flush=True)
     finally:

@@ -34,9 +34,28 @@ from .conftest import arithmetic_records, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = ["--model_name_or_path", "tiny-random-llama", "--max_steps", "1", "--per_device_train_batch_size", "2",
-        "--report_to", "none", "--save_strategy", "no", "--max_length", "64", "--disable_tqdm", "true",
-        "--gradient_checkpointing", "false", "--dataloader_pin_memory", "false", "--seed", "0"]  # fmt: skip
+FAST = [
+    "--model_name_or_path",
+    "tiny-random-llama",
+    "--max_steps",
+    "1",
+    "--per_device_train_batch_size",
+    "2",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--max_length",
+    "64",
+    "--disable_tqdm",
+    "true",
+    "--gradient_checkpointing",
+    "false",
+    "--dataloader_pin_memory",
+    "false",
+    "--seed",
+    "0",
+]
 OVERWRITE = ["--overwrite_output_dir", "true"]
 
 
@@ -130,8 +149,9 @@ def null_prompt(tmp):
 
 
 def duplicate_key(tmp):
-    (tmp / "c.yaml").write_text("model_name_or_path: tiny-random-llama\nlearning_rate: 1e-3\nmax_steps: 1\n"
-                                "learning_rate: 1e-2\n")  # fmt: skip
+    (tmp / "c.yaml").write_text(
+        "model_name_or_path: tiny-random-llama\nlearning_rate: 1e-3\nmax_steps: 1\nlearning_rate: 1e-2\n"
+    )
 
 
 def malformed_json(tmp):
@@ -173,63 +193,162 @@ RO = "/proc/eksft-read-only/run" if os.geteuid() == 0 else "ro/run"  # root writ
 #: "{tmp}" is the test's folder. Items 1-6 of issue 11, then the cases that worked before it.
 CASES = {
     # 1. a used output_dir (train, rl, a pipeline stage)
-    "1-used-output-dir": (["train", *FAST], None, 2,
-                          ["output_dir 'run' already holds a run", "metrics.jsonl", "model.safetensors",
-                           "checkpoint-4", "--resume_from_checkpoint latest", "--overwrite_output_dir true"]),
-    "1-rl-used-output-dir": (["rl", "--model_name_or_path", "tiny-random-llama", "--use_vllm", "false",
-                              "--report_to", "none"], None, 2,
-                             ["eksft rl: output_dir 'run' already holds a run", "--overwrite_output_dir true"]),
-    "1-pipeline-stage": (["pipeline", "pipe.yaml"], pipeline_over_a_run, 2,
-                         ["eksft pipeline:", "sft/sft", "holds a run this pipeline did not start",
-                          "choose another output_dir"]),
+    "1-used-output-dir": (
+        ["train", *FAST],
+        None,
+        2,
+        [
+            "output_dir 'run' already holds a run",
+            "metrics.jsonl",
+            "model.safetensors",
+            "checkpoint-4",
+            "--resume_from_checkpoint latest",
+            "--overwrite_output_dir true",
+        ],
+    ),
+    "1-rl-used-output-dir": (
+        ["rl", "--model_name_or_path", "tiny-random-llama", "--use_vllm", "false", "--report_to", "none"],
+        None,
+        2,
+        ["eksft rl: output_dir 'run' already holds a run", "--overwrite_output_dir true"],
+    ),
+    "1-pipeline-stage": (
+        ["pipeline", "pipe.yaml"],
+        pipeline_over_a_run,
+        2,
+        ["eksft pipeline:", "sft/sft", "holds a run this pipeline did not start", "choose another output_dir"],
+    ),
     # 3. checkpoints cut short by a crash
-    "3-resume-incomplete": (["train", *FAST, "--resume_from_checkpoint", "run/checkpoint-6"], incomplete_checkpoint,
-                            2, ["run/checkpoint-6", "is incomplete", "trainer_state.json",
-                                "--resume_from_checkpoint run/checkpoint-4", "latest"]),
-    "3-resume-true-none-complete": (["train", *FAST, "--resume_from_checkpoint", "true"], only_incomplete, 2,
-                                    ["resume_from_checkpoint=true", "only incomplete checkpoints",
-                                     "checkpoint-2, checkpoint-4", "drop --resume_from_checkpoint"]),
+    "3-resume-incomplete": (
+        ["train", *FAST, "--resume_from_checkpoint", "run/checkpoint-6"],
+        incomplete_checkpoint,
+        2,
+        [
+            "run/checkpoint-6",
+            "is incomplete",
+            "trainer_state.json",
+            "--resume_from_checkpoint run/checkpoint-4",
+            "latest",
+        ],
+    ),
+    "3-resume-true-none-complete": (
+        ["train", *FAST, "--resume_from_checkpoint", "true"],
+        only_incomplete,
+        2,
+        [
+            "resume_from_checkpoint=true",
+            "only incomplete checkpoints",
+            "checkpoint-2, checkpoint-4",
+            "drop --resume_from_checkpoint",
+        ],
+    ),
     # 4. paths that do not exist, near-misses, the hub while offline (each within seconds)
-    "4-missing-model-path": (["train", *FAST, *OVERWRITE, "--model_name_or_path", "models/nope"], models_folder, 2,
-                             ["EKSFTConfig.model_name_or_path='models/nope'", "no such file or folder",
-                              "existing model folder"]),
-    "4-alias-typo": (["train", *FAST, *OVERWRITE, "--model_name_or_path", "tiny-random-lama"], None, 2,
-                     ["EKSFTConfig.model_name_or_path='tiny-random-lama'", "did you mean 'tiny-random-llama'?"]),
-    "4-missing-ref-model": (["train", *FAST, *OVERWRITE, "--ref_model", "./refs/nope"], None, 2,
-                            ["EKSFTConfig.ref_model='./refs/nope'", "no such file or folder"]),
-    "4-hub-offline": (["train", *FAST, *OVERWRITE, "--model_name_or_path", "some-org/some-model"], None, 2,
-                      ["EKSFTConfig.model_name_or_path='some-org/some-model'", "hub", "unreachable",
-                       "HF_HUB_OFFLINE=1", "local folder"]),
-    "4-eval-missing-model": (["eval", "./models/nope", "--benchmark", "arithmetic-easy", "--output-dir", "ev"],
-                             None, 2, ["eksft eval: model='./models/nope'", "no such file or folder"]),
+    "4-missing-model-path": (
+        ["train", *FAST, *OVERWRITE, "--model_name_or_path", "models/nope"],
+        models_folder,
+        2,
+        ["EKSFTConfig.model_name_or_path='models/nope'", "no such file or folder", "existing model folder"],
+    ),
+    "4-alias-typo": (
+        ["train", *FAST, *OVERWRITE, "--model_name_or_path", "tiny-random-lama"],
+        None,
+        2,
+        ["EKSFTConfig.model_name_or_path='tiny-random-lama'", "did you mean 'tiny-random-llama'?"],
+    ),
+    "4-missing-ref-model": (
+        ["train", *FAST, *OVERWRITE, "--ref_model", "./refs/nope"],
+        None,
+        2,
+        ["EKSFTConfig.ref_model='./refs/nope'", "no such file or folder"],
+    ),
+    "4-hub-offline": (
+        ["train", *FAST, *OVERWRITE, "--model_name_or_path", "some-org/some-model"],
+        None,
+        2,
+        [
+            "EKSFTConfig.model_name_or_path='some-org/some-model'",
+            "hub",
+            "unreachable",
+            "HF_HUB_OFFLINE=1",
+            "local folder",
+        ],
+    ),
+    "4-eval-missing-model": (
+        ["eval", "./models/nope", "--benchmark", "arithmetic-easy", "--output-dir", "ev"],
+        None,
+        2,
+        ["eksft eval: model='./models/nope'", "no such file or folder"],
+    ),
     # 6. data and config errors say what and where
-    "6-all-truncated": (["train", *FAST, *OVERWRITE, "--max_length", "8"], None, 2,
-                        ["all 8 train records were dropped", "max_length=8", "tokens long",
-                         "set max_length above"]),
-    "6-not-utf8": (["train", *FAST, *OVERWRITE], bad_utf8, 2,
-                   ["train.jsonl line 3 (byte offset", "not valid UTF-8 (byte 0xe9)", "save the file as UTF-8"]),
-    "6-number-completion": (["train", *FAST, *OVERWRITE], number_completion, 2,
-                            ["train.jsonl line 2", "'completion' must be a string", "got int"]),
-    "6-null-prompt": (["train", *FAST, *OVERWRITE], null_prompt, 2,
-                      ["train.jsonl line 3", "'prompt' must be a string", "got null"]),
-    "6-duplicate-yaml-key": (["train", "c.yaml"], duplicate_key, 2,
-                             ["c.yaml line 4", "'learning_rate' is given twice (lines 2 and 4)", "keep one"]),
-    "6-read-only-output-dir": (["train", *FAST, "--output_dir", RO], read_only_folder, 2,
-                               ["EKSFTConfig.output_dir", "cannot write to", "make it writable"]),
+    "6-all-truncated": (
+        ["train", *FAST, *OVERWRITE, "--max_length", "8"],
+        None,
+        2,
+        ["all 8 train records were dropped", "max_length=8", "tokens long", "set max_length above"],
+    ),
+    "6-not-utf8": (
+        ["train", *FAST, *OVERWRITE],
+        bad_utf8,
+        2,
+        ["train.jsonl line 3 (byte offset", "not valid UTF-8 (byte 0xe9)", "save the file as UTF-8"],
+    ),
+    "6-number-completion": (
+        ["train", *FAST, *OVERWRITE],
+        number_completion,
+        2,
+        ["train.jsonl line 2", "'completion' must be a string", "got int"],
+    ),
+    "6-null-prompt": (
+        ["train", *FAST, *OVERWRITE],
+        null_prompt,
+        2,
+        ["train.jsonl line 3", "'prompt' must be a string", "got null"],
+    ),
+    "6-duplicate-yaml-key": (
+        ["train", "c.yaml"],
+        duplicate_key,
+        2,
+        ["c.yaml line 4", "'learning_rate' is given twice (lines 2 and 4)", "keep one"],
+    ),
+    "6-read-only-output-dir": (
+        ["train", *FAST, "--output_dir", RO],
+        read_only_folder,
+        2,
+        ["EKSFTConfig.output_dir", "cannot write to", "make it writable"],
+    ),
     # worked before issue 11 (now one line, exit code 2)
     "ok-malformed-json": (["train", *FAST, *OVERWRITE], malformed_json, 2, ["train.jsonl line 2: invalid JSON"]),
-    "ok-missing-field": (["train", *FAST, *OVERWRITE], missing_field, 2,
-                         ["train.jsonl line 2", "missing field 'completion'", "completion_column"]),
-    "ok-unknown-field": (["train", "c.yaml"], unknown_field, 2,
-                         ["unknown field(s) ['learnin_rate']", "`eksft train --help` lists every field"]),
-    "ok-misspelled-loss-type": (["train", "c.yaml"], misspelled_loss_type, 2,
-                                ["EKSFTConfig.loss_type: 'ekstf' is not a loss", "choose one of"]),
-    "ok-rho-out-of-range": (["train", *FAST, *OVERWRITE, "--rho", "1.5"], None, 2,
-                            ["`rho` must be in [0, 1], got 1.5", "EKSFTConfig.rho"]),
-    "ok-vocabulary-mismatch": (["train", *FAST, *OVERWRITE, "--ref_model", "ref", "--lambda_kl", "0.1"],
-                               other_vocabulary, 2, ["EKSFTConfig.ref_model='ref' has vocabulary size 150",
-                                                     "one token space"]),
-}  # fmt: skip
+    "ok-missing-field": (
+        ["train", *FAST, *OVERWRITE],
+        missing_field,
+        2,
+        ["train.jsonl line 2", "missing field 'completion'", "completion_column"],
+    ),
+    "ok-unknown-field": (
+        ["train", "c.yaml"],
+        unknown_field,
+        2,
+        ["unknown field(s) ['learnin_rate']", "`eksft train --help` lists every field"],
+    ),
+    "ok-misspelled-loss-type": (
+        ["train", "c.yaml"],
+        misspelled_loss_type,
+        2,
+        ["EKSFTConfig.loss_type: 'ekstf' is not a loss", "choose one of"],
+    ),
+    "ok-rho-out-of-range": (
+        ["train", *FAST, *OVERWRITE, "--rho", "1.5"],
+        None,
+        2,
+        ["`rho` must be in [0, 1], got 1.5", "EKSFTConfig.rho"],
+    ),
+    "ok-vocabulary-mismatch": (
+        ["train", *FAST, *OVERWRITE, "--ref_model", "ref", "--lambda_kl", "0.1"],
+        other_vocabulary,
+        2,
+        ["EKSFTConfig.ref_model='ref' has vocabulary size 150", "one token space"],
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -274,10 +393,24 @@ def test_whitespace_completion_is_dropped_in_the_one_warning(make_config, tmp_pa
 
 # ------------------------------------------------------------------------------------------------------ faults
 def train_options(out, **kw) -> dict:
-    return {"model_name_or_path": "tiny-random-llama", "train_file": "train.jsonl", "output_dir": out,
-            "max_steps": 6, "per_device_train_batch_size": 2, "logging_steps": 2, "save_strategy": "steps",
-            "save_steps": 3, "learning_rate": 5e-3, "report_to": "none", "max_length": 64, "seed": 0,
-            "disable_tqdm": True, "gradient_checkpointing": False, "dataloader_pin_memory": False, **kw}  # fmt: skip
+    return {
+        "model_name_or_path": "tiny-random-llama",
+        "train_file": "train.jsonl",
+        "output_dir": out,
+        "max_steps": 6,
+        "per_device_train_batch_size": 2,
+        "logging_steps": 2,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "learning_rate": 5e-3,
+        "report_to": "none",
+        "max_length": 64,
+        "seed": 0,
+        "disable_tqdm": True,
+        "gradient_checkpointing": False,
+        "dataloader_pin_memory": False,
+        **kw,
+    }
 
 
 def train_argv(out, **kw) -> list[str]:

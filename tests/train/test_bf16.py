@@ -15,8 +15,16 @@ from eksft.train.metrics import read_metrics
 
 
 def run(make_config, tmp_path, name, **overrides):
-    cfg = make_config(loss_type="eksft", rho=0.3, lambda_kl=0.5, max_steps=2, per_device_train_batch_size=4,
-                      use_cpu=True, output_dir=str(tmp_path / name), **overrides)  # fmt: skip
+    cfg = make_config(
+        loss_type="eksft",
+        rho=0.3,
+        lambda_kl=0.5,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        output_dir=str(tmp_path / name),
+        **overrides,
+    )
     trainer = build_trainer(cfg)
     trainer.train()
     return trainer, [r for r in read_metrics(cfg.output_dir) if "train_runtime" not in r]

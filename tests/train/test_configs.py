@@ -19,12 +19,31 @@ from eksft.train import EKSFTConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # `eksft rl` / `eksft pipeline` configs (rl_*, pipeline_*) are not EKSFTConfigs: tests/rl and tests/pipeline parse them;
 # configs/accelerate/ holds `accelerate launch` configs (test_accelerate_configs.py).
-CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
-                 if not os.path.basename(p).startswith(("rl_", "pipeline_"))
-                 and os.path.join("configs", "accelerate") not in p)  # fmt: skip
-LOSS_FIELDS = {"output_dir", "loss_type", "rho", "lambda_entropy", "lambda_kl", "selection", "variant", "entropy_unit",
-               "normalization", "iw_clip", "psft_epsilon_high", "psft_updates_per_batch", "asft_lambda",
-               "sed_lambda", "sed_k", "sed_r", "sed_calibration_samples", "gem_beta"}  # fmt: skip
+CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    if not os.path.basename(p).startswith(("rl_", "pipeline_")) and os.path.join("configs", "accelerate") not in p
+)
+LOSS_FIELDS = {
+    "output_dir",
+    "loss_type",
+    "rho",
+    "lambda_entropy",
+    "lambda_kl",
+    "selection",
+    "variant",
+    "entropy_unit",
+    "normalization",
+    "iw_clip",
+    "psft_epsilon_high",
+    "psft_updates_per_batch",
+    "asft_lambda",
+    "sed_lambda",
+    "sed_k",
+    "sed_r",
+    "sed_calibration_samples",
+    "gem_beta",
+}
 # Real-hardware fields that cannot validate on a CPU test machine (bf16 needs a GPU, deepspeed the package).
 CPU_OVERRIDES = {"bf16": False, "deepspeed": None}
 
@@ -49,9 +68,23 @@ def test_every_shipped_config_parses(path, monkeypatch):
 def test_paper_configs_settings_and_identical_across_methods():
     for size in ("4b", "8b"):
         eksft = load_yaml(os.path.join(ROOT, "configs", "paper", f"qwen3_{size}_eksft.yaml"))
-        assert (eksft["rho"], eksft["lambda_entropy"], eksft["lambda_kl"], eksft["learning_rate"]) == (0.2, 0.05, 0.05, 1e-5)
-        assert (eksft["num_train_epochs"], eksft["adam_beta1"], eksft["adam_beta2"], eksft["weight_decay"]) == (8, 0.9, 0.95, 0.1)
-        assert (eksft["per_device_train_batch_size"], eksft["gradient_accumulation_steps"], eksft["max_length"]) == (1, 8, 20000)
+        assert (eksft["rho"], eksft["lambda_entropy"], eksft["lambda_kl"], eksft["learning_rate"]) == (
+            0.2,
+            0.05,
+            0.05,
+            1e-5,
+        )
+        assert (eksft["num_train_epochs"], eksft["adam_beta1"], eksft["adam_beta2"], eksft["weight_decay"]) == (
+            8,
+            0.9,
+            0.95,
+            0.1,
+        )
+        assert (eksft["per_device_train_batch_size"], eksft["gradient_accumulation_steps"], eksft["max_length"]) == (
+            1,
+            8,
+            20000,
+        )
         assert eksft["lr_scheduler_type"] == "cosine" and eksft["warmup_steps"] == 0.01 and eksft["bf16"] is True
         shared = {k: v for k, v in eksft.items() if k not in LOSS_FIELDS}
         methods = glob.glob(os.path.join(ROOT, "configs", "paper", f"qwen3_{size}_*.yaml"))

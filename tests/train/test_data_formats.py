@@ -23,8 +23,14 @@ def test_prompt_completion_text_stays_text(tmp_path):
 
 
 def test_messages_become_conversational_prompt_completion(tmp_path):
-    rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
-                        {"role": "user", "content": "again"}, {"role": "assistant", "content": "b"}]}  # fmt: skip
+    rec = {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "again"},
+            {"role": "assistant", "content": "b"},
+        ]
+    }
     ds = load_records(write_jsonl(tmp_path / "m.jsonl", [rec]), columns=Columns(system_prompt="Be brief."))
     assert ds[0]["prompt"][0] == {"role": "system", "content": "Be brief."}
     assert ds[0]["prompt"][-1]["content"] == "again" and ds[0]["completion"] == [{"role": "assistant", "content": "b"}]
@@ -51,11 +57,17 @@ def test_parquet_and_column_mapping(tmp_path):
     "lines, match",
     [
         (['{"prompt": "a", "completion": "b"}', "{not json"], r"bad\.jsonl line 2: invalid JSON"),
-        (['{"prompt": "a", "completion": "b"}', "", '{"prompt": "a"}'], r"bad\.jsonl line 3: missing field 'completion'"),
+        (
+            ['{"prompt": "a", "completion": "b"}', "", '{"prompt": "a"}'],
+            r"bad\.jsonl line 3: missing field 'completion'",
+        ),
         (['{"prompt": "a", "completion": 5}'], r"line 1: field 'completion' must be"),
         (['{"messages": [{"role": "user", "content": "x"}]}'], r"line 1: the conversation must end with an assistant"),
         (['{"conversations": [{"from": "bot", "value": "x"}]}'], r"line 1: field 'conversations'\[0\]\.from 'bot'"),
-        (['{"messages": [{"role": "user"}]}'], r"line 1: field 'messages'\[0\] must be an object with 'role' and 'content'"),
+        (
+            ['{"messages": [{"role": "user"}]}'],
+            r"line 1: field 'messages'\[0\] must be an object with 'role' and 'content'",
+        ),
     ],
 )
 def test_malformed_records_name_file_line_field(tmp_path, lines, match):
@@ -116,7 +128,9 @@ def test_dataset_folder_where_a_hub_name_goes(make_config, tmp_path):
     cfg = make_config(train_file=repo, eval_split="test", prompt_column="question", completion_column="answer")
     train, evaluation = load_data(cfg)
     assert (len(train), len(evaluation)) == (5, 2)
-    with pytest.raises(ValueError, match=r"train_file=.*Unknown split .dev.*Set eval_split"):  # the split field is wrong
+    with pytest.raises(
+        ValueError, match=r"train_file=.*Unknown split .dev.*Set eval_split"
+    ):  # the split field is wrong
         load_data(make_config(train_file=repo, eval_split="dev", prompt_column="question", completion_column="answer"))
 
 
@@ -139,8 +153,11 @@ def test_unresolvable_name_names_the_field_and_the_fix(monkeypatch, tmp_path):
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # as HF_DATASETS_OFFLINE=1: no network retries
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(FileNotFoundError, match=r"eval_file='no-such-org/no-such-set' is neither a local file or "
-                       r"folder.*HF_DATASETS_OFFLINE=1"):  # fmt: skip
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"eval_file='no-such-org/no-such-set' is neither a local file or "
+        r"folder.*HF_DATASETS_OFFLINE=1",
+    ):
         load_records("no-such-org/no-such-set", field="eval_file")
     with pytest.raises(FileNotFoundError, match=r"sed_calibration_data: data file '.*missing\.jsonl' does not exist"):
         load_records(str(tmp_path / "missing.jsonl"), field="sed_calibration_data")

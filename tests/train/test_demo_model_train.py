@@ -20,10 +20,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_eksft_train_on_the_demo_model_alias(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "run"
-    code = cli.main(["train", "configs/demo_cpu.yaml", "--model_name_or_path", "smollm2-135m-instruct",
-                     "--max_steps", "1", "--save_steps", "1", "--logging_steps", "1", "--eval_strategy", "no",
-                     "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-                     "--learning_rate", "1e-5", "--report_to", "none", "--output_dir", str(out)])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            "configs/demo_cpu.yaml",
+            "--model_name_or_path",
+            "smollm2-135m-instruct",
+            "--max_steps",
+            "1",
+            "--save_steps",
+            "1",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--per_device_train_batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            "--learning_rate",
+            "1e-5",
+            "--report_to",
+            "none",
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert code in (0, None)
     assert (out / "checkpoint-1").is_dir() and (out / "model.safetensors").is_file()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

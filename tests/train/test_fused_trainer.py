@@ -85,8 +85,9 @@ def test_fused_step_equals_logits_step(make_config, loss_type):
 
 
 def test_fused_with_lora_reference_is_adapters_disabled(make_config):
-    trainer = assert_same(make_config, only_lora=True, loss_type="eksft", use_peft=True, lora_r=4, rho=0.3,
-                          lambda_kl=0.5)  # fmt: skip
+    trainer = assert_same(
+        make_config, only_lora=True, loss_type="eksft", use_peft=True, lora_r=4, rho=0.3, lambda_kl=0.5
+    )
     assert trainer.ref_model is None
     assert trainer._loss_metrics["train"].summary()["kl_mean"] > 0  # the perturbed adapters vs. disabled ones
 
@@ -103,8 +104,11 @@ def test_one_optimiser_step_same_parameters(make_config):
     are not amplified the way Adam's first step (about lr * sign(g)) would."""
     out = {}
     for impl in ("fused", "logits"):
-        trainer = build_trainer(make_config(loss_implementation=impl, loss_type="eksft", max_steps=1, optim="sgd",
-                                            learning_rate=0.5, rho=0.3))  # fmt: skip
+        trainer = build_trainer(
+            make_config(
+                loss_implementation=impl, loss_type="eksft", max_steps=1, optim="sgd", learning_rate=0.5, rho=0.3
+            )
+        )
         start = params(trainer.model)
         with fused_only() if impl == "fused" else contextlib.nullcontext():
             trainer.train()
@@ -151,8 +155,9 @@ def test_peft_wrapper_on_lm_head(make_config, caplog):
     from eksft.models.tiny import tiny_random_llama
 
     model, tok = tiny_random_llama(0)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"],
-                                             task_type="CAUSAL_LM"))  # fmt: skip
+    model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"], task_type="CAUSAL_LM")
+    )
     ds = Dataset.from_list([{"prompt": "What is 2 + 2?", "completion": "4."}] * 4)
     with pytest.raises(ValueError, match="loss_implementation='fused': lm_head is a ModulesToSaveWrapper"):
         EKSFTTrainer(model, args=make_config(loss_implementation="fused"), train_dataset=ds, processing_class=tok)

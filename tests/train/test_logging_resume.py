@@ -18,9 +18,15 @@ from tests.helpers import StopAt
 
 
 def test_metrics_jsonl_and_tensorboard(make_config, tmp_path):
-    cfg = make_config(loss_type="eksft", max_steps=4, logging_steps=2, report_to=["tensorboard"],
-                      eval_split_size=0.25, eval_strategy="steps",
-                      eval_steps=4)  # fmt: skip
+    cfg = make_config(
+        loss_type="eksft",
+        max_steps=4,
+        logging_steps=2,
+        report_to=["tensorboard"],
+        eval_split_size=0.25,
+        eval_strategy="steps",
+        eval_steps=4,
+    )
     trainer = build_trainer(cfg)
     trainer.train()
     rows = read_metrics(cfg.output_dir)

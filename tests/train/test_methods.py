@@ -33,8 +33,9 @@ def test_psft_one_update_equals_sft(make_config, tmp_path):
 
 
 def test_sed_tau_calibrated_saved_and_logged(make_config):
-    trainer = build_trainer(make_config(loss_type="sed_sft", sed_k=2, sed_r=0.7, sed_calibration_samples=8,
-                                        max_steps=2))  # fmt: skip
+    trainer = build_trainer(
+        make_config(loss_type="sed_sft", sed_k=2, sed_r=0.7, sed_calibration_samples=8, max_steps=2)
+    )
     # independent calibration on the starting model over the same 8 prepared records
     start, _ = tiny_random_llama(seed=0)
     ds = trainer.train_dataset.select(range(8)).select_columns(["input_ids", "labels"])

@@ -39,26 +39,56 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "multiprocess_worker.py")
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BASE = dict(
-    model_name_or_path="model", train_file="train.jsonl", loss_type="eksft", rho=0.3, lambda_kl=0.5, max_steps=3,
-    optim="sgd", learning_rate=0.5, max_grad_norm=0.0, train_sampling_strategy="sequential", logging_steps=1,
-    save_strategy="no", report_to=[], gradient_checkpointing=False, max_length=64, seed=0, disable_tqdm=True,
-    dataloader_pin_memory=False, use_cpu=True,
-)  # fmt: skip
+    model_name_or_path="model",
+    train_file="train.jsonl",
+    loss_type="eksft",
+    rho=0.3,
+    lambda_kl=0.5,
+    max_steps=3,
+    optim="sgd",
+    learning_rate=0.5,
+    max_grad_norm=0.0,
+    train_sampling_strategy="sequential",
+    logging_steps=1,
+    save_strategy="no",
+    report_to=[],
+    gradient_checkpointing=False,
+    max_length=64,
+    seed=0,
+    disable_tqdm=True,
+    dataloader_pin_memory=False,
+    use_cpu=True,
+)
 #: name -> (options of both runs, one process, each of two processes); the global batch is 4 sequences in all.
 CASES = {
-    "sequence": ({"scope": "sequence", "normalization": "tokens"},
-                 {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
-                 {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2}),
-    "global_tokens": ({"scope": "global", "normalization": "tokens"},
-                      {"per_device_train_batch_size": 4}, {"per_device_train_batch_size": 2}),
-    "global_mean": ({"scope": "global", "normalization": "mean"},
-                    {"per_device_train_batch_size": 4}, {"per_device_train_batch_size": 2}),
-}  # fmt: skip
+    "sequence": (
+        {"scope": "sequence", "normalization": "tokens"},
+        {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
+        {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2},
+    ),
+    "global_tokens": (
+        {"scope": "global", "normalization": "tokens"},
+        {"per_device_train_batch_size": 4},
+        {"per_device_train_batch_size": 2},
+    ),
+    "global_mean": (
+        {"scope": "global", "normalization": "mean"},
+        {"per_device_train_batch_size": 4},
+        {"per_device_train_batch_size": 2},
+    ),
+}
 #: Logged statistics that are means over all targets of the step, so equal however the step is split. Set means
 #: (ce, *_term) and per-sequence threshold means are num_targets-weighted per micro-batch (metrics.py): compared only
 #: where the split is the same (global scope, one micro-batch per process).
-SPLIT_INVARIANT = ("loss", "num_targets", "masked_fraction", "entropy_masked_fraction", "kl_masked_fraction",
-                   "entropy_mean", "kl_mean")  # fmt: skip
+SPLIT_INVARIANT = (
+    "loss",
+    "num_targets",
+    "masked_fraction",
+    "entropy_masked_fraction",
+    "kl_masked_fraction",
+    "entropy_mean",
+    "kl_mean",
+)
 STATS = (*SPLIT_INVARIANT, "ce", "entropy_term", "kl_term", "entropy_threshold", "kl_threshold", "iou_entropy_kl")
 
 
@@ -81,19 +111,39 @@ def prepare(root) -> None:
     (root / "accelerate.yaml").write_text(
         "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 2\nnum_machines: 1\n"
         "machine_rank: 0\nmixed_precision: 'no'\ndynamo_backend: 'NO'\nuse_cpu: false\n"
-    )  # fmt: skip
-    runs = [["train", "base.json", "--output_dir", f"two_{name}", *flags({**both, **two})]
-            for name, (both, _, two) in CASES.items()]  # fmt: skip
+    )
+    runs = [
+        ["train", "base.json", "--output_dir", f"two_{name}", *flags({**both, **two})]
+        for name, (both, _, two) in CASES.items()
+    ]
     (root / "runs.json").write_text(json.dumps(runs))
 
 
 def launch(root) -> subprocess.CompletedProcess:
     """``accelerate launch`` of the worker on 2 processes in ``root`` (every case trained once)."""
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": path}  # fmt: skip
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate.yaml", "--multi_gpu",
-           "--num_processes", "2", "--main_process_port", str(free_port()), WORKER, "runs.json"]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": path,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        "accelerate.yaml",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        WORKER,
+        "runs.json",
+    ]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -13,8 +13,11 @@ from eksft.train import build_trainer, reference
 
 def test_peft_reference_is_policy_with_adapters_disabled(make_config):
     # gradient checkpointing on (TRL's default) to cover it with LoRA
-    trainer = build_trainer(make_config(loss_type="eksft", use_peft=True, lora_r=4, learning_rate=5e-2,
-                                        gradient_checkpointing=True, max_steps=3))  # fmt: skip
+    trainer = build_trainer(
+        make_config(
+            loss_type="eksft", use_peft=True, lora_r=4, learning_rate=5e-2, gradient_checkpointing=True, max_steps=3
+        )
+    )
     assert trainer.ref_model is None  # no second copy
     trainer.train()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))

@@ -45,39 +45,95 @@ def grads(model):
 # differ from each other, so a dropped, defaulted or swapped mapping changes the loss. ``normalization`` is
 # parametrised (mean / tokens).
 CASES = {
-    "eksft": (eksft_loss, dict(loss_type="eksft", rho=0.3, lambda_entropy=0.2, lambda_kl=0.5, selection="entropy",
-                               scope="sequence", entropy_unit="nats"),
-              lambda c: dict(rho=c.rho, lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl, selection=c.selection,
-                             scope=c.scope, variant=c.variant, entropy_unit=c.entropy_unit,
-                             normalization=c.normalization)),
-    "eksft_official": (eksft_loss, dict(loss_type="eksft", variant="official", rho=0.4, lambda_entropy=0.2,
-                                        lambda_kl=0.5, selection="intersection"),
-                       lambda c: dict(rho=c.rho, lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl,
-                                      selection=c.selection, scope=c.scope, variant=c.variant,
-                                      entropy_unit=c.entropy_unit, normalization=c.normalization)),
+    "eksft": (
+        eksft_loss,
+        dict(
+            loss_type="eksft",
+            rho=0.3,
+            lambda_entropy=0.2,
+            lambda_kl=0.5,
+            selection="entropy",
+            scope="sequence",
+            entropy_unit="nats",
+        ),
+        lambda c: dict(
+            rho=c.rho,
+            lambda_entropy=c.lambda_entropy,
+            lambda_kl=c.lambda_kl,
+            selection=c.selection,
+            scope=c.scope,
+            variant=c.variant,
+            entropy_unit=c.entropy_unit,
+            normalization=c.normalization,
+        ),
+    ),
+    "eksft_official": (
+        eksft_loss,
+        dict(
+            loss_type="eksft", variant="official", rho=0.4, lambda_entropy=0.2, lambda_kl=0.5, selection="intersection"
+        ),
+        lambda c: dict(
+            rho=c.rho,
+            lambda_entropy=c.lambda_entropy,
+            lambda_kl=c.lambda_kl,
+            selection=c.selection,
+            scope=c.scope,
+            variant=c.variant,
+            entropy_unit=c.entropy_unit,
+            normalization=c.normalization,
+        ),
+    ),
     "sft": (sft_loss, dict(loss_type="sft"), lambda c: dict(normalization=c.normalization)),
     "dft": (dft_loss, dict(loss_type="dft"), lambda c: dict(normalization=c.normalization)),
-    "iw_sft": (iw_sft_loss, dict(loss_type="iw_sft", iw_clip=0.9),
-               lambda c: dict(clip=c.iw_clip, normalization=c.normalization)),
-    "psft": (psft_loss, dict(loss_type="psft", psft_epsilon_high=0.01),
-             lambda c: dict(epsilon_high=c.psft_epsilon_high, normalization=c.normalization)),
-    "asft": (asft_loss, dict(loss_type="asft", asft_lambda=0.7),
-             lambda c: dict(lambda_kl=c.asft_lambda, normalization=c.normalization)),
-    "sed_sft": (sed_sft_loss, dict(loss_type="sed_sft", sed_lambda=2.5, sed_k=3, sed_tau=0.06),
-                lambda c: dict(lambda_sed=c.sed_lambda, k=c.sed_k, tau=c.sed_tau, normalization=c.normalization)),
-    "gem": (gem_loss, dict(loss_type="gem", gem_beta=0.3),
-            lambda c: dict(beta=c.gem_beta, normalization=c.normalization)),
-    "global_reg": (global_reg_loss, dict(loss_type="global_reg", lambda_entropy=0.2, lambda_kl=0.5,
-                                         entropy_unit="nats"),
-                   lambda c: dict(lambda_entropy=c.lambda_entropy, lambda_kl=c.lambda_kl, entropy_unit=c.entropy_unit,
-                                  normalization=c.normalization)),
+    "iw_sft": (
+        iw_sft_loss,
+        dict(loss_type="iw_sft", iw_clip=0.9),
+        lambda c: dict(clip=c.iw_clip, normalization=c.normalization),
+    ),
+    "psft": (
+        psft_loss,
+        dict(loss_type="psft", psft_epsilon_high=0.01),
+        lambda c: dict(epsilon_high=c.psft_epsilon_high, normalization=c.normalization),
+    ),
+    "asft": (
+        asft_loss,
+        dict(loss_type="asft", asft_lambda=0.7),
+        lambda c: dict(lambda_kl=c.asft_lambda, normalization=c.normalization),
+    ),
+    "sed_sft": (
+        sed_sft_loss,
+        dict(loss_type="sed_sft", sed_lambda=2.5, sed_k=3, sed_tau=0.06),
+        lambda c: dict(lambda_sed=c.sed_lambda, k=c.sed_k, tau=c.sed_tau, normalization=c.normalization),
+    ),
+    "gem": (
+        gem_loss,
+        dict(loss_type="gem", gem_beta=0.3),
+        lambda c: dict(beta=c.gem_beta, normalization=c.normalization),
+    ),
+    "global_reg": (
+        global_reg_loss,
+        dict(loss_type="global_reg", lambda_entropy=0.2, lambda_kl=0.5, entropy_unit="nats"),
+        lambda c: dict(
+            lambda_entropy=c.lambda_entropy,
+            lambda_kl=c.lambda_kl,
+            entropy_unit=c.entropy_unit,
+            normalization=c.normalization,
+        ),
+    ),
     # seed: the trainer's per-step seed, seed * 1_000_003 + global_step * 1_009 + micro-batch index (step 0, first)
-    "random_mask": (random_mask_loss, dict(loss_type="random_mask", random_mask_fraction=0.4, lambda_entropy=0.2,
-                                           lambda_kl=0.5, entropy_unit="nats"),
-                    lambda c: dict(fraction=c.random_mask_fraction, lambda_entropy=c.lambda_entropy,
-                                   lambda_kl=c.lambda_kl, entropy_unit=c.entropy_unit, normalization=c.normalization,
-                                   seed=c.seed * 1_000_003)),
-}  # fmt: skip
+    "random_mask": (
+        random_mask_loss,
+        dict(loss_type="random_mask", random_mask_fraction=0.4, lambda_entropy=0.2, lambda_kl=0.5, entropy_unit="nats"),
+        lambda c: dict(
+            fraction=c.random_mask_fraction,
+            lambda_entropy=c.lambda_entropy,
+            lambda_kl=c.lambda_kl,
+            entropy_unit=c.entropy_unit,
+            normalization=c.normalization,
+            seed=c.seed * 1_000_003,
+        ),
+    ),
+}
 NEEDS_REFERENCE_LOGITS = {"eksft", "iw_sft", "asft", "global_reg", "random_mask"}
 
 
@@ -120,8 +176,16 @@ def test_trainer_loss_equals_direct_call(make_config, case, normalization):
 
 def test_gradient_accumulation_invariance_tokens_sequence(make_config):
     """One SGD step on 4 sequences equals 2 accumulated micro-batches of 2 (same sequences, same order)."""
-    kw = dict(loss_type="eksft", normalization="tokens", scope="sequence", max_steps=1, optim="sgd", rho=0.3,
-              learning_rate=0.5, max_grad_norm=0.0)  # fmt: skip
+    kw = dict(
+        loss_type="eksft",
+        normalization="tokens",
+        scope="sequence",
+        max_steps=1,
+        optim="sgd",
+        rho=0.3,
+        learning_rate=0.5,
+        max_grad_norm=0.0,
+    )
     full = build_trainer(make_config(per_device_train_batch_size=4, gradient_accumulation_steps=1, **kw))
     start = params(full.model)
     full.train()
@@ -140,8 +204,9 @@ def test_mean_normalization_is_divided_by_accumulation_steps(make_config):
     inputs = first_batch(trainer)
     trainer.current_gradient_accumulation_steps = 4
     scaled = trainer.compute_loss(trainer.model, dict(inputs))
-    direct = LOSSES["sft"](trainer.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits,
-                           inputs["labels"])  # fmt: skip
+    direct = LOSSES["sft"](
+        trainer.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits, inputs["labels"]
+    )
     torch.testing.assert_close(scaled, direct.loss / 4)
 
 
@@ -174,8 +239,16 @@ def test_global_scope_gather_world_size_one(tmp_path):
 def test_padding_free_passes_position_ids(make_config):
     """A padding-free batch is one packed row; with scope="sequence" the trainer's loss equals the loss function
     given position_ids (one Top-K per packed sequence), not the one that treats the row as a single sequence."""
-    trainer = build_trainer(make_config(loss_type="eksft", scope="sequence", padding_free=True, max_length=None,
-                                        per_device_train_batch_size=3, rho=0.3))  # fmt: skip
+    trainer = build_trainer(
+        make_config(
+            loss_type="eksft",
+            scope="sequence",
+            padding_free=True,
+            max_length=None,
+            per_device_train_batch_size=3,
+            rho=0.3,
+        )
+    )
     inputs = first_batch(trainer)
     pos = inputs["position_ids"]
     assert inputs["input_ids"].shape[0] == 1 and int((pos == 0).sum()) == 3  # three sequences in one row
