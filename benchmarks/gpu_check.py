@@ -191,7 +191,7 @@ def run_head_case(T, V, d, precision, impls, args, device, budget) -> list[dict]
             for i in range(args.warmup + args.repeats):
                 hidden.grad = weight.grad = None
                 with autocast:
-                    ms, loss = clock.time(lambda: head_step(impl, inputs, args.chunk_size))
+                    ms, loss = clock.time(lambda impl=impl, inputs=inputs: head_step(impl, inputs, args.chunk_size))
                 if i == 0:  # the first step's loss and gradients: parity (kept only while this case runs)
                     first = {
                         "loss": loss,

@@ -1,6 +1,7 @@
 """The generic measuring helpers of ``gpu_check.py``: a clock (CUDA events or perf_counter), peak memory above a
 start (``torch.cuda.max_memory_allocated``, or the process RSS high-water mark on CPU through
-``process_memory.py``), out-of-memory classification, loss / gradient parity, the time budget and the environment record.
+``process_memory.py``), out-of-memory classification, loss / gradient parity, the time budget and the environment
+record.
 Standard library only at import (plus the siblings ``loss_head`` / ``process_memory``, the same); torch inside."""
 
 from __future__ import annotations

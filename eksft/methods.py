@@ -1,7 +1,8 @@
 """Named methods: a loss type with ``EKSFTConfig`` field overrides, written ``loss[field=value,...]``.
 
 ``eksft demo --methods`` and the pipeline's ``methods:`` list take these, so one run can compare the objectives that
-share a loss type, e.g. ``sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0,lambda_kl=0]``.
+share a loss type, e.g.
+``sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0,lambda_kl=0]``.
 Each is a separate trained model, labelled by its text everywhere (tables, plots, reports) and stored in a folder
 named by :attr:`Method.slug`. Overrides are checked against ``EKSFTConfig`` (field names, values, and the loss's own
 option checks) before anything trains.

@@ -99,7 +99,7 @@ def compare(args, log=print) -> dict:
         a, b = load_result(fa, args.model_a, check), load_result(fb, args.model_b, check)
         check_pairable(a, b, args.ignore_setting)
         pairs.append((a, b))
-    for a, b in pairs[1:]:  # every seed on the same problems and settings as the first
+    for a, _b in pairs[1:]:  # every seed on the same problems and settings as the first
         check_pairable(pairs[0][0], a, args.ignore_setting)
     a0, b0 = pairs[0]
     ks = args.k or sorted(set(a0.ks) & set(b0.ks)) or [1]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 #: Appended to every problem, in evaluation prompts and training prompts alike (paper, section 5).
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -157,7 +157,7 @@ def _items(name: str, seed: int, size: int, max_chars: int | None):
     return make(level, seed + offset, size, max_chars)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eval_items(name: str) -> tuple:
     return tuple(_items(name, EVAL_SEED, EVAL_SIZE, None))
 

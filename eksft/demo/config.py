@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-
 #: The starting model's label in every table and plot.
 BASE = "base"
 
@@ -40,8 +39,8 @@ class DemoConfig:
     lambda_entropy: float = field(
         default=0.05,
         metadata={
-            "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the published "
-            "unit; [entropy_unit=nats] makes it per nat)"
+            "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the "
+            "published unit; [entropy_unit=nats] makes it per nat)"
         },
     )
     lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)"})
@@ -97,7 +96,8 @@ class DemoConfig:
         return ks + [self.samples]
 
 
-#: ``--quick``: every stage runs, on sizes that finish in about a minute (65 s measured on an idle 2-core machine). Checks the machinery, not EKSFT.
+#: ``--quick``: every stage runs, on sizes that finish in about a minute (65 s measured on an idle 2-core machine).
+#: Checks the machinery, not EKSFT.
 QUICK = dict(train_size=24, steps=3, batch_size=4, eval_problems=6, samples=2, max_new_tokens=40, heldout_solutions=4)
 
 

@@ -14,9 +14,8 @@ import json
 import re
 from pathlib import Path
 
-from eksft.train.metrics import METRICS_FILE, read_metrics
-
 from eksft.eval.intervals import RESAMPLES
+from eksft.train.metrics import METRICS_FILE, read_metrics
 
 from .claims import claim_sentences, weighted_interval
 from .config import BASE
@@ -96,7 +95,8 @@ def interval_note(summary: dict) -> str:
         )
     return (
         f"Cells: value [95% interval] from one seed: a bootstrap over the evaluation problems ({RESAMPLES:,} "
-        "resamples; pass@k resamples each problem's unbiased estimate) or over the held-out solutions (token-weighted). "
+        "resamples; pass@k resamples each problem's unbiased estimate) or over the held-out solutions "
+        "(token-weighted). "
         "It covers which problems were drawn and the sampling, not training noise: use --seeds 3 for that."
     )
 

@@ -20,7 +20,6 @@ from eksft.data.synthetic import INSTRUCTION, training_records
 from .config import BASE, DemoConfig
 from .report import write_report
 
-
 #: 1-minute load averages sampled at every stage of the current run (the report states the highest).
 LOADS: list[float] = []
 

@@ -45,8 +45,9 @@ class EvalConfig:
         default="last_boxed",
         metadata={
             "help": (
-                "last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; last_number: the last "
-                "number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed and last_number "
+                "last_boxed: the final \\boxed{} is the answer; math_verify: parse the whole completion; last_number: "
+                "the last number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed "
+                "and last_number "
                 "checks either way"
             )
         },
@@ -62,8 +63,8 @@ class EvalConfig:
         default=None,
         metadata={
             "help": (
-                "preset sampling settings (eksft.eval.protocols), recorded with the results; flags given explicitly override "
-                "it; without it the paper's values are the defaults"
+                "preset sampling settings (eksft.eval.protocols), recorded with the results; flags given explicitly "
+                "override it; without it the paper's values are the defaults"
             )
         },
     )

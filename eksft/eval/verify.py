@@ -35,7 +35,8 @@ def _timeout(seconds: int | None) -> int | None:
     if not _warned and seconds:
         warnings.warn(
             "math-verify's time limit uses signal.alarm and only works in the main thread: answer checks "
-            "from this thread run without one; call eksft.eval from the main thread to keep it"
+            "from this thread run without one; call eksft.eval from the main thread to keep it",
+            stacklevel=2,
         )
         _warned = True
     return None

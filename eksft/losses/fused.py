@@ -12,7 +12,8 @@ Which losses it serves and how is the ``fused`` column of ``spec.SPECS``:
   gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
   use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain twin).
 * ``"planned"``, losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects
-  log p(y), H and KL for every valid target and :func:`plan_eksft` (or :func:`plan_random_mask`) fixes masks and per-target coefficients; pass 2
+  log p(y), H and KL for every valid target and :func:`plan_eksft` (or :func:`plan_random_mask`) fixes masks and
+  per-target coefficients; pass 2
   recomputes each chunk's logits and forms the gradient of ``ce_w*(-logp) - ent_w*H + kl_w*KL`` (in closed form on
   reused buffers; autograd on the plain twin). Targets that carry no regulariser need no reference logits in pass 2.
 
@@ -167,8 +168,8 @@ def fused_head_loss(
         ref_hidden, ref_lm_head_weight: the frozen reference's, for losses that need it (``SPECS``; detached here).
         chunk_size: valid targets projected at once; peak extra memory is a few ``(chunk_size, V)`` fp32 blocks.
         lm_head_bias, ref_lm_head_bias: ``(V,)`` output biases, if the heads have them.
-        logit_scale, final_logit_softcapping: the model's logit multiplier and soft-cap (``eksft.models.lm_head_parts``),
-            applied to both models' logits.
+        logit_scale, final_logit_softcapping: the model's logit multiplier and soft-cap
+            (``eksft.models.lm_head_parts``), applied to both models' logits.
         normalization, ignore_index, num_items_in_batch, position_ids, **options: as the logits-path loss takes them.
     """
     options = _validate(

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from .baselines import dft_loss, sft_loss
 from .tokens import NonFiniteError, entropy_from_logprobs, kl_from_logprobs, log_softmax32, pick
 
-
 #: True: closed-form block gradients on reused buffers. False: the plain twin (autograd on the logits-path functions).
 #: A module switch, not a parameter, on purpose: the plain twin exists to be compared with (the tests flip it, and so
 #: can someone chasing a suspected fast-path bug); no training run should choose it, so no config field offers it.

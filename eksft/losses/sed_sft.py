@@ -1,4 +1,5 @@
-"""SED-SFT (Chen, Liu, Meng 2026, "Selectively Encouraging Diversity in SFT"): selective diversity regularisation on low-confidence targets.
+"""SED-SFT (Chen, Liu, Meng 2026, "Selectively Encouraging Diversity in SFT"): selective diversity regularisation on
+low-confidence targets.
 
 Per valid target j: −log p(y) + λ·m_j·(p(y) − ½)², m_j = 1[S_k(p) < τ], S_k = total probability of the k most
 likely tokens (detached). τ is the (1 − r) quantile of S_k on the *starting* model over calibration data

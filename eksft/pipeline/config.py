@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-
 from eksft.config_io import load_yaml
 
 STAGES = ("sft", "sft_eval", "rl", "rl_eval")

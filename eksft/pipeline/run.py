@@ -33,7 +33,6 @@ from .config import PipelineConfig
 from .layout import is_done, mark_done, stage_dir
 from .report import write_report
 
-
 # ------------------------------------------------------------------------------------------------------ data
 
 

@@ -10,8 +10,8 @@ Metrics: GRPOTrainer logs ``reward``, ``rewards/accuracy/mean``, ``entropy``, ``
 from __future__ import annotations
 
 from eksft.train.metrics import MetricsJsonlCallback
-from eksft.train.output_dir import with_previous_run_remover
 from eksft.train.models import check_model_sources, policy_and_tokenizer
+from eksft.train.output_dir import with_previous_run_remover
 
 from .config import RLConfig
 from .data import load_prompts

@@ -16,7 +16,8 @@ A training step, top to bottom (one policy forward per micro-batch):
 
 Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
 own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
-(checked before ``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A checkpoint (and the
+(checked before ``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A
+checkpoint (and the
 final model) is written only when every weight is finite, and the message names the newest checkpoint whose saved
 weights were read back finite (output_dir.py). The trainer holds no loss maths.
 
@@ -45,10 +46,10 @@ from eksft.losses.tokens import NonFiniteError, step_scale
 
 from . import loss_seam
 from .config import EKSFTConfig
+from .fused_forward import add_hidden_forward, gathered
 from .metrics import MetricAccumulator, MetricsJsonlCallback
 from .output_dir import last_finite_checkpoint, resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
-from .fused_forward import add_hidden_forward, gathered
 from .reference import load_reference, reference_hidden, reference_logits
 from .sed import resolve_tau
 

@@ -51,7 +51,7 @@ def test_numbers_in_range(report):
             assert 0.0 <= ev[key] <= 1.0, (label, key)
         assert ev["n"] == 2 and ev["num_problems"] == 6
         assert ev["mean_token_entropy"] >= 0
-    for label, h in seed["heldout"].items():
+    for h in seed["heldout"].values():
         assert h["nll"] > 0 and h["entropy"] > 0 and h["kl"] >= 0
     assert seed["heldout"]["base"]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert seed["heldout"]["sft"]["kl"] > 0  # training moved the model

@@ -185,7 +185,6 @@ def test_rerun_with_other_training_settings_is_refused(tmp_path):
     import json
 
     from eksft.demo.run import train_method
-
     from eksft.methods import Method
 
     cfg = DemoConfig(output_dir=str(tmp_path))

@@ -36,7 +36,8 @@ def test_explicit_flags_override_a_preset():
 
 
 def test_library_errors_name_the_config_field():
-    """Python callers read EvalConfig's fields; `eksft eval` prints its flags (test_eval_cli: "--k [8] exceeds --n 4")."""
+    """Python callers read EvalConfig's fields; `eksft eval` prints its flags
+    (test_eval_cli: "--k [8] exceeds --n 4")."""
     from eksft.eval.runner import EvalConfig
     from eksft.eval.sampling import SamplingConfig
 

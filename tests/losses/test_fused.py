@@ -28,8 +28,7 @@ import eksft.losses.baselines
 import eksft.losses.eksft
 import eksft.losses.fused_passes as fused_passes
 import eksft.losses.tokens
-from eksft.losses import LOSSES
-from eksft.losses import NEEDS_REFERENCE
+from eksft.losses import LOSSES, NEEDS_REFERENCE
 from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,8 +11,8 @@ import pytest
 
 from eksft.config_io import config_from_values
 from eksft.pipeline import load_pipeline_config, pipeline_config_from
-from eksft.pipeline.report import write_report
 from eksft.pipeline.layout import mark_done, stage_dir
+from eksft.pipeline.report import write_report
 from eksft.pipeline.run import rl_values, sft_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

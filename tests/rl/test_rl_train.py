@@ -1,6 +1,7 @@
 """``eksft rl`` end to end on the built-in tiny random Llama (CPU, 1 thread, ~15 s): DAPO steps through TRL's
 GRPOTrainer with HF generation write metrics.jsonl with reward / accuracy / entropy / clip / length keys and save a
-reloadable model; ``--resume_from_checkpoint`` continues on the uninterrupted run's trajectory with one metrics line per step."""
+reloadable model; ``--resume_from_checkpoint`` continues on the uninterrupted run's trajectory with one metrics line
+per step."""
 
 from __future__ import annotations
 

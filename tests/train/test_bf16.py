@@ -1,8 +1,8 @@
 """bf16 mixed precision on CPU (``bf16=True, use_cpu=True``: accelerate's CPU autocast), EKSFT on the fused and the
 logits path: the loss is finite, the model really ran in bf16 (the loss differs from fp32), the reference runs under
-the same autocast (first step: policy = reference, so every KL is exactly 0 and M_KL is empty, docs/losses.md EKSFT step 3),
-and the statistics are computed in fp32: the logged entropy mean matches the fp32 run's far more closely than bf16's
-spacing near log V (2^-5 = 0.031) would allow if it were computed in bf16."""
+the same autocast (first step: policy = reference, so every KL is exactly 0 and M_KL is empty, docs/losses.md EKSFT
+step 3), and the statistics are computed in fp32: the logged entropy mean matches the fp32 run's far more closely than
+bf16's spacing near log V (2^-5 = 0.031) would allow if it were computed in bf16."""
 
 from __future__ import annotations
 

@@ -151,8 +151,8 @@ def test_peft_wrapper_on_lm_head(make_config, caplog):
     """A PEFT model given in with lm_head in modules_to_save: head.py's check refuses fused, auto falls back."""
     from peft import LoraConfig, get_peft_model
 
-    from eksft.train import EKSFTTrainer
     from eksft.models.tiny import tiny_random_llama
+    from eksft.train import EKSFTTrainer
 
     model, tok = tiny_random_llama(0)
     model = get_peft_model(
