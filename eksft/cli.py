@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = args._debug or os.environ.get("EKSFT_DEBUG", "").lower() not in ("", "0", "false", "no")
     try:
+        from eksft.compat import quiet_deepspeed_on_cpu
+
+        quiet_deepspeed_on_cpu()
         return int(args._run(args) or 0)
     except _user_errors() as e:  # a user error (config, data, paths, settings): one line; a bug keeps its traceback
         if debug:
@@ -72,7 +75,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message is the whole story (their raisers name the field, file or path and the fix)."""
     errors = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
     diverged = sys.modules.get("eksft.train.trainer")  # loaded only by the commands that train
-    return errors + ((diverged.TrainingDiverged,) if diverged else ())
+    compat = sys.modules.get("eksft.compat")  # a transformers/TRL release without a private method eksft uses
+    return (
+        errors + ((diverged.TrainingDiverged,) if diverged else ()) + ((compat.IncompatibleVersion,) if compat else ())
+    )
 
 
 if __name__ == "__main__":

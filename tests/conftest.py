@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eksft.compat import quiet_deepspeed_on_cpu
+
+quiet_deepspeed_on_cpu()  # no DeepSpeed line in the stdout the tests read (benchmarks' JSON)
+
 
 @pytest.fixture(scope="module")
 def one_thread():

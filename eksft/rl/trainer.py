@@ -27,6 +27,8 @@ import torch
 from datasets import IterableDataset
 from trl import GRPOTrainer
 
+from eksft.compat import require
+
 from .dynamic_sampling import (
     choose_groups,
     group_rewards,
@@ -47,6 +49,7 @@ class DAPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` with DAPO's dynamic sampling (``args.dynamic_sampling``); identical to it when that is off."""
 
     def __init__(self, *args, **kwargs):
+        require("trl.trainer.grpo")  # the private methods overridden below still exist
         super().__init__(*args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         cfg = self.args

@@ -42,6 +42,7 @@ from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
+from eksft.compat import require
 from eksft.losses.tokens import NonFiniteError, step_scale
 
 from . import loss_seam
@@ -99,6 +100,7 @@ class EKSFTTrainer(SFTTrainer):
         if args is None or not isinstance(args, EKSFTConfig):
             raise ValueError("EKSFTTrainer needs an EKSFTConfig as `args` (it carries loss_type and the loss options).")
         loss_seam.validate(args)
+        require("transformers.", "trl.trainer.sft")  # the private methods overridden below still exist
         # The default reference of an in-memory policy is a copy of its starting weights. Take it before
         # SFTTrainer.__init__: TRL patches `model.forward` with a closure over the policy (fused lm head), and a
         # later deep copy would keep calling the policy's forward.
