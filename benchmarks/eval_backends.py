@@ -1,4 +1,4 @@
-"""Tokens/s of ``eksft eval``'s two sampling backends on the same prompts (issue 12, item 5).
+"""Tokens/s of ``eksft eval``'s two sampling backends on the same prompts.
 
 Runs eksft's own samplers (``HFSampler``: batched ``model.generate``; ``VLLMSampler``: ``vllm.LLM.generate``) on the
 first ``--problems`` problems of a built-in benchmark, ``--n`` samples each, at most ``--max-new-tokens`` tokens, and

@@ -1,4 +1,4 @@
-"""Everything GPU-only in one prepared run (issue 14): the loss head and one training step at real shapes on a CUDA
+"""Everything GPU-only in one prepared run: the loss head and one training step at real shapes on a CUDA
 device, one JSON document out. Sized for about ten minutes on one H100/H200 (``--budget-s`` stops it starting new
 runs after that many seconds; what was skipped says so).
 

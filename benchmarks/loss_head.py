@@ -1,4 +1,4 @@
-"""Loss-head benchmark (issue 7): peak memory and forward+backward time of the loss head alone.
+"""Loss-head benchmark: peak memory and forward+backward time of the loss head alone.
 
 Each (case, implementation) runs in its own subprocess under an address-space cap (``RLIMIT_AS``), one at a time, so
 peak RSS is per run and a run that does not fit fails alone (``"status": "oom"``) and never takes the machine down.
@@ -8,7 +8,7 @@ estimate. Prints one JSON line per run and one ``"ratios"`` line per case, measu
 
     .venv/bin/python benchmarks/loss_head.py --grid quick       # T=1024, V=49152, d=576: about a minute on 2 cores
     .venv/bin/python benchmarks/loss_head.py --grid target      # T=2048, V=151936, d=2560 (the issue's targets)
-    .venv/bin/python benchmarks/loss_head.py --grid issue       # T in {1024, 4096} x V x d (issue 7's grid)
+    .venv/bin/python benchmarks/loss_head.py --grid issue       # T in {1024, 4096} x V x d (the first target grid)
     .venv/bin/python benchmarks/loss_head.py --grid full        # T in {1024, 2048, 4096} x V x d (also: no flags)
     .venv/bin/python benchmarks/loss_head.py --grid full --estimate-only   # print the memory estimates, run nothing
     .venv/bin/python benchmarks/loss_head.py --T 1024 2048 --V 49152 --d 576 --implementations eksft_fused sft_trl
@@ -18,9 +18,12 @@ states and weight get gradients, as in full fine-tuning):
 
 * ``eksft_logits``: ``eksft_loss`` on full ``(B, T, V)`` policy and reference logits (the plain path).
 * ``eksft_fused``: ``eksft_head_loss`` (this issue).
+* ``sft_fused``: ``fused_head_loss("sft")``, eksft's fused head on the plain cross-entropy (with its per-target
+  entropy for the ``entropy_mean`` metric): the like-for-like twin of ``sft_trl``.
 * ``sft_torch``: plain ``torch.nn.functional.cross_entropy`` on full logits.
 * ``sft_trl``: TRL's own chunked log-prob head (``trl.kernels.ChunkedLogProbFunction``, what ``SFTTrainer``'s default
-  loss calls), on the valid rows only (TRL does that on GPU; on CPU it scores every row, which is slower).
+  loss calls), on the valid rows only (TRL does that on GPU; on CPU it scores every row, which is slower), with the
+  per-token entropy ``SFTTrainer`` also asks it for.
 
 Memory is the process's peak RSS (``ru_maxrss``) minus its RSS once the inputs exist: it counts the weight gradient,
 which every implementation must produce.
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ("eksft_logits", "eksft_fused", "sft_torch", "sft_trl")
+IMPLS = ("eksft_logits", "eksft_fused", "sft_fused", "sft_torch", "sft_trl")
 ALL_T, ALL_V, ALL_D = (1024, 2048, 4096), (49152, 151936), (576, 2560)
 #: name -> (T values, V values, d values). ``full`` is also what no flags run.
 GRIDS = {
@@ -88,7 +91,7 @@ def estimate_gb(T: int, V: int, d: int, impl: str, frozen_head: bool = False, ch
     base = 0.47 if impl == "sft_trl" else 0.25  # interpreter + torch (+ trl) after the warm-up step
     if impl == "eksft_logits":  # policy + reference logits, log-softmaxes, probabilities, their gradient
         above = 6.0 * logits + weight_grad + 0.3 * GB
-    elif impl == "eksft_fused":  # a few (chunk, V) blocks, the (N, d) row gradient, per-target statistics
+    elif impl in ("eksft_fused", "sft_fused"):  # a few (chunk, V) blocks, the (N, d) row gradient, statistics
         above = weight_grad + 10 * chunk_size * V * f32 + 4 * T * d * f32 + 0.3 * GB
     elif impl == "sft_torch":  # logits, the log-softmax inside cross_entropy, the logits gradient
         above = 3.0 * logits + weight_grad + 0.3 * GB
@@ -124,7 +127,7 @@ def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: 
     import torch.nn.functional as F
 
     from eksft.losses import eksft_loss
-    from eksft.losses.fused import eksft_head_loss, head_logits
+    from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
 
     if impl == "eksft_logits":
         with torch.no_grad():
@@ -132,6 +135,8 @@ def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: 
         loss = eksft_loss(head_logits(hidden, weight), labels, ref_logits).loss
     elif impl == "eksft_fused":
         loss = eksft_head_loss(hidden, weight, labels, ref_hidden, ref_weight, chunk_size=chunk_size).loss
+    elif impl == "sft_fused":
+        loss = fused_head_loss("sft", hidden, weight, labels, chunk_size=chunk_size).loss
     elif impl == "sft_torch":
         logits = head_logits(hidden, weight)
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
@@ -149,7 +154,7 @@ def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: 
             _CHUNKED_LOGPROB_CHUNK_SIZE,
             None,
             1.0,
-            ("log_probs",),
+            ("log_probs", "entropy"),
         )[0]
         loss = -logps.sum() / mask.sum()
     else:
@@ -308,6 +313,8 @@ def ratios(rows: list[dict]) -> dict:
         "fused_over_trl_time": ratio("eksft_fused", "sft_trl", "time_s"),
         "fused_over_trl_cpu": ratio("eksft_fused", "sft_trl", "cpu_s"),
         "fused_over_logits_time": ratio("eksft_fused", "eksft_logits", "time_s"),
+        "sft_fused_over_trl_time": ratio("sft_fused", "sft_trl", "time_s"),
+        "sft_fused_over_trl_memory": ratio("sft_fused", "sft_trl", "peak_above_inputs_gb"),
         "trl_over_torch_sft_memory": ratio("sft_trl", "sft_torch", "peak_above_inputs_gb"),
         "fused_over_torch_sft_memory": ratio("eksft_fused", "sft_torch", "peak_above_inputs_gb"),
         "fused_over_torch_sft_time": ratio("eksft_fused", "sft_torch", "time_s"),
@@ -375,6 +382,9 @@ def parse(argv=None):
 
 def main(argv=None) -> None:
     args = parse(argv)
+    from eksft.compat import quiet_deepspeed_on_cpu
+
+    quiet_deepspeed_on_cpu()  # stdout is JSON lines only
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         return

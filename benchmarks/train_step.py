@@ -1,4 +1,4 @@
-"""Whole-training-step benchmark (issue 7): time of one optimiser step (forward + backward + gradient clipping +
+"""Whole-training-step benchmark: time of one optimiser step (forward + backward + gradient clipping +
 AdamW step) on a real model, EKSFT against SFT, measured side by side in one process with interleaved repeats.
 
     .venv/bin/python benchmarks/train_step.py                                  # SmolLM2-135M-Instruct, batch 8 x 256
@@ -439,6 +439,9 @@ def parse(argv=None):
 
 def main(argv=None) -> None:
     args = parse(argv)
+    from eksft.compat import quiet_deepspeed_on_cpu
+
+    quiet_deepspeed_on_cpu()  # stdout is JSON lines only
     if args.worker:
         for row in measure(args.methods, args):
             print(json.dumps(row), flush=True)

@@ -126,7 +126,8 @@ def test_loss_head_memory_guard_skips_without_running(capsys):
 
     lh.main(["--grid", "full", "--estimate-only"])
     est = json_lines(capsys.readouterr().out)
-    assert len(est) == 3 * 2 * 2 * 4 and all(r["status"] == "estimate" and r["estimate_gb"] > 0 for r in est)
+    assert len(est) == 3 * 2 * 2 * len(lh.IMPLS)
+    assert all(r["status"] == "estimate" and r["estimate_gb"] > 0 for r in est)
     big = {r["impl"]: r["estimate_gb"] for r in est if (r["T"], r["V"], r["d"]) == (4096, 151936, 2560)}
     assert big["eksft_fused"] < big["sft_trl"] < big["sft_torch"] < big["eksft_logits"]
 
@@ -145,11 +146,20 @@ def test_loss_head_grid_and_filter_flags():
     assert (lh.parse(["--quick"]).T, lh.parse(["--grid", "target", "--T", "512"]).T) == ([1024], [512])
 
 
-@pytest.mark.parametrize("impl", ["eksft_logits", "sft_trl"])
+@pytest.mark.parametrize("impl", ["eksft_logits", "sft_trl", "sft_fused"])
 def test_loss_head_worker_every_implementation(impl):
     lh = load("loss_head")
     out = lh.worker(lh.parse(["--worker", "--T", "32", "--V", "256", "--d", "16", "--impl", impl, "--repeats", "1"]))
     assert out["status"] == "ok" and out["time_s"] > 0 and out["loss"] > 0
+
+
+def test_loss_head_sft_rows_compute_the_same_loss():
+    """The three plain cross-entropy rows (full logits, eksft's fused head, TRL's chunked head) on the same inputs."""
+    lh = load("loss_head")
+    inputs = lh.make_inputs(48, 300, 16)
+    losses = {impl: lh.step(impl, *inputs, chunk_size=64) for impl in ("sft_torch", "sft_fused", "sft_trl")}
+    assert losses["sft_fused"] == pytest.approx(losses["sft_torch"], rel=1e-5)
+    assert losses["sft_trl"] == pytest.approx(losses["sft_torch"], rel=1e-5)
 
 
 def test_train_step_interleaves_every_method(capsys):

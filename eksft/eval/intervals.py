@@ -159,12 +159,3 @@ def pass_at_k_interval(
 ) -> Interval:
     """pass@k (mean of the per-problem unbiased estimates) with its bootstrap interval over problems."""
     return bootstrap_interval(pass_at_k_values(per_problem, k), resamples=resamples, seed=seed, level=level)
-
-
-def pass_at_k_curve_band(
-    per_problem, ks: Sequence[int], *, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
-) -> dict[int, tuple[float, float]]:
-    """``{k: (low, high)}`` bootstrap intervals of pass@k for every k in ``ks`` (same resamples for all k)."""
-    v = np.stack([pass_at_k_values(per_problem, k) for k in ks], axis=1)  # (P, K)
-    lo, hi = percentile_interval(bootstrap_means(v, resamples, seed), level)
-    return {k: (float(a), float(b)) for k, a, b in zip(ks, lo, hi)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .selection import SCOPES, SELECTIONS, combine, iou, official_select, paper_select
+from .selection import LOCAL_SCOPES, SELECTIONS, combine, iou, official_select, paper_select
 from .tokens import (
     ENTROPY_UNITS,
     NORMALIZATIONS,
@@ -102,7 +102,7 @@ def validate_options(
     check_fraction("rho", rho)
     check_nonnegative(lambda_entropy=lambda_entropy, lambda_kl=lambda_kl)
     check_choice("selection", selection, SELECTIONS)
-    check_choice("scope", scope, SCOPES)
+    check_choice("scope", scope, LOCAL_SCOPES)
     check_choice("normalization", normalization, NORMALIZATIONS)
     check_choice("variant", variant, VARIANTS)
     check_choice("entropy_unit", entropy_unit, ENTROPY_UNITS)

@@ -1,4 +1,4 @@
-"""Memory-efficient loss head (issue 7): the losses of :mod:`eksft.losses` computed from final hidden states and the
+"""Memory-efficient loss head: the losses of :mod:`eksft.losses` computed from final hidden states and the
 output projection, never holding full-vocabulary logits for the policy or the reference. Design: docs/fused_head.md.
 
 Only the N valid targets are projected, ``chunk_size`` rows at a time, so at most one ``(chunk, V)`` block of logits

@@ -1,4 +1,4 @@
-"""The chunked passes behind :mod:`eksft.losses.fused` (issue 7; design in docs/fused_head.md).
+"""The chunked passes behind :mod:`eksft.losses.fused` (design in docs/fused_head.md).
 
 Every block here is ``(chunk, V)`` at most: rows are projected ``chunk_size`` at a time, statistics are fp32, and
 gradients w.r.t. the hidden rows, the weight and the bias are accumulated in fp32 as each block is done.

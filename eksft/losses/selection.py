@@ -11,7 +11,11 @@ import math
 import torch
 
 SELECTIONS = ("union", "intersection", "entropy", "kl")
-SCOPES = ("micro_batch", "sequence")
+#: Where the Top-K runs: over a micro-batch's valid targets, per sequence, or over every data-parallel process's
+#: targets ("global": the trainer's eksft.train.global_scope, which needs the process group).
+SCOPES = ("micro_batch", "sequence", "global")
+#: The scopes one loss call computes by itself.
+LOCAL_SCOPES = SCOPES[:2]
 
 
 def paper_k(rho: float, n: int) -> int:

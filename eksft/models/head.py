@@ -1,4 +1,4 @@
-"""What the fused loss head (``eksft.losses.fused``, issue 7) needs from a Hugging Face causal LM: the output
+"""What the fused loss head (``eksft.losses.fused``) needs from a Hugging Face causal LM: the output
 projection and its logit transforms, and the backbone's final hidden states.
 
     parts = lm_head_parts(model)

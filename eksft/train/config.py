@@ -17,9 +17,9 @@ from trl import SFTConfig
 
 from eksft.config_io import check_choices
 from eksft.losses import LOSSES, SPECS
+from eksft.losses.selection import SCOPES
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
-SCOPES = ("micro_batch", "sequence", "global")
 DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
 
 
@@ -54,6 +54,67 @@ def quiet_defaults(args) -> None:
 
 @dataclass
 class EKSFTConfig(SFTConfig):
+    r"""
+    Configuration class for [`EKSFTTrainer`]: TRL's [`~trl.SFTConfig`] (and so transformers'
+    [`~transformers.TrainingArguments`]) plus the fields below. The same names work in YAML, as `eksft train --flags`
+    and as keyword arguments; `eksft train --help` and docs/training.md list every field with its default.
+
+    Parameters:
+        > Loss
+
+        loss_type (`str`, *optional*, defaults to `"eksft"`):
+            Loss of `eksft.losses.LOSSES` to train with (`eksft losses` lists them; formulas in docs/losses.md).
+            Overrides TRL's `nll`/`dft` meaning of the field.
+        loss_implementation (`str`, *optional*, defaults to `"auto"`):
+            `"fused"`: the memory-efficient lm head (no `(B, T, V)` logits); `"logits"`: full logits; `"auto"`:
+            fused where the loss and the model allow it.
+        rho (`float`, *optional*, defaults to `0.2`):
+            EKSFT: share of valid targets selected by each statistic (entropy, KL); 0 is plain SFT.
+        lambda_entropy (`float`, *optional*, defaults to `0.05`):
+            EKSFT, global_reg, random_mask: weight of the entropy bonus on masked targets, per `entropy_unit`.
+        lambda_kl (`float`, *optional*, defaults to `0.05`):
+            EKSFT, global_reg, random_mask: weight of the KL(policy || reference) penalty, per nat.
+        selection (`str`, *optional*, defaults to `"union"`):
+            EKSFT: how the entropy and KL sets combine (`union`, `intersection`, `entropy`, `kl`).
+        scope (`str`, *optional*, defaults to `"micro_batch"`):
+            EKSFT: the candidate set of one Top-K (`micro_batch`, `sequence`, `global`).
+        normalization (`str`, *optional*, defaults to `"mean"`):
+            `"mean"` per micro-batch (the paper) or `"tokens"` over the optimiser step's valid targets.
+        variant (`str`, *optional*, defaults to `"paper"`):
+            EKSFT: the paper's equations or `"official"` (the authors' code).
+        entropy_unit (`str`, *optional*, defaults to `"normalized"`):
+            Unit of the entropy `lambda_entropy` weights: H / ln V (`"normalized"`) or nats.
+        iw_clip, psft_epsilon_high, psft_updates_per_batch, asft_lambda, sed_lambda, sed_k, sed_r, sed_tau,
+        sed_calibration_samples, sed_calibration_data, gem_beta, random_mask_fraction:
+            The comparison losses' options, named after their loss (`eksft train --help`).
+
+        > Models
+
+        model_name_or_path (`str` or `None`):
+            The policy: a hub name, a local folder, or an eksft alias (`smollm2-135m-instruct`, `tiny-random-llama`).
+        ref_model (`str` or `None`, *optional*):
+            The frozen reference of the KL and importance-weight losses; unset: the policy's starting weights.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            Weight dtype to load the models in.
+        use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules:
+            LoRA adapters instead of full fine-tuning.
+
+        > Data
+
+        train_file, train_split, eval_file, eval_split, eval_split_size, data_format, prompt_column,
+        completion_column, messages_column, conversations_column, system_column, system_prompt, max_samples:
+            Where the records come from (a JSON Lines file, a dataset folder, a hub dataset or `synthetic:NAME`),
+            their format and columns (docs/training.md, "Data").
+
+        > Output
+
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Start over in an `output_dir` that already holds a run; without it such a folder is refused unless
+            `resume_from_checkpoint` is set.
+        bf16 (`bool` or `None`, *optional*, defaults to `None`):
+            bf16 mixed precision; unset: on where a bf16-capable GPU is present.
+    """
+
     # ------------------------------------------------------------------------------------------------------ loss
     loss_type: str = _f(
         "eksft", "Loss of eksft.losses.LOSSES to train with (overrides TRL's nll/dft meaning).", choices=sorted(LOSSES)

@@ -17,7 +17,6 @@ from eksft.eval.compare import PairedDifference, difference_sentence, paired_dif
 from eksft.eval.intervals import (
     bootstrap_interval,
     mean_ci,
-    pass_at_k_curve_band,
     pass_at_k_interval,
     resample_counts,
     seed_interval,
@@ -75,13 +74,6 @@ def test_each_resample_keeps_the_problem_count():
 def test_constant_tables_give_degenerate_intervals():
     assert pass_at_k_interval([(4, 4)] * 5, 2).as_list() == [1.0, 1.0]
     assert pass_at_k_interval([(4, 0)] * 5, 2).as_list() == [0.0, 0.0]
-
-
-def test_curve_band_equals_the_single_k_intervals():
-    band = pass_at_k_curve_band(TABLE_A, [1, 2, 8], resamples=2000, seed=3)
-    for k in (1, 2, 8):
-        iv = pass_at_k_interval(TABLE_A, k, resamples=2000, seed=3)
-        assert band[k] == pytest.approx((iv.low, iv.high), abs=1e-12)
 
 
 def brute_paired(a, b, k, resamples, seed):

@@ -15,11 +15,11 @@ def test_presets_have_the_documented_values():
         "n": 32,
         "k": [1, 8, 32],
         "max_new_tokens": 8192,
-        "instruction": PROTOCOLS["paper"]["instruction"],
+        "instruction": "Please reason step by step, and put your final answer within \\boxed{}.",
     }
-    assert "\\boxed{}" in PROTOCOLS["paper"]["instruction"]
     r1 = PROTOCOLS["r1"]
     assert (r1["temperature"], r1["top_p"], r1["n"], r1["max_new_tokens"]) == (0.6, 0.95, 64, 32768)
+    assert r1["instruction"] == PROTOCOLS["paper"]["instruction"]  # R1 uses the same instruction
 
 
 def parse(*argv):
@@ -31,8 +31,8 @@ def test_explicit_flags_override_a_preset():
     assert (r["temperature"], r["top_p"], r["n"], r["k"], r["max_new_tokens"]) == (0.6, 0.95, 4, [1, 4], 32768)
     r = resolved_settings(parse("--temperature", "0.7"))  # no preset: the paper's values are the defaults
     assert (r["temperature"], r["n"], r["k"], r["top_p"]) == (0.7, 32, [1, 8, 32], 1.0)
-    with pytest.raises(ValueError, match="choose one of"):
-        resolve("nope", {})
+    r = resolve("paper", {"n": 4, "k": None, "instruction": "Answer:"})  # None = flag not given: the preset's value
+    assert (r["n"], r["k"], r["instruction"], r["max_new_tokens"]) == (4, [1, 8, 32], "Answer:", 8192)
 
 
 def test_library_errors_name_the_config_field():

@@ -99,7 +99,8 @@ def test_whole_model_step_matches_logits_path_with_tied_embeddings():
 
 
 def test_lora_on_lm_head_is_refused_and_elsewhere_kept():
-    peft = pytest.importorskip("peft")
+    import peft  # a hard dependency of eksft (pyproject.toml)
+
     on_head = peft.get_peft_model(MODELS["llama_untied"](), peft.LoraConfig(r=2, target_modules=["lm_head", "q_proj"]))
     with pytest.raises(ValueError, match="LoRA"):
         lm_head_parts(on_head)

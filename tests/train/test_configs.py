@@ -60,7 +60,10 @@ def test_every_shipped_config_parses(path, monkeypatch):
     values = load_yaml(path)
     overrides = {k: v for k, v in CPU_OVERRIDES.items() if k in values}
     cfg = train_cmd.config_from(path, overrides)
-    assert isinstance(cfg, EKSFTConfig) and cfg.loss_type == values.get("loss_type", "eksft")
+    assert type(cfg) is EKSFTConfig and cfg.loss_type == values.get("loss_type", "eksft")
+    for key, value in values.items():  # every value the file sets reaches the config (unless a CPU override)
+        if key not in overrides and key != "include" and hasattr(cfg, key) and not isinstance(value, (dict, list)):
+            assert getattr(cfg, key) == value or str(getattr(cfg, key)).endswith(str(value)), key
     if "deepspeed" in values:
         assert os.path.exists(values["deepspeed"])
 
