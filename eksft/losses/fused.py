@@ -6,7 +6,7 @@ per model exists at once (plus the few elementwise temporaries of that block). S
 
 Which losses it serves and how is the ``fused`` column of ``spec.SPECS``:
 
-* ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg): one pass. Each chunk of rows is handed
+* ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg, eaft): one pass. Each chunk of rows is handed
   to the logits-path function itself, as a batch of two-token sequences, so the per-token formulas are
   written once; autograd on that chunk gives the gradient w.r.t. its logits, which is projected straight into
   gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
@@ -161,7 +161,7 @@ def fused_head_loss(
     """``LOSSES[loss_type]`` on ``head_logits(hidden, ...)`` (and the reference's), without building those logits.
 
     Args:
-        loss_type: one of ``FUSED_LOSSES``: eksft, sft, dft, gem, sed_sft, asft, global_reg, random_mask.
+        loss_type: one of ``FUSED_LOSSES``: eksft, sft, dft, gem, sed_sft, asft, global_reg, random_mask, eaft.
         hidden: ``(B, T, d)`` policy final hidden states (after the final norm). Gradients flow into these.
         lm_head_weight: ``(V, d)`` policy output projection (may be the tied embedding matrix); gets a gradient.
         labels: ``(B, T)`` unshifted token ids, ``ignore_index`` where not scored.

@@ -10,7 +10,7 @@ Two implementations of the same passes (docs/fused_head.md, "Fast path and plain
   (:class:`Workspace`); statistics by the same fused ops into those buffers;
 * the plain twin (``FAST_PATH = False``): each block through the logits-path functions (``log_softmax32``,
   ``entropy_from_logprobs``, ``kl_from_logprobs``, ``sft_loss``, ...) and autograd on that block (:func:`chunk_grad`).
-  Every other loss (gem, sed_sft, asft, global_reg) always takes this path. Tests compare the two.
+  Every other loss (gem, sed_sft, asft, global_reg, eaft) always takes this path. Tests compare the two.
 """
 
 from __future__ import annotations
