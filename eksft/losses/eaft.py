@@ -19,19 +19,19 @@ from .tokens import check_choice, check_nonnegative, entropy_from_logprobs, log_
 EAFT_ENTROPIES = ("topk", "full")
 
 
-def eaft_entropy(rows: torch.Tensor, logz: torch.Tensor, entropy: str, topk: int) -> torch.Tensor:
-    """``(N,)`` detached normalised entropy in [0, 1] of each ``(N, V)`` logit row.
+def normalized_entropy(h: torch.Tensor, top: torch.Tensor | None, vocab: int) -> torch.Tensor:
+    """``(N,)`` EAFT's entropy statistic in [0, 1], detached: the full entropy ``h`` (nats) over ln V when ``top`` is
+    None (``entropy="full"``), else the entropy of the softmax over ``top``, the ``(N, k)`` largest logits of each
+    row, over ln k (``entropy="topk"``). The logits path and the fused head's fast path both call this."""
+    if top is None:
+        return h.detach() / math.log(vocab)
+    logq = log_softmax32(top.detach())  # (N, k)
+    return entropy_from_logprobs(logq) / math.log(top.shape[-1])
 
-    ``topk``: the entropy of the softmax over the row's k = min(topk, V) largest logits, divided by ln k (the
-    authors' statistic, k = 20 in their runs). ``full``: the full-vocabulary entropy H(p) (``logz`` is the row's
-    log-softmax) divided by ln V.
-    """
-    vocab = rows.shape[-1]
-    if entropy == "full":
-        return entropy_from_logprobs(logz.detach()) / math.log(vocab)
-    k = min(topk, vocab)
-    top = log_softmax32(torch.topk(upcast(rows.detach()), k, dim=-1).values)  # (N, k)
-    return entropy_from_logprobs(top) / math.log(k)
+
+def top_logits(rows: torch.Tensor, topk: int) -> torch.Tensor:
+    """``(N, min(topk, V))`` largest logits of each row, detached, at least fp32."""
+    return torch.topk(upcast(rows.detach()), min(topk, rows.shape[-1]), dim=-1).values
 
 
 def eaft_loss(
@@ -46,7 +46,10 @@ def eaft_loss(
     num_items_in_batch=None,
     position_ids=None,
 ):
-    """EAFT: per-token −sg(h)^α·log p(y), h the normalised entropy of the row that scores y (:func:`eaft_entropy`).
+    """EAFT: per-token −sg(h)^α·log p(y), h the normalised entropy of the row that scores y
+    (:func:`normalized_entropy`): ``entropy="topk"`` (default) the entropy of the softmax over the row's
+    k = min(``topk``, V) largest logits over ln k, the authors' statistic (k = 20 in their runs); ``entropy="full"``
+    the full-vocabulary entropy over ln V.
 
     α = 0 is plain SFT. Metrics add ``weight_mean`` (of sg(h)^α) and ``eaft_entropy_mean`` (of h): means over
     targets, so the fused head's chunks add up to the same values.
@@ -60,7 +63,8 @@ def eaft_loss(
     if t.n == 0:
         return empty(logits, *names)
     logz, logp = log_probs(t.rows, t.tokens)
-    h = eaft_entropy(t.rows, logz, entropy, topk)
+    top = top_logits(t.rows, topk) if entropy == "topk" else None
+    h = normalized_entropy(entropy_from_logprobs(logz.detach()), top, logits.shape[-1])
     w = h.pow(alpha)  # 0 ** 0 = 1: alpha = 0 is SFT even on one-hot rows
     stats = dict(zip(names, (w.mean(), h.mean())))
     return finish(-w * logp, logz, logp, t, normalization, num_items_in_batch, **stats)

@@ -9,8 +9,9 @@ Which losses it serves and how is the ``fused`` column of ``spec.SPECS``:
 * ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg, eaft): one pass. Each chunk of rows is handed
   to the logits-path function itself, as a batch of two-token sequences, so the per-token formulas are
   written once; autograd on that chunk gives the gradient w.r.t. its logits, which is projected straight into
-  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
-  use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain twin).
+  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft, dft
+  and eaft use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain
+  twin).
 * ``"planned"``, losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects
   log p(y), H and KL for every valid target and :func:`plan_eksft` (or :func:`plan_random_mask`) fixes masks and
   per-target coefficients; pass 2
