@@ -2,7 +2,8 @@
 
 ``eksft demo --methods`` and the pipeline's ``methods:`` list take these, so one run can compare the objectives that
 share a loss type, e.g.
-``sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0,lambda_kl=0]``.
+``sft,eksft,eksft[variant=official],eksft[entropy_unit=nats],eksft[lambda_entropy=0,lambda_kl=0]``, or
+``sft,eaft,eaft[eaft_alpha=0.5]``.
 Each is a separate trained model, labelled by its text everywhere (tables, plots, reports) and stored in a folder
 named by :attr:`Method.slug`. Overrides are checked against ``EKSFTConfig`` (field names, values, and the loss's own
 option checks) before anything trains.
@@ -51,6 +52,8 @@ class Method:
         o = dict(self.overrides)
         if self.loss_type == "sft" and not o:
             return "SFT"
+        if self.loss_type == "eaft":
+            return "EAFT (authors' top-20 entropy weight)" + (f" with {_pairs(o)}" if o else "")
         if self.loss_type != "eksft":
             return self.label
         if o.get("variant") == "official":

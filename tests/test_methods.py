@@ -27,6 +27,14 @@ def test_parse_labels_slugs_titles_and_values():
     assert parse_methods(["eksft[rho=0.3,selection=intersection]"])[0].fields["rho"] == 0.3
 
 
+def test_eaft_methods():
+    eaft, half, full = parse_methods("eaft,eaft[eaft_alpha=0.5],eaft[eaft_entropy=full,eaft_topk=5]")
+    assert (eaft.label, eaft.slug, eaft.fields) == ("eaft", "eaft", {"loss_type": "eaft"})
+    assert half.fields == {"loss_type": "eaft", "eaft_alpha": 0.5} and half.slug == "eaft__eaft_alpha-0.5"
+    assert full.slug == "eaft__eaft_entropy-full__eaft_topk-5"
+    assert eaft.title.startswith("EAFT") and half.title.endswith("with eaft_alpha=0.5")
+
+
 @pytest.mark.parametrize(
     "text,needle",
     [
@@ -38,6 +46,9 @@ def test_parse_labels_slugs_titles_and_values():
         ("eksft[rho]", "field=value"),
         ("sft,sft", "given twice"),
         ("eksft[rho=0.1,rho=0.2]", "given twice"),
+        ("eaft[eaft_entropy=renyi]", "EKSFTConfig.eaft_entropy"),
+        ("eaft[eaft_topk=1]", "EKSFTConfig.eaft_topk"),
+        ("eaft[eaft_alpha=-1]", "EKSFTConfig.eaft_alpha"),
     ],
 )
 def test_bad_methods_are_refused_naming_the_field(text, needle):

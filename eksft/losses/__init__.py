@@ -5,6 +5,7 @@ What each loss needs (reference, extra inputs, config fields, fused support): th
 
 from .ablations import global_reg_loss, random_mask_loss
 from .baselines import asft_loss, dft_loss, gem_loss, iw_sft_loss, psft_loss, sft_loss
+from .eaft import eaft_loss
 from .eksft import EksftPlan, eksft_loss, plan_eksft
 from .fused import eksft_head_loss, fused_head_loss
 from .sed_sft import calibrate_sed_tau, sed_sft_loss, topk_mass

@@ -6,11 +6,12 @@ per model exists at once (plus the few elementwise temporaries of that block). S
 
 Which losses it serves and how is the ``fused`` column of ``spec.SPECS``:
 
-* ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg): one pass. Each chunk of rows is handed
+* ``"rows"``, per-target losses (sft, dft, gem, sed_sft, asft, global_reg, eaft): one pass. Each chunk of rows is handed
   to the logits-path function itself, as a batch of two-token sequences, so the per-token formulas are
   written once; autograd on that chunk gives the gradient w.r.t. its logits, which is projected straight into
-  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft and dft
-  use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain twin).
+  gradients for the hidden rows, the weight and the bias (Liger's fused linear cross-entropy pattern). sft, dft
+  and eaft use their closed-form block gradient instead (``fused_passes.FAST_PATH``; the autograd route is its plain
+  twin).
 * ``"planned"``, losses whose mask needs every target first (eksft, random_mask): pass 1 (no grad) collects
   log p(y), H and KL for every valid target and :func:`plan_eksft` (or :func:`plan_random_mask`) fixes masks and
   per-target coefficients; pass 2
@@ -161,7 +162,7 @@ def fused_head_loss(
     """``LOSSES[loss_type]`` on ``head_logits(hidden, ...)`` (and the reference's), without building those logits.
 
     Args:
-        loss_type: one of ``FUSED_LOSSES``: eksft, sft, dft, gem, sed_sft, asft, global_reg, random_mask.
+        loss_type: one of ``FUSED_LOSSES``: eksft, sft, dft, gem, sed_sft, asft, global_reg, random_mask, eaft.
         hidden: ``(B, T, d)`` policy final hidden states (after the final norm). Gradients flow into these.
         lm_head_weight: ``(V, d)`` policy output projection (may be the tied embedding matrix); gets a gradient.
         labels: ``(B, T)`` unshifted token ids, ``ignore_index`` where not scored.

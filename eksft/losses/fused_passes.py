@@ -6,7 +6,7 @@ gradients w.r.t. the hidden rows, the weight and the bias are accumulated in fp3
 Two implementations of the same passes (docs/fused_head.md, "Fast path and plain twin"):
 
 * the fast path (``FAST_PATH = True``, the default): the block gradients of EKSFT's weighted objective and of the
-  cross-entropy-type losses (sft, dft) in closed form, a few in-place ops on reused ``(chunk, V)`` buffers
+  cross-entropy-type losses (sft, dft, eaft) in closed form, a few in-place ops on reused ``(chunk, V)`` buffers
   (:class:`Workspace`); statistics by the same fused ops into those buffers;
 * the plain twin (``FAST_PATH = False``): each block through the logits-path functions (``log_softmax32``,
   ``entropy_from_logprobs``, ``kl_from_logprobs``, ``sft_loss``, ...) and autograd on that block (:func:`chunk_grad`).
@@ -15,12 +15,14 @@ Two implementations of the same passes (docs/fused_head.md, "Fast path and plain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .baselines import dft_loss, sft_loss
+from .eaft import eaft_loss, normalized_entropy
 from .tokens import NonFiniteError, entropy_from_logprobs, kl_from_logprobs, log_softmax32, pick
 
 #: True: closed-form block gradients on reused buffers. False: the plain twin (autograd on the logits-path functions).
@@ -233,17 +235,43 @@ def _scaled(w: torch.Tensor, proj: Projection) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------ the passes
-#: Cross-entropy-type per-target losses with a closed-form fast path: ``-c * logp_y`` per target, c detached.
-#: Maps the logits-path function to c as a function of the (detached) ``logp_y``.
-CE_ROW_COEFFICIENTS = {sft_loss: torch.ones_like, dft_loss: torch.exp}
+@dataclass(frozen=True)
+class CeRows:
+    """A cross-entropy-type per-target loss, ``-c * logp_y`` with c detached, which has a closed-form fast path.
+
+    ``coefficient(logp_y, H, top)`` gives c and the loss's extra per-target metrics (averaged over targets) from the
+    block's (detached) ``(n,)`` target log-probabilities and full entropies and, when ``topk`` > 0, the ``(n, topk)``
+    largest logits of each row.
+    """
+
+    coefficient: Callable
+    topk: int = 0
+
+
+def ce_rows(fn, options: dict, vocab: int) -> CeRows | None:
+    """The closed form of per-target loss ``fn`` with ``options`` (None: it has none; autograd on each block)."""
+    if fn is sft_loss and not options:
+        return CeRows(lambda lp, h, top: (torch.ones_like(lp), {}))
+    if fn is dft_loss and not options:
+        return CeRows(lambda lp, h, top: (torch.exp(lp), {}))
+    if fn is eaft_loss:  # c = sg(h)^alpha, as eaft_loss computes it
+
+        def eaft(lp, h, top, alpha=options["alpha"]):
+            hn = normalized_entropy(h, top, vocab)
+            w = hn.pow(alpha)
+            return w, {"weight_mean": w, "eaft_entropy_mean": hn}
+
+        return CeRows(eaft, min(options["topk"], vocab) if options["entropy"] == "topk" else 0)
+    return None
 
 
 def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, ignore_index, options, ws=None):
     """One pass for per-target losses: the logits-path ``fn`` on each chunk, normalised by the global ``d``
-    (sft and dft: their closed form on the fast path)."""
-    if FAST_PATH and fn in CE_ROW_COEFFICIENTS and not options:
+    (sft, dft and eaft: their closed form on the fast path, :func:`ce_rows`)."""
+    rule = ce_rows(fn, options, proj.weight.shape[0]) if FAST_PATH else None
+    if rule is not None:
         ws = Workspace.ensure(ws, rows, proj, chunk_size)
-        return ce_row_pass(CE_ROW_COEFFICIENTS[fn], rows, tokens, proj, d, chunk_size, grads, ws)
+        return ce_row_pass(rule, rows, tokens, proj, d, chunk_size, grads, ws)
     total, parts = torch.zeros((), dtype=torch.float32, device=rows.device), []
     for sl in chunks(rows.shape[0], chunk_size):
 
@@ -268,22 +296,29 @@ def row_pass(fn, rows, tokens, proj, ref_rows, ref_proj, d, chunk_size, grads, i
     return total, metrics
 
 
-def ce_row_pass(coefficient, rows, tokens, proj, d, chunk_size, grads, ws):
-    """Fast path of :func:`row_pass` for ``-c * logp_y / d`` (sft: c = 1, dft: c = p_y), with ``baselines.finish``'s
-    metrics. Gradient per block: ``c / d * (p - e_y)``, chained through the logit transform."""
+def ce_row_pass(rule: CeRows, rows, tokens, proj, d, chunk_size, grads, ws):
+    """Fast path of :func:`row_pass` for ``-c * logp_y / d`` (:class:`CeRows`: sft c = 1, dft c = p_y, eaft
+    c = sg(h)^alpha), with ``baselines.finish``'s metrics and the loss's own. Gradient per block: ``c / d * (p - e_y)``,
+    chained through the logit transform."""
     n = rows.shape[0]
-    logp, h = (torch.empty(n, dtype=torch.float32, device=rows.device) for _ in range(2))
+    logp, h, c = (torch.empty(n, dtype=torch.float32, device=rows.device) for _ in range(3))
+    extra = {}
     for sl in chunks(n, chunk_size):
         z, chain = proj.logits_into(rows[sl], ws, "z", "chain" if grads is not None else None)
+        top = torch.topk(z, rule.topk, dim=-1).values if rule.topk else None  # (n, k), before z becomes p
         logz = torch.log_softmax(z, -1, out=ws.get("logp", z.shape[0]))
         logp[sl] = lp = pick(logz, tokens[sl])
         p = torch.exp(logz, out=z)
         h[sl] = -logz.mul_(p).sum(-1)
+        c[sl], stats = rule.coefficient(lp, h[sl], top)
+        for name, value in stats.items():
+            extra.setdefault(name, torch.empty(n, dtype=torch.float32, device=rows.device))[sl] = value
         if grads is not None:
-            w = _scaled(coefficient(lp) / d, proj)[:, None]
+            w = _scaled(c[sl] / d, proj)[:, None]
             grads.add(sl, rows[sl], finish_grad_(p.mul_(w), tokens[sl], w, chain), proj)
-    loss = (coefficient(logp) * -logp).sum() / d
+    loss = (c * -logp).sum() / d
     metrics = {"loss": float(loss), "ce": float(-logp.mean()), "entropy_mean": float(h.mean()), "num_targets": float(n)}
+    metrics.update({name: float(value.mean()) for name, value in extra.items()})
     return loss, metrics
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .ablations import global_reg_loss, random_mask_loss
 from .baselines import asft_loss, dft_loss, gem_loss, iw_sft_loss, psft_loss, sft_loss
+from .eaft import eaft_loss
 from .eksft import eksft_loss
 from .sed_sft import sed_sft_loss
 from .types import LossResult
@@ -66,6 +67,9 @@ SPECS = {
         sed_sft_loss, {"lambda_sed": "sed_lambda", "k": "sed_k", **_N}, per_batch=("tau",), fused="rows"
     ),
     "gem": LossSpec(gem_loss, {"beta": "gem_beta", **_N}, fused="rows"),
+    "eaft": LossSpec(
+        eaft_loss, {"alpha": "eaft_alpha", "entropy": "eaft_entropy", "topk": "eaft_topk", **_N}, fused="rows"
+    ),
     "global_reg": LossSpec(global_reg_loss, _REG, third="ref_logits", fused="rows"),
     "random_mask": LossSpec(
         random_mask_loss,

@@ -186,6 +186,15 @@ class EKSFTConfig(SFTConfig):
         None, "SED-SFT: data file for calibration (same formats as train_file); default: the training data."
     )
     gem_beta: float = _f(0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).")
+    eaft_alpha: float = _f(1.0, "EAFT: exponent of the detached normalised-entropy weight h^alpha; 0 = SFT.")
+    eaft_entropy: str = _f(
+        "topk",
+        "EAFT: the entropy h: 'topk' = entropy of the softmax over the eaft_topk largest logits / ln(eaft_topk) "
+        "(the authors' statistic, which produced the published numbers; docs/losses.md) or 'full' = "
+        "full-vocabulary entropy / ln V.",
+        choices=["topk", "full"],
+    )
+    eaft_topk: int = _f(20, "EAFT: logits kept for eaft_entropy='topk' (>= 2; the authors used 20).")
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
     # ------------------------------------------------------------------------------------------------- models
     model_name_or_path: str | None = _f(
@@ -265,7 +274,7 @@ class EKSFTConfig(SFTConfig):
 
         if self.loss_type not in LOSSES:
             bad("loss_type", f"{self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}.")
-        check_choices(self, "loss_implementation", "scope", "data_format")
+        check_choices(self, "loss_implementation", "scope", "data_format", "eaft_entropy")
         if self.scope == "global" and self.variant != "paper":
             bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
         if self.psft_updates_per_batch < 1:

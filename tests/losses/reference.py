@@ -227,3 +227,22 @@ def masked(logits, labels, ref, mask, lam_h=0.05, lam_kl=0.05, entropy_unit="nor
     lh = mean([entropy(logits[b, j - 1]) * unit(logits, entropy_unit) for b, j in tg if mask[b, j]])
     lk = mean([kl(logits[b, j - 1], ref[b, j - 1]) for b, j in tg if mask[b, j]])
     return ce - lam_h * lh + lam_kl * lk
+
+
+def eaft(logits, labels, alpha=1.0, entropy_kind="topk", k=20):
+    """EAFT: -h**alpha * log p(y), h detached: the entropy of the renormalised k largest probabilities over ln k
+    (topk; softmax of the top-k logits is the same distribution), or the full entropy over ln V (full)."""
+    V = logits.shape[-1]
+
+    def f(b, j):
+        row = logits[b, j - 1]
+        if entropy_kind == "full":
+            h = float(entropy(row).detach()) / math.log(V)
+        else:
+            kk = min(k, V)
+            top = sorted(probs(row).detach().tolist(), reverse=True)[:kk]
+            z = sum(top)
+            h = -sum(p / z * math.log(p / z) for p in top) / math.log(kk)
+        return -(h**alpha) * logp_of(row, labels[b, j])
+
+    return per_token(f, logits, labels)

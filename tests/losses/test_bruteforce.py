@@ -7,6 +7,7 @@ import torch
 from eksft.losses import (
     asft_loss,
     dft_loss,
+    eaft_loss,
     eksft_loss,
     gem_loss,
     global_reg_loss,
@@ -101,6 +102,39 @@ def test_comparison_losses(seed):
         lambda x, y, r: R.sed_sft(x, y, 0.8, lam=2.0, k=3),
         seed,
     )
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"alpha": 0.5, "topk": 5},
+        {"alpha": 2.0, "topk": 2},
+        {"alpha": 0.0, "topk": 7},
+        {"entropy": "full"},
+        {"entropy": "full", "alpha": 1.7},
+        {"normalization": "tokens", "num_items_in_batch": 40, "topk": 4},
+    ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults",
+)
+def test_eaft(seed, kw):
+    """EAFT against the per-token loop, V = 31 (so the default k = 20 is a real top-k) and V = 13 (k = min(20, V))."""
+    kw = dict(kw)
+    tokens = kw.pop("num_items_in_batch", None)
+    ref_kw = {"alpha": kw.get("alpha", 1.0), "entropy_kind": kw.get("entropy", "topk"), "k": kw.get("topk", 20)}
+    for V in (31, 13):
+        logits, labels, _ = make_batch(seed=seed, V=V, dtype=torch.float64)
+        n = len(R.targets(labels))
+        factor = 1.0 if tokens is None else n / tokens  # the reference is a mean over the n targets
+        a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+        out = eaft_loss(a, labels, num_items_in_batch=tokens, **kw)
+        expected = R.eaft(b, labels, **ref_kw) * factor
+        torch.testing.assert_close(out.loss, expected, rtol=1e-9, atol=1e-10)
+        out.loss.backward()
+        expected.backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10)
+        assert a.grad.abs().sum() > 0 and 0 < out.metrics["weight_mean"] <= 1
 
 
 @pytest.mark.parametrize("seed", range(3))

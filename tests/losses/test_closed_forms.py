@@ -1,11 +1,12 @@
-"""Closed-form cases of the EKSFT loss and hand-worked examples of both variants (docs/losses.md). CPU, < 1 s."""
+"""Closed-form cases of the EKSFT loss and hand-worked examples of both variants, and of EAFT (docs/losses.md).
+CPU, < 1 s."""
 
 import math
 
 import pytest
 import torch
 
-from eksft.losses import eksft_loss, sft_loss
+from eksft.losses import eaft_loss, eksft_loss, sft_loss
 
 from .conftest import make_batch
 
@@ -210,3 +211,42 @@ def test_bf16_inputs_give_fp32_statistics():
     hi = eksft_loss(logits.bfloat16().float(), labels, ref.bfloat16().float())
     assert lo.loss.dtype == torch.float32
     assert lo.loss.item() == pytest.approx(hi.loss.item(), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------------ EAFT
+@pytest.mark.parametrize("kw", [{}, {"entropy": "full"}, {"topk": 2, "alpha": 3.0}])
+def test_eaft_uniform_logits_is_sft(kw):
+    """Uniform rows have the largest entropy, h = 1 for both statistics: EAFT is SFT, loss ln V, same gradient."""
+    a, b = torch.zeros(2, 4, 5, dtype=torch.float64, requires_grad=True), torch.zeros(2, 4, 5, dtype=torch.float64)
+    b.requires_grad_(True)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 0, 4]])
+    out = eaft_loss(a, labels, **kw)
+    assert out.loss.item() == pytest.approx(LN(5), rel=1e-12) and out.metrics["weight_mean"] == pytest.approx(1.0)
+    out.loss.backward()
+    sft_loss(b, labels).loss.backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "kw,h",
+    [
+        # p = (1/2, 1/6, 1/6, 1/6): H = ln 2 / 2 + ln 6 / 2, over ln 4
+        ({"entropy": "full"}, (LN(2) / 2 + LN(6) / 2) / LN(4)),
+        # top 2 logits (ln 3, 0): softmax (3/4, 1/4), over ln 2
+        ({"topk": 2}, -(3 / 4 * LN(3 / 4) + 1 / 4 * LN(1 / 4)) / LN(2)),
+        # top 3 logits (ln 3, 0, 0): softmax (3/5, 1/5, 1/5), over ln 3
+        ({"topk": 3, "alpha": 2.0}, (-(3 / 5 * LN(3 / 5) + 2 / 5 * LN(1 / 5)) / LN(3)) ** 2),
+        ({"alpha": 0.0}, 1.0),
+    ],
+)
+def test_eaft_hand_worked(kw, h):
+    """One target, row (ln 3, 0, 0, 0) so p = (1/2, 1/6, 1/6, 1/6), label 1: loss h^alpha * ln 6, logit gradient
+    h^alpha (p - e_1) (the weight is detached)."""
+    logits = torch.tensor([[[LN(3), 0.0, 0.0, 0.0], [0.0] * 4]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[-100, 1]])
+    out = eaft_loss(logits, labels, **kw)
+    assert out.loss.item() == pytest.approx(h * LN(6), rel=1e-12)
+    out.loss.backward()
+    expected = torch.tensor([1 / 2, 1 / 6 - 1, 1 / 6, 1 / 6], dtype=torch.float64) * h
+    torch.testing.assert_close(logits.grad[0, 0], expected, rtol=1e-12, atol=1e-14)
+    assert torch.count_nonzero(logits.grad[0, 1]) == 0

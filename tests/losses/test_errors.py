@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eksft.losses import LOSSES, eksft_loss, psft_loss, sed_sft_loss, sft_loss
+from eksft.losses import LOSSES, eaft_loss, eksft_loss, psft_loss, sed_sft_loss, sft_loss
 
 from .conftest import make_batch
 
@@ -25,6 +25,23 @@ def test_bad_options(kw, needle):
     logits, labels, ref = make_batch()
     with pytest.raises(ValueError, match=needle):
         eksft_loss(logits, labels, ref, **kw)
+
+
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"alpha": -1.0}, "alpha"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"entropy": "renyi"}, "entropy"),
+        ({"topk": 1}, "topk"),
+        ({"topk": 2.5}, "topk"),
+        ({"topk": True}, "topk"),
+    ],
+)
+def test_bad_eaft_options(kw, needle):
+    logits, labels, _ = make_batch()
+    with pytest.raises(ValueError, match=needle):
+        eaft_loss(logits, labels, **kw)
 
 
 def test_shape_mismatches():
@@ -50,7 +67,7 @@ def test_non_finite_logits(bad):
         eksft_loss(broken, labels, ref)
     with pytest.raises(ValueError, match="`ref_logits` contains NaN or inf"):
         eksft_loss(logits, labels, broken)
-    for name in ("sft", "dft", "gem"):
+    for name in ("sft", "dft", "gem", "eaft"):
         with pytest.raises(ValueError, match="`logits`"):
             LOSSES[name](broken, labels)
 

@@ -25,6 +25,7 @@ from torch.utils._pytree import tree_flatten
 
 import eksft.losses.ablations
 import eksft.losses.baselines
+import eksft.losses.eaft
 import eksft.losses.eksft
 import eksft.losses.fused_passes as fused_passes
 import eksft.losses.tokens
@@ -152,7 +153,7 @@ def test_eksft_packed_sequences_use_position_ids(fused_path):
     assert_same(run_logits("eksft", b, **options), run_fused("eksft", b, chunk_size=9, **options), b)
 
 
-@pytest.mark.parametrize("loss_type", ["sft", "dft", "gem", "sed_sft", "asft", "global_reg", "random_mask"])
+@pytest.mark.parametrize("loss_type", ["sft", "dft", "gem", "sed_sft", "asft", "global_reg", "random_mask", "eaft"])
 @pytest.mark.parametrize("variant", ["plain", "bias_softcap_tokens"])
 def test_other_losses_match_logits_path(loss_type, variant, fused_path):
     b = make_head_batch(bias=variant != "plain", seed=11)
@@ -161,6 +162,17 @@ def test_other_losses_match_logits_path(loss_type, variant, fused_path):
         head = dict(logit_scale=0.8, final_logit_softcapping=5.0)
         options = dict(normalization="tokens", num_items_in_batch=97)
     assert_same(run_logits(loss_type, b, head, **options), run_fused(loss_type, b, head, chunk_size=13, **options), b)
+
+
+@pytest.mark.parametrize(
+    "options", [dict(entropy="full"), dict(alpha=0.5, topk=7), dict(alpha=2.0, entropy="full", topk=3)], ids=str
+)
+def test_eaft_options_match_logits_path(options, fused_path):
+    """EAFT's weight from the top-k or the full entropy of each chunk's rows equals the logits path's (V = 1031, so
+    k < V)."""
+    b = make_head_batch(seed=14, bias=True)
+    head = dict(final_logit_softcapping=6.0)
+    assert_same(run_logits("eaft", b, head, **options), run_fused("eaft", b, head, chunk_size=11, **options), b)
 
 
 @pytest.mark.parametrize("loss_type", ["global_reg", "random_mask"])
@@ -232,7 +244,7 @@ def test_frozen_head_gets_no_gradient():
 @contextlib.contextmanager
 def float64_statistics():
     """Run the logits-path losses with float64 log-softmax: the 'exact' computation for the tolerance rule."""
-    modules = (eksft.losses.tokens, eksft.losses.eksft, eksft.losses.baselines)  # every logits-path caller
+    modules = (eksft.losses.tokens, eksft.losses.eksft, eksft.losses.baselines, eksft.losses.eaft)  # every caller
     saved = [m.log_softmax32 for m in modules]
     for m in modules:
         m.log_softmax32 = lambda rows: torch.log_softmax(rows.double(), dim=-1)
@@ -251,7 +263,7 @@ def cast(b, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("loss_type", ["eksft", "sft", "dft", "asft"])
+@pytest.mark.parametrize("loss_type", ["eksft", "sft", "dft", "asft", "eaft"])
 def test_error_against_float64_no_worse_than_logits_path(loss_type, dtype, fused_path):
     b = make_head_batch(seed=7, T=29)
     b64 = cast(b, torch.float64)

@@ -1,7 +1,7 @@
 """The fused head's fast path (closed-form block gradients on reused buffers, ``fused_passes.FAST_PATH``) against
 its plain twin (autograd through the logits-path functions on each block): block by block in float64 (the maths) and
-through the projection (fp32, bf16; bias, logit_scale, soft-cap), the whole loss for eksft, sft and dft (fp32, fp64,
-bf16, tied weights), and that the fast path never calls autograd. CPU, a few seconds.
+through the projection (fp32, bf16; bias, logit_scale, soft-cap), the whole loss for eksft, sft, dft and eaft (fp32,
+fp64, bf16, tied weights), and that the fast path never calls autograd. CPU, a few seconds.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_fast_block_gradient_matches_chunk_grad(head, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("head", ["plain", "bias_scale_softcap"])
-@pytest.mark.parametrize("loss_type", ["eksft", "sft", "dft"])
+@pytest.mark.parametrize("loss_type", ["eksft", "sft", "dft", "eaft"])
 def test_fast_path_matches_plain_twin(loss_type, head, dtype, monkeypatch):
     """The whole loss: value, mask, metrics and gradients of the fast path against the plain twin (chunk size 13, so
     partial chunks and both pass-2 groups), and against the logits path where the dtype allows a tight tolerance."""
@@ -130,7 +130,7 @@ def test_fast_path_matches_plain_twin(loss_type, head, dtype, monkeypatch):
         assert_same(r_logits, run_fused(loss_type, b, head_kwargs, chunk_size=13), b)
 
 
-@pytest.mark.parametrize("loss_type", ["eksft", "random_mask", "sft", "dft"])
+@pytest.mark.parametrize("loss_type", ["eksft", "random_mask", "sft", "dft", "eaft"])
 def test_fast_path_does_not_use_autograd(loss_type, monkeypatch):
     """The losses with a closed form never reach ``chunk_grad`` (autograd per block) on the fast path."""
 

@@ -1,5 +1,7 @@
 """torch.autograd.gradcheck in float64 for every loss (and every EKSFT option). CPU, a few seconds."""
 
+import math
+
 import pytest
 import torch
 
@@ -17,7 +19,13 @@ def call(name, logits, labels, ref, **kw):
     return spec.fn(logits, labels, *third, **kw).loss
 
 
-STOP_GRADIENT = ("dft", "iw_sft", "asft", "gem")  # losses with a stop-gradient on a smooth function of the logits
+STOP_GRADIENT = (
+    "dft",
+    "iw_sft",
+    "asft",
+    "gem",
+    "eaft",
+)  # losses with a stop-gradient on a smooth function of the logits
 
 
 @pytest.mark.parametrize("name", sorted(set(LOSSES) - set(STOP_GRADIENT)))
@@ -45,6 +53,8 @@ def frozen_surrogate(name, z0, labels, ref):
     lp0_y = torch.log(p0_y)
     w_iw = torch.stack([torch.exp((lp0_y - lq_y)[seq == b].mean()).clamp(0, 16) for b in seq.tolist()])
     s = torch.softmax(rows0 / 0.7, -1)
+    top = torch.log_softmax(rows0.topk(min(20, rows0.shape[-1]), -1).values, -1)  # EAFT's default: k = min(20, V)
+    h_top = -(top.exp() * top).sum(-1) / math.log(top.shape[-1])
 
     def f(z):
         logz = torch.log_softmax(z[:, :-1][valid[:, 1:]], -1)
@@ -54,6 +64,7 @@ def frozen_surrogate(name, z0, labels, ref):
             "iw_sft": -w_iw * lp,
             "asft": -p0_y * lp + 0.1 * (q * (q.log() - logz)).sum(-1),
             "gem": -lp + (s * logz).sum(-1),
+            "eaft": -h_top * lp,
         }[name]
         return per.mean()
 
@@ -86,3 +97,30 @@ def test_gradcheck_eksft_options(kw):
     logits, labels, ref = make_batch(B=2, T=6, V=5, seed=12, dtype=torch.float64)
     x = logits.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda z: call("eksft", z, labels, ref, **kw), (x,))
+
+
+@pytest.mark.parametrize("kw", [{"entropy": "full", "alpha": 0.5}, {"topk": 3, "alpha": 2.0}, {"alpha": 0.0}])
+def test_gradcheck_eaft_options(kw):
+    """EAFT's weight h^alpha is detached: gradcheck on the surrogate with h frozen at z0, then the library's gradient
+    against the surrogate's (as for the other stop-gradient losses)."""
+    logits, labels, ref = make_batch(B=2, T=6, V=5, seed=13, dtype=torch.float64)
+    valid = labels != -100
+    valid[:, 0] = False
+    y, rows0 = labels[valid], logits[:, :-1][valid[:, 1:]]
+    if kw.get("entropy") == "full":
+        logz0 = torch.log_softmax(rows0, -1)
+        h = -(logz0.exp() * logz0).sum(-1) / math.log(5)
+    else:
+        top = torch.log_softmax(rows0.topk(kw["topk"] if "topk" in kw else 5, -1).values, -1)
+        h = -(top.exp() * top).sum(-1) / math.log(top.shape[-1])
+    w = h ** kw["alpha"]
+
+    def surrogate(z):
+        lp = torch.log_softmax(z[:, :-1][valid[:, 1:]], -1).gather(-1, y[:, None]).squeeze(-1)
+        return (-w * lp).mean()
+
+    assert torch.autograd.gradcheck(surrogate, (logits.clone().requires_grad_(True),))
+    x, z = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    call("eaft", x, labels, ref, **kw).backward()
+    surrogate(z).backward()
+    torch.testing.assert_close(x.grad, z.grad, rtol=1e-10, atol=1e-12)

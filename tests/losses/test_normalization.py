@@ -22,7 +22,9 @@ def split_grad(name, logits, labels, ref, splits, **kw):
     return x.grad, total
 
 
-@pytest.mark.parametrize("name", ["eksft", "sft", "dft", "gem", "asft", "sed_sft", "global_reg", "iw_sft", "psft"])
+@pytest.mark.parametrize(
+    "name", ["eksft", "sft", "dft", "gem", "asft", "sed_sft", "global_reg", "iw_sft", "psft", "eaft"]
+)
 def test_tokens_normalization_is_split_invariant(name):
     logits, labels, ref = make_batch(B=4, T=10, V=11, seed=21, dtype=torch.float64)
     kw = {"scope": "sequence", "rho": 0.3} if name == "eksft" else {}
@@ -73,6 +75,7 @@ def test_loss_table_is_complete():
         "gem",
         "global_reg",
         "random_mask",
+        "eaft",
     }
 
 

@@ -37,7 +37,7 @@ def test_spec_matches_its_function_and_the_config(name):
 def test_derived_tables():
     assert LOSSES == {name: spec.fn for name, spec in SPECS.items()}
     assert NEEDS_REFERENCE == {"eksft", "iw_sft", "asft", "global_reg", "random_mask"}
-    assert set(FUSED_LOSSES) == {"sft", "dft", "gem", "sed_sft", "asft", "global_reg", "eksft", "random_mask"}
+    assert set(FUSED_LOSSES) == {"sft", "dft", "gem", "sed_sft", "asft", "global_reg", "eksft", "random_mask", "eaft"}
     assert fused_refusal("eksft", {"variant": "official"}).startswith("variant='official' is not supported")
     assert "scope='global'" in fused_refusal("eksft", {"scope": "global"})
     assert fused_refusal("eksft", {"variant": "paper", "scope": "sequence"}) is None

@@ -43,6 +43,9 @@ LOSS_FIELDS = {
     "sed_r",
     "sed_calibration_samples",
     "gem_beta",
+    "eaft_alpha",
+    "eaft_entropy",
+    "eaft_topk",
 }
 # Real-hardware fields that cannot validate on a CPU test machine (bf16 needs a GPU, deepspeed the package).
 CPU_OVERRIDES = {"bf16": False, "deepspeed": None}
@@ -96,7 +99,7 @@ def test_paper_configs_settings_and_identical_across_methods():
             values = load_yaml(path)
             assert {k: v for k, v in values.items() if k not in LOSS_FIELDS} == shared, path
             losses.add(values["loss_type"])
-        assert losses == {"eksft", "sft", "dft", "iw_sft", "psft", "asft", "sed_sft", "gem"}
+        assert losses == {"eksft", "sft", "dft", "iw_sft", "psft", "asft", "sed_sft", "gem", "eaft"}
 
 
 def test_flags_override_yaml(tmp_path):

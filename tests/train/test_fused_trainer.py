@@ -76,7 +76,7 @@ def assert_same(make_config, tol=1e-5, only_lora=False, **overrides):
     return fused
 
 
-@pytest.mark.parametrize("loss_type", ["eksft", "sft"])
+@pytest.mark.parametrize("loss_type", ["eksft", "sft", "eaft"])
 def test_fused_step_equals_logits_step(make_config, loss_type):
     trainer = assert_same(make_config, loss_type=loss_type, rho=0.3, lambda_kl=0.5)
     if loss_type == "eksft":

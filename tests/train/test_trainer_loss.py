@@ -13,6 +13,7 @@ from eksft.losses import (
     LOSSES,
     asft_loss,
     dft_loss,
+    eaft_loss,
     eksft_loss,
     gem_loss,
     global_reg_loss,
@@ -109,6 +110,16 @@ CASES = {
         gem_loss,
         dict(loss_type="gem", gem_beta=0.3),
         lambda c: dict(beta=c.gem_beta, normalization=c.normalization),
+    ),
+    "eaft": (
+        eaft_loss,
+        dict(loss_type="eaft", eaft_alpha=0.6, eaft_entropy="full", eaft_topk=3),
+        lambda c: dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization),
+    ),
+    "eaft_topk": (
+        eaft_loss,
+        dict(loss_type="eaft", eaft_alpha=1.5, eaft_topk=4),
+        lambda c: dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization),
     ),
     "global_reg": (
         global_reg_loss,
