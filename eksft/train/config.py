@@ -85,7 +85,8 @@ class EKSFTConfig(SFTConfig):
         entropy_unit (`str`, *optional*, defaults to `"normalized"`):
             Unit of the entropy `lambda_entropy` weights: H / ln V (`"normalized"`) or nats.
         iw_clip, psft_epsilon_high, psft_updates_per_batch, asft_lambda, sed_lambda, sed_k, sed_r, sed_tau,
-        sed_calibration_samples, sed_calibration_data, gem_beta, random_mask_fraction:
+        sed_calibration_samples, sed_calibration_data, gem_beta, random_mask_fraction, eaft_alpha, eaft_entropy,
+        eaft_topk:
             The comparison losses' options, named after their loss (`eksft train --help`).
 
         > Models
