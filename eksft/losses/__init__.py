@@ -16,15 +16,11 @@ from .types import LossResult
 #: ``loss_type`` name -> loss function (``SPECS[name].fn``).
 LOSSES = {name: spec.fn for name, spec in SPECS.items()}
 
-#: Losses whose third positional argument is the frozen reference's logits.
-NEEDS_REFERENCE = frozenset(name for name, spec in SPECS.items() if spec.needs_reference)
-
 __all__ = [
     "LOSSES",
     "SPECS",
     "LossSpec",
     "fused_refusal",
-    "NEEDS_REFERENCE",
     "LossResult",
     "EksftPlan",
     "plan_eksft",

@@ -1,4 +1,4 @@
-"""The frozen reference model of the KL / importance-weight losses (``NEEDS_REFERENCE``).
+"""The frozen reference model of the KL / importance-weight losses (``SPECS[name].needs_reference``).
 
 - Full fine-tuning: a second model, the starting checkpoint (``ref_model`` when set; else reloaded from the path the
   trainer was given, like TRL's DPO trainer; a deep copy taken before any step when it was given a model object),

@@ -29,7 +29,7 @@ import eksft.losses.eaft
 import eksft.losses.eksft
 import eksft.losses.fused_passes as fused_passes
 import eksft.losses.tokens
-from eksft.losses import LOSSES, NEEDS_REFERENCE
+from eksft.losses import LOSSES, SPECS
 from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,14 +69,14 @@ def run_logits(loss_type, b, head=None, **options):
     head = head or {}
     logits = head_logits(b["hidden"], b["weight"], b["bias"], **head)
     ref = ()
-    if loss_type in NEEDS_REFERENCE:
+    if SPECS[loss_type].needs_reference:
         ref = (head_logits(b["ref_hidden"], b["ref_weight"], b["ref_bias"], **head).detach(),)
     return LOSSES[loss_type](logits, b["labels"], *ref, **OPTIONS.get(loss_type, {}), **options)
 
 
 def run_fused(loss_type, b, head=None, **options):
     head = head or {}
-    ref = (b["ref_hidden"], b["ref_weight"]) if loss_type in NEEDS_REFERENCE else ()
+    ref = (b["ref_hidden"], b["ref_weight"]) if SPECS[loss_type].needs_reference else ()
     return fused_head_loss(
         loss_type,
         b["hidden"],
