@@ -57,10 +57,25 @@ def skip_deepspeed_shm_op() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # one dict, edits persist (deepspeed/ops)
 
 
+def may_use_deepspeed(argv: list[str]) -> bool:
+    """DeepSpeed from the accelerate config, a ``--deepspeed`` flag or the training config's ``deepspeed:`` (read as
+    text: a false positive only costs importing DeepSpeed, a miss the one-off compile)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" or any("deepspeed" in a for a in argv):
+        return True
+    for path in argv[1:2]:  # `eksft COMMAND CONFIG.yaml ...`
+        try:
+            with open(path, encoding="utf-8") as f:
+                return "deepspeed" in f.read()
+        except OSError:
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         enable_fsdp_on_cpu()
-    else:  # DeepSpeed from the accelerate config or from the training config's `deepspeed:`
+    elif may_use_deepspeed(argv):
         skip_deepspeed_shm_op()
     from eksft.cli import main as cli_main
 
