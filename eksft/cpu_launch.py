@@ -15,7 +15,7 @@ imports it on a normal run:
   accelerate built from the same config, exactly what accelerate's own GPU branch does; accelerate then calls
   torch's ``fully_shard`` on a CPU device mesh (gloo has the all-gather and reduce-scatter it needs).
 - **DeepSpeed**: DeepSpeed's CPU backend compiles a shared-memory all-reduce C++ op when its process group starts
-  (about 70 s on 2 cores, cached in ``~/.cache/torch_extensions``). Training never uses it (it serves DeepSpeed's
+  (about 110 s of CPU time, cached in ``~/.cache/torch_extensions``). Training never uses it (it serves DeepSpeed's
   inference all-reduce; training collectives go through torch.distributed/gloo), so it is marked unavailable and
   nothing is compiled.
 
