@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# DeepSpeed (the `deepspeed` extra, in `dev`) prints a warning to stdout when it falls back to the CPU by itself, in
+# any test that imports it through transformers / TRL, and stdout is what some tests read (benchmarks' JSON lines).
+# Naming the CPU accelerator is silent; launched processes inherit it (tests/train/test_engines.py).
+if not torch.cuda.is_available():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 @pytest.fixture(scope="module")
