@@ -7,7 +7,9 @@ import torch
 
 from eksft.compat import quiet_deepspeed_on_cpu
 
-quiet_deepspeed_on_cpu()  # no DeepSpeed line in the stdout the tests read (benchmarks' JSON)
+# DeepSpeed (in `dev`) prints a warning to stdout when it falls back to the CPU by itself, and stdout is what some
+# tests read (benchmarks' JSON lines); launched processes inherit the setting (tests/train/test_engines.py).
+quiet_deepspeed_on_cpu()
 
 
 @pytest.fixture(scope="module")

@@ -23,3 +23,15 @@ def test_command_help_still_lists_its_flags(capsys):
     parser = cli.build_parser(["losses", "--help"])
     sub = next(a for a in parser._actions if a.dest == "command").choices
     assert "--steps" in sub["losses"].format_help() and "--steps" not in sub["train"].format_help()
+
+
+def test_no_module_imports_the_cpu_launcher():
+    """``eksft.cpu_launch`` changes accelerate's state for CPU checks of ZeRO-3 / FSDP2 launches; a normal run must
+    never import it (docs/training.md, "Checking a launch on CPU")."""
+    import pathlib
+
+    import eksft
+
+    package = pathlib.Path(eksft.__file__).parent
+    users = [p for p in package.rglob("*.py") if p.name != "cpu_launch.py" and "cpu_launch" in p.read_text()]
+    assert not users, users

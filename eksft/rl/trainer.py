@@ -128,7 +128,10 @@ class DAPOTrainer(GRPOTrainer):
                 "the filter). Raise RLConfig.max_generation_batches, use prompts the policy sometimes solves, or set "
                 "dynamic_sampling: false."
             )
-        plan = choose_groups(flags, per_process, rank)
-        if plan == [(0, g) for g in range(per_process)]:
-            return batches[0]  # the first batch was already full: exactly TRL's batch
-        return join_batches(batches, plan, G, self._tokenizer.pad_token_id, lambda n: self.accelerator.gather(n).sum())
+        # Every process computes every process's plan from the same flags: either all keep their first batch, or
+        # all join (join_batches recounts num_items_in_batch with a gather, a collective every process must call).
+        plans = [choose_groups(flags, per_process, p) for p in range(n_proc)]
+        if all(plan == [(0, g) for g in range(per_process)] for plan in plans):
+            return batches[0]  # every first batch was already full: exactly TRL's batch
+        count = lambda n: self.accelerator.gather(n).sum()  # noqa: E731
+        return join_batches(batches, plans[rank], G, self._tokenizer.pad_token_id, count)

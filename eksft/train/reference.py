@@ -26,7 +26,8 @@ from .fused_forward import add_hidden_forward
 
 
 def vocab_size(model) -> int:
-    return int(model.get_output_embeddings().weight.shape[0])
+    weight = model.get_output_embeddings().weight
+    return int(getattr(weight, "ds_shape", weight.shape)[0])  # ZeRO-3 loads a 0-element placeholder; ds_shape: full
 
 
 def check_compatible(policy, ref, policy_tok=None, ref_tok=None, ref_name: str = "ref_model") -> None:

@@ -1,7 +1,8 @@
-"""The shipped ``accelerate launch`` configs (configs/accelerate/) parse and mean what docs/training.md says. They
-need CUDA GPUs (and DeepSpeed for ZeRO-3), so they cannot run here: each goes through what ``accelerate launch``
-does before it starts processes (its config class, its argument checks, the environment it hands the workers) and
-the plugin each worker builds from that environment (FSDP2 / DeepSpeed), which needs neither GPUs nor DeepSpeed."""
+"""The shipped ``accelerate launch`` configs (configs/accelerate/) parse and mean what docs/training.md says. The GPU
+ones need CUDA GPUs, so they cannot run here: each goes through what ``accelerate launch`` does before it starts
+processes (its config class, its argument checks, the environment it hands the workers) and the plugin each worker
+builds from that environment (FSDP2 / DeepSpeed), which needs no GPU. Their CPU variants (``zero3_cpu.yaml``,
+``fsdp2_cpu.yaml``: the same engine settings on 2 processes) really train in tests/train/test_engines.py."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def launch(name: str, *extra: str):
 
 def test_every_config_loads_with_accelerate_classes():
     names = sorted(os.listdir(CONFIGS))
-    assert names == ["deepspeed_zero3.yaml", "fsdp.yaml", "multi_node_example.yaml"]
+    assert names == ["deepspeed_zero3.yaml", "fsdp.yaml", "fsdp2_cpu.yaml", "multi_node_example.yaml", "zero3_cpu.yaml"]
     for name in names:
         assert isinstance(load_config_from_file(os.path.join(CONFIGS, name)), ClusterConfig), name
 

@@ -39,6 +39,16 @@ def test_reference_with_other_vocabulary_is_refused(make_config, tmp_path):
         build_trainer(make_config(loss_type="eksft", ref_model=other))
 
 
+def test_vocabulary_size_of_a_zero3_partitioned_model():
+    """Under ZeRO-3 a loaded model's weights are 0-element placeholders; the full shape is in ``ds_shape``."""
+    model, _ = tiny_random_llama()
+    weight = model.get_output_embeddings().weight
+    full = weight.shape[0]
+    weight.data = torch.empty(0)
+    weight.ds_shape = torch.Size([full, 32])
+    assert reference.vocab_size(model) == full
+
+
 def test_reference_tokenizer_must_match():
     policy, tok = tiny_random_llama(seed=0)
     ref, other_tok = tiny_random_llama(seed=1)

@@ -1,0 +1,86 @@
+"""``eksft`` under ``accelerate launch`` on a machine without GPUs, with DeepSpeed ZeRO-3 or FSDP2: check a launch
+config (and the test suite's engine runs) on CPU processes over gloo before renting GPUs.
+
+    accelerate launch --config_file configs/accelerate/zero3_cpu.yaml -m eksft.cpu_launch train CONFIG.yaml \
+        --use_cpu true --bf16 false
+    accelerate launch --config_file configs/accelerate/fsdp2_cpu.yaml -m eksft.cpu_launch train CONFIG.yaml \
+        --use_cpu true --bf16 false --deepspeed ''
+
+It runs ``eksft.cli.main`` (any command, same arguments) after two changes to the launched process, and nothing
+imports it on a normal run:
+
+- **FSDP2**: accelerate builds FSDP only for GPU-like devices; on CPU processes (``--use_cpu true``, a gloo group) its
+  ``AcceleratorState`` stays ``MULTI_CPU`` and the run silently becomes DDP. Where the launch asked for FSDP
+  (``ACCELERATE_USE_FSDP``, set by ``distributed_type: FSDP``), the state is switched to ``FSDP`` with the plugin
+  accelerate built from the same config, exactly what accelerate's own GPU branch does; accelerate then calls
+  torch's ``fully_shard`` on a CPU device mesh (gloo has the all-gather and reduce-scatter it needs).
+- **DeepSpeed**: DeepSpeed's CPU backend compiles a shared-memory all-reduce C++ op when its process group starts
+  (about 110 s of CPU time, cached in ``~/.cache/torch_extensions``). Training never uses it (it serves DeepSpeed's
+  inference all-reduce; training collectives go through torch.distributed/gloo), so it is marked unavailable and
+  nothing is compiled.
+
+Not for training runs: CPU processes are slow, and the GPU-only parts (NCCL, bf16 kernels, offload) are not exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def enable_fsdp_on_cpu() -> None:
+    """Make accelerate's state ``FSDP`` on CPU processes when the launch asked for FSDP (see the module docstring)."""
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+    if getattr(original, "_eksft_cpu_fsdp", False):
+        return
+
+    def __init__(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP  # accelerate's GPU branch, state.py (AcceleratorState)
+            self.fsdp_plugin = fsdp_plugin
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    __init__._eksft_cpu_fsdp = True
+    AcceleratorState.__init__ = __init__
+
+
+def skip_deepspeed_shm_op() -> None:
+    """Mark DeepSpeed's CPU shared-memory all-reduce op unavailable, so its process group compiles nothing."""
+    try:
+        import deepspeed.ops
+    except ImportError:  # the launch will say DeepSpeed is missing
+        return
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # one dict, edits persist (deepspeed/ops)
+
+
+def may_use_deepspeed(argv: list[str]) -> bool:
+    """DeepSpeed from the accelerate config, a ``--deepspeed`` flag or the training config's ``deepspeed:`` (read as
+    text: a false positive only costs importing DeepSpeed, a miss the one-off compile)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" or any("deepspeed" in a for a in argv):
+        return True
+    for path in argv[1:2]:  # `eksft COMMAND CONFIG.yaml ...`
+        try:
+            with open(path, encoding="utf-8") as f:
+                return "deepspeed" in f.read()
+        except OSError:
+            return False
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        enable_fsdp_on_cpu()
+    elif may_use_deepspeed(argv):
+        skip_deepspeed_shm_op()
+    from eksft.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
