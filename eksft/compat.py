@@ -82,6 +82,9 @@ PRIVATE = (
         used_in="train/reference.py (reference model loads with the policy's attention)",
     ),
     Private("argparse:ArgumentParser", "_actions", set_by="argparse:_ActionsContainer.__init__", used_in="config_io"),
+    # Launch-only code (eksft/cpu_launch.py: ZeRO-3 / FSDP2 on CPU processes), never imported by a normal run.
+    Private("accelerate.state:PartialState", "_shared_state", used_in="cpu_launch.enable_fsdp_on_cpu"),
+    Private("deepspeed.ops", "__compatible_ops__", used_in="cpu_launch.skip_deepspeed_shm_op"),
 )
 
 
@@ -124,8 +127,10 @@ def check(p: Private) -> str | None:
         if f"self.{p.name} =" not in source and f"self.{p.name}:" not in source:
             return f"{where} is no longer set by {p.set_by} in {_version(p.owner)}. {fix}"
         return None
-    attr = inspect.getattr_static(owner, p.name, None)
-    if attr is None:
+    # A module may provide the name through its __getattr__ (lazily); a class attribute is looked up statically.
+    absent = object()
+    found = hasattr(owner, p.name) if inspect.ismodule(owner) else inspect.getattr_static(owner, p.name, absent)
+    if found is False or found is absent:
         return f"{where} is missing in {_version(p.owner)}. {fix}"
     if not p.params:
         return None
