@@ -129,8 +129,11 @@ def check(p: Private) -> str | None:
         return None
     # A module may provide the name through its __getattr__ (lazily); a class attribute is looked up statically.
     absent = object()
-    found = hasattr(owner, p.name) if inspect.ismodule(owner) else inspect.getattr_static(owner, p.name, absent)
-    if found is False or found is absent:
+    if inspect.ismodule(owner):
+        found = hasattr(owner, p.name)
+    else:
+        found = inspect.getattr_static(owner, p.name, absent) is not absent
+    if not found:
         return f"{where} is missing in {_version(p.owner)}. {fix}"
     if not p.params:
         return None
