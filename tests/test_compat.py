@@ -13,7 +13,7 @@ import pytest
 from eksft import compat
 
 
-@pytest.mark.parametrize("entry", compat.PRIVATE, ids=lambda p: f"{p.owner.split(':')[1]}.{p.name}")
+@pytest.mark.parametrize("entry", compat.PRIVATE, ids=lambda p: f"{p.owner.rpartition(':')[2] or p.owner}.{p.name}")
 def test_private_attribute_still_there(entry):
     assert compat.check(entry) is None, compat.check(entry)
 
