@@ -126,6 +126,17 @@ class EKSFTConfig(SFTConfig):
     )
     gem_beta: float = _f(0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).")
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
+    mask_persistence_steps: int = _f(
+        10,
+        "EKSFT/random_mask: a token id masked at every occurrence for this many steps in a row (steps it "
+        "occurred in) counts as persistently masked (logged as persistently_masked_fraction, listed in "
+        "OUTPUT_DIR/mask_targets.json). 0 = no tracking.",
+    )
+    mask_persistence_share: float = _f(
+        0.05,
+        "EKSFT/random_mask: warn once when persistently masked tokens make up this share of a step's targets "
+        "(they never get cross-entropy). 0 = never warn.",
+    )
     # ------------------------------------------------------------------------------------------------- models
     model_name_or_path: str | None = _f(
         None,
@@ -207,6 +218,10 @@ class EKSFTConfig(SFTConfig):
         check_choices(self, "loss_implementation", "scope", "data_format")
         if self.scope == "global" and self.variant != "paper":
             bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
+        if self.mask_persistence_steps < 0:
+            bad("mask_persistence_steps", f"must be >= 0 (0 = no tracking), got {self.mask_persistence_steps}.")
+        if not 0.0 <= self.mask_persistence_share <= 1.0:
+            bad("mask_persistence_share", f"must be in [0, 1] (0 = never warn), got {self.mask_persistence_share}.")
         if self.psft_updates_per_batch < 1:
             bad("psft_updates_per_batch", f"must be >= 1, got {self.psft_updates_per_batch}.")
         if self.sed_calibration_samples < 1:
