@@ -27,11 +27,11 @@ import os
 import torch
 import torch.distributed as dist
 
+from eksft.analysis.masks import TARGETS_FILE
 from eksft.losses.tokens import valid_label_mask
 
 logger = logging.getLogger(__name__)
 
-TARGETS_FILE = "mask_targets.json"
 METRIC = "persistently_masked_fraction"
 
 
@@ -166,12 +166,3 @@ def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
     t = t.to(device)
     dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
     return t.cpu()
-
-
-def read_targets(run_dir: str) -> dict | None:
-    """``RUN_DIR/mask_targets.json`` as written by training, or None when the run has none (not EKSFT, older run)."""
-    path = os.path.join(run_dir, TARGETS_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

@@ -15,8 +15,9 @@ import os
 import pytest
 import torch
 
+from eksft.analysis.masks import TARGETS_FILE, read_targets
 from eksft.train import build_trainer
-from eksft.train.mask_tracker import METRIC, TARGETS_FILE, MaskTracker, read_targets
+from eksft.train.mask_tracker import METRIC, MaskTracker
 from eksft.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
