@@ -85,6 +85,37 @@ def top_targets(targets: dict, limit: int = 12) -> list[dict]:
     return rows[:limit]
 
 
+TARGETS_HEADER = ["token", "masked", "steps all masked", "final p"]
+
+
+def targets_table(targets: dict) -> list[list[str]]:
+    """:func:`top_targets` as table rows under :data:`TARGETS_HEADER` (the demo and pipeline reports)."""
+    return [
+        [
+            repr(r["text"]),
+            f"{r['masked_share']:.0%}",
+            f"{r['steps_all_masked']}/{r['steps_seen']}",
+            f"{r['final_prob']:.3f}",
+        ]
+        for r in top_targets(targets)
+    ]
+
+
+def targets_note(targets: dict) -> str:
+    """One paragraph saying what the table holds and whether training warned."""
+    warned = targets.get("warned_at_step")
+    return (
+        f"Token ids seen in at least half of the {targets['steps']} training steps, most often masked first. A "
+        "target masked at every step never gets cross-entropy, and its KL penalty pulls it towards the reference: "
+        + (
+            f"the persistent-mask warning fired at step {warned}."
+            if warned
+            else "no persistent-mask warning was logged."
+        )
+        + " `final p`: its mean probability under the policy at its last step."
+    )
+
+
 def summarize_run(run: dict) -> dict:
     """Mean of each metric over all logged steps and over the last quarter of them."""
     out = {}

@@ -424,9 +424,8 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
 
 def masked_targets_blocks(out: Path) -> list[tuple]:
     """The targets each masked run (seed 0) kept out of cross-entropy most often (``masks/masks.json``, from the
-    runs' mask_targets.json): token text, share of its occurrences masked, steps in which every occurrence was
-    masked, its final probability."""
-    from eksft.analysis.masks import top_targets
+    runs' mask_targets.json; eksft.analysis.masks)."""
+    from eksft.analysis.masks import TARGETS_HEADER, targets_note, targets_table
 
     path = out / "masks" / "masks.json"
     if not path.exists():
@@ -434,33 +433,10 @@ def masked_targets_blocks(out: Path) -> list[tuple]:
     b = []
     for name, run in json.loads(path.read_text()).items():
         targets = run.get("targets")
-        if not targets:
-            continue
-        warned = targets.get("warned_at_step")
-        b.append(("h2", f"Targets `{name}` kept out of cross-entropy (seed 0)"))
-        b.append(
-            (
-                "p",
-                f"Token ids seen in at least half of its {targets['steps']} steps, most often masked first. A target "
-                "masked at every step never gets cross-entropy, and its KL penalty pulls it towards the base model: "
-                + (
-                    f"the persistent-mask warning fired at step {warned}."
-                    if warned
-                    else "no persistent-mask warning was logged."
-                )
-                + " `final p`: its mean probability under the policy at its last step.",
-            )
-        )
-        rows = [
-            [
-                repr(r["text"]),
-                f"{r['masked_share']:.0%}",
-                f"{r['steps_all_masked']}/{r['steps_seen']}",
-                f"{r['final_prob']:.3f}",
-            ]
-            for r in top_targets(targets)
-        ]
-        b.append(("table", ["token", "masked", "steps all masked", "final p"], rows))
+        if targets:
+            b.append(("h2", f"Targets `{name}` kept out of cross-entropy (seed 0)"))
+            b.append(("p", targets_note(targets)))
+            b.append(("table", TARGETS_HEADER, targets_table(targets)))
     return b
 
 
