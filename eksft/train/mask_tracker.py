@@ -46,6 +46,7 @@ class MaskTracker:
         self.persistent_share = 0.0
         self.warned_at: int | None = None
         self.steps_tracked = 0
+        self.active = False  # a loss that returns masks has run (on every process alike: end_step reduces)
 
     TOTALS = ("occurrences", "masked", "steps_seen", "steps_all_masked", "streak", "final_prob")
     STEP = ("occurrences", "masked", "prob_sum")
@@ -60,6 +61,7 @@ class MaskTracker:
 
     def add(self, labels: torch.Tensor, mask: torch.Tensor, target_logp: torch.Tensor | None) -> None:
         """One micro-batch: ``labels`` ``(B, T)``, the loss's ``mask`` (True = out of CE) and ``target_logp``."""
+        self.active = True
         valid = valid_label_mask(labels, self.ignore_index)  # the losses' valid targets
         tokens = labels[valid].long().cpu()
         if tokens.numel() == 0:

@@ -13,6 +13,9 @@ A training step, top to bottom (one policy forward per micro-batch):
 3. Normalisation: the loss function divides by ``tokens.denominator``; ``_scale`` multiplies by
    ``tokens.step_scale`` (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
 4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
+5. Masks: where the loss returns one (``LossResult.mask``), mask_tracker.py counts per token id what it kept out of
+   cross-entropy, logs ``persistently_masked_fraction``, warns once when targets stay masked step after step, and
+   writes ``OUTPUT_DIR/mask_targets.json`` at the end.
 
 Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
 own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
@@ -482,7 +485,7 @@ class _TrackMasks(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         tracker = self.trainer.mask_tracker
-        if tracker is not None and tracker.vocab:  # a loss that returns masks has run
+        if tracker is not None and tracker.active:  # a loss that returns masks has run
             tracker.end_step(state.global_step, self._decode())
 
     def on_train_end(self, args, state, control, **kwargs):
