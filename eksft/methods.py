@@ -47,8 +47,20 @@ class Method:
         return {"loss_type": self.loss_type, **dict(self.overrides)}
 
     @property
+    def steps(self) -> int | None:
+        """The method's own training length (``[max_steps=N]``), if it sets one."""
+        return dict(self.overrides).get("max_steps")
+
+    def with_steps(self, steps: int | None) -> Method:
+        """This method trained for ``steps`` optimiser steps (``None``: without a ``max_steps`` override)."""
+        rest = tuple((k, v) for k, v in self.overrides if k != "max_steps")
+        return Method(self.loss_type, rest + ((("max_steps", steps),) if steps is not None else ()))
+
+    @property
     def title(self) -> str:
-        """Plain name for sentences: which objective this is."""
+        """Plain name for sentences: which objective this is (and after how many steps, when it says)."""
+        if self.steps is not None:
+            return f"{self.with_steps(None).title} after {self.steps} step{'' if self.steps == 1 else 's'}"
         o = dict(self.overrides)
         if self.loss_type == "sft" and not o:
             return "SFT"

@@ -3,6 +3,10 @@
 Each line of ``metrics.jsonl`` is one JSON object per logging step with a ``step`` key. Lines without any of
 :data:`MASK_METRICS` (e.g. pure ``eval_*`` lines) are skipped; other keys on a line (``loss``, ``learning_rate``)
 are ignored. A key may carry a ``train/`` or ``train_`` prefix, as some loggers add one.
+
+Targets by how often they were masked: ``RUN_DIR/mask_targets.json``, written by training
+(eksft/train/mask_tracker.py: per token id, masked share, steps in which every occurrence was masked, final
+probability); :func:`top_targets` picks the listing ``eksft masks`` and the demo report show.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ MASK_METRICS = (
     "kl_unmasked_mean",
     "entropy_mean",
     "kl_mean",
+    "persistently_masked_fraction",
 )
+TARGETS_FILE = "mask_targets.json"
 PREFIXES = ("", "train/", "train_")
 #: Panel titles in words, with units; shares are drawn on [0, 1] so step-to-step noise does not look like a swing.
 TITLES = {
@@ -37,6 +43,7 @@ TITLES = {
     "kl_unmasked_mean": ("mean KL to reference, trained targets", "nats"),
     "entropy_mean": ("mean entropy, all targets", "nats"),
     "kl_mean": ("mean KL to reference, all targets", "nats"),
+    "persistently_masked_fraction": ("share of targets masked at every step for a run of steps", "share"),
 }
 
 
@@ -58,6 +65,55 @@ def read_run(run_dir: str | Path) -> dict:
     if not steps:
         raise ValueError(f"{path} has no line with any of {list(MASK_METRICS)}; was the run trained with eksft?")
     return {"steps": steps, "series": {m: v for m, v in series.items() if any(x is not None for x in v)}}
+
+
+def read_targets(run_dir: str | Path) -> dict | None:
+    """``RUN_DIR/mask_targets.json`` (training's per-token mask counts), or None when the run has none (a loss
+    without a mask, tracking off, or a run from before the file existed)."""
+    path = Path(run_dir) / TARGETS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def top_targets(targets: dict, limit: int = 12) -> list[dict]:
+    """The most-masked token ids among those that occurred in at least half of the tracked steps (a token seen once
+    and masked once says nothing), most-masked first, then the most frequent."""
+    min_steps = max(1, (targets.get("steps", 0) + 1) // 2)
+    rows = [r for r in targets.get("tokens", []) if r["steps_seen"] >= min_steps]
+    rows.sort(key=lambda r: (-r["masked_share"], -r["occurrences"], r["token_id"]))
+    return rows[:limit]
+
+
+TARGETS_HEADER = ["token", "masked", "steps all masked", "final p"]
+
+
+def targets_table(targets: dict) -> list[list[str]]:
+    """:func:`top_targets` as table rows under :data:`TARGETS_HEADER` (the demo and pipeline reports)."""
+    return [
+        [
+            repr(r["text"]),
+            f"{r['masked_share']:.0%}",
+            f"{r['steps_all_masked']}/{r['steps_seen']}",
+            f"{r['final_prob']:.3f}",
+        ]
+        for r in top_targets(targets)
+    ]
+
+
+def targets_note(targets: dict) -> str:
+    """One paragraph saying what the table holds and whether training warned."""
+    warned = targets.get("warned_at_step")
+    return (
+        f"Token ids seen in at least half of the {targets['steps']} training steps, most often masked first. A "
+        "target masked at every step never gets cross-entropy, and its KL penalty pulls it towards the reference: "
+        + (
+            f"the persistent-mask warning fired at step {warned}."
+            if warned
+            else "no persistent-mask warning was logged."
+        )
+        + " `final p`: its mean probability under the policy at its last step."
+    )
 
 
 def summarize_run(run: dict) -> dict:
@@ -112,7 +168,8 @@ def run_masks(run_dirs: list[str], out_dir: str | Path) -> dict:
         names = [str(d) for d in run_dirs]
     runs = {name: read_run(d) for name, d in zip(names, run_dirs)}
     report = {
-        name: {"run_dir": str(d), "summary": summarize_run(r), **r} for (name, r), d in zip(runs.items(), run_dirs)
+        name: {"run_dir": str(d), "summary": summarize_run(r), **r, "targets": read_targets(d)}
+        for (name, r), d in zip(runs.items(), run_dirs)
     }
     (out / "masks.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_masks(runs, out / "masks.png")

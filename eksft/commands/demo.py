@@ -18,6 +18,19 @@ def split_methods(text: str) -> list[str]:
     return split(text)
 
 
+def step_list(text: str) -> int | list[int]:
+    """``20`` -> 20, ``20,80`` -> [20, 80]."""
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give whole numbers of steps, comma-separated (20 or 20,80)"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one number of steps (20 or 20,80)")
+    return values[0] if len(values) == 1 else values
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from eksft.demo.config import FIELDS
 
@@ -28,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif f.name == "methods":
             p.add_argument(flag, default=argparse.SUPPRESS, help=text + " (default: sft,eksft)", type=split_methods)
+        elif f.name == "steps":
+            p.add_argument(flag, default=argparse.SUPPRESS, help=f"{text} (default: {f.default})", type=step_list)
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=f"{text} (default: {f.default})")

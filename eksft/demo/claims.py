@@ -91,9 +91,11 @@ def _num(x: float, unit: str) -> str:
     return f"{100 * x:+.1f}" if unit == "points" else f"{x:+.3f}"
 
 
-def claim_sentences(summary: dict, titles: dict[str, str], ref: str = "sft") -> list[str]:
-    """One sentence per (method, claim) for every trained method other than ``ref``."""
-    labels = [m for m in summary["seeds"][0]["runs"] if m != ref]
+def claim_sentences(
+    summary: dict, titles: dict[str, str], ref: str = "sft", methods: list[str] | None = None
+) -> list[str]:
+    """One sentence per (method, claim) for every trained method (or each of ``methods``) other than ``ref``."""
+    labels = [m for m in (methods or summary["seeds"][0]["runs"]) if m != ref]
     n = summary["config"]["samples"]
     out = []
     for m in labels:

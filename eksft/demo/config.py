@@ -32,7 +32,13 @@ class DemoConfig:
     )
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
     train_size: int = field(default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
-    steps: int = field(default=20, metadata={"help": "optimiser steps per method"})
+    steps: int | list[int] = field(
+        default=20,
+        metadata={
+            "help": "optimiser steps per method; several, comma-separated (e.g. 20,80), train each method once per "
+            "length (labels method[max_steps=N]) and the report compares them against SFT length"
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)"})
     rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)"})
@@ -59,10 +65,10 @@ class DemoConfig:
         self.parsed_methods()
         if self.task not in BENCHMARKS:
             raise ValueError(f"DemoConfig.task: {self.task!r} is not a task; choose one of {sorted(BENCHMARKS)}")
+        self.expanded_methods()
         for name in (
             "seeds",
             "train_size",
-            "steps",
             "batch_size",
             "eval_problems",
             "samples",
@@ -71,9 +77,11 @@ class DemoConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.steps * self.batch_size > self.train_size * 20:
+        if min(self.lengths) < 1 or len(set(self.lengths)) != len(self.lengths):
+            raise ValueError(f"DemoConfig.steps: each length must be >= 1 and given once, got {self.steps}")
+        if max(self.lengths) * self.batch_size > self.train_size * 20:
             raise ValueError(
-                f"DemoConfig.steps {self.steps} x DemoConfig.batch_size {self.batch_size} is over 20 "
+                f"DemoConfig.steps {max(self.lengths)} x DemoConfig.batch_size {self.batch_size} is over 20 "
                 f"epochs of DemoConfig.train_size {self.train_size}; "
                 "raise DemoConfig.train_size"
             )
@@ -85,6 +93,25 @@ class DemoConfig:
         if isinstance(self.methods, str):
             self.methods = [self.methods]
         return parse_methods(",".join(self.methods), where="DemoConfig.methods")
+
+    @property
+    def lengths(self) -> list[int]:
+        """``steps`` as a list: the SFT lengths compared (one for a plain run)."""
+        return [int(s) for s in self.steps] if isinstance(self.steps, (list, tuple)) else [int(self.steps)]
+
+    def expanded_methods(self):
+        """The models to train: ``parsed_methods``, each once per length when ``steps`` gives several (length-major,
+        so each length's methods sit side by side), labelled ``method[max_steps=N]``."""
+        methods = self.parsed_methods()
+        if len(self.lengths) == 1:
+            return methods
+        own = [m.label for m in methods if m.steps is not None]
+        if own:
+            raise ValueError(
+                f"DemoConfig.steps: several lengths ({self.steps}) and methods with their own max_steps ({own}); "
+                "give the lengths in one place"
+            )
+        return [m.with_steps(n) for n in self.lengths for m in methods]
 
     @property
     def ks(self) -> list[int]:

@@ -124,6 +124,74 @@ def results_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     return ["metric", *labels], rows
 
 
+def steps_text(steps) -> str:
+    return " and ".join(map(str, steps)) if isinstance(steps, (list, tuple)) else str(steps)
+
+
+def length_groups(summary: dict) -> dict[int, list[str]]:
+    """``{steps: [labels trained that long]}`` for the methods with their own length (``[max_steps=N]``, which
+    ``--steps 20,80`` gives every method), lengths ascending; empty when no method sets one."""
+    from eksft.methods import parse_method
+
+    out: dict[int, list[str]] = {}
+    for label in summary["seeds"][0]["runs"]:
+        try:
+            steps = parse_method(label).steps
+        except ValueError:
+            continue
+        if steps is not None:
+            out.setdefault(int(steps), []).append(label)
+    return dict(sorted(out.items()))
+
+
+#: The rows of the SFT-length table: (row name in ROWS, shown as).
+LENGTH_ROWS = [
+    ("pass@1", "pass@1"),
+    ("pass@{n}", "pass@{n}"),
+    ("held-out entropy (nats/token)", "held-out entropy"),
+    ("held-out KL to base (nats/token)", "held-out KL to base"),
+]
+
+
+def length_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
+    """pass@1, pass@k, held-out entropy and KL against SFT length, one row per (method, metric), one column per
+    length; None when fewer than two lengths were trained."""
+    from eksft.methods import parse_method
+
+    groups = length_groups(summary)
+    if len(groups) < 2:
+        return None
+    n = summary["config"]["samples"]
+    getters = dict((name, g) for name, g, _ in ROWS)
+    methods: dict[str, dict[int, str]] = {}  # method without its length -> {steps: label}
+    for steps, labels in groups.items():
+        for label in labels:
+            methods.setdefault(parse_method(label).with_steps(None).label, {})[steps] = label
+    rows = []
+    for method, by_steps in methods.items():
+        for name, shown in LENGTH_ROWS:
+            cells = [cell(summary, name, getters[name], by_steps[s]) if s in by_steps else "–" for s in groups]
+            rows.append([method, shown.replace("{n}", str(n)), *cells])
+    return ["method", "metric", *(f"{s} steps" for s in groups)], rows
+
+
+def length_blocks(summary: dict) -> list[tuple]:
+    table = length_table(summary)
+    if table is None:
+        return []
+    return [
+        ("h2", "Against SFT length"),
+        (
+            "p",
+            "The same numbers as above, per method against the number of optimiser steps it was trained for (each "
+            "length is its own model, trained from the base model with the same data order and a cosine schedule "
+            "over its own length). Does EKSFT close the gap to SFT with more training, and does it keep its "
+            "entropy (and stay nearer the base model) while doing so?",
+        ),
+        ("table", *table),
+    ]
+
+
 def titles(summary: dict) -> dict[str, str]:
     """Method label -> the plain name of its objective (eksft.methods.Method.title)."""
     from eksft.methods import parse_method
@@ -154,8 +222,17 @@ def sentences(summary: dict) -> list[str]:
             except (KeyError, TypeError, ValueError):
                 pass
         out.append(f"{m} vs the base model, pass@1: {fmt(values(summary, p1, BASE))} → {fmt(values(summary, p1, m))}.")
+    by_length = length_groups(summary)
     if "sft" in labels:
         out += claim_sentences(summary, names)
+    elif by_length:  # --steps 20,80: each length's methods against that length's SFT
+        for n, group in by_length.items():
+            if f"sft[max_steps={n}]" in group:
+                out += claim_sentences(summary, names, ref=f"sft[max_steps={n}]", methods=group)
+        if not any(f"sft[max_steps={n}]" in g for n, g in by_length.items()):
+            out.append(
+                "No sft among the methods: the claims about EKSFT are stated against SFT, so none is judged here."
+            )
     else:
         out.append("No sft among the methods: the claims about EKSFT are stated against SFT, so none is judged here.")
     return out
@@ -268,7 +345,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
         (
             "p",
             f"Model `{cfg['model']}` ({summary['base_model']}), fine-tuned on {cfg['train_size']} "
-            f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {cfg['steps']} AdamW steps × "
+            f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {steps_text(cfg['steps'])} AdamW steps × "
             f"{cfg['batch_size']} sequences, learning rate {cfg['learning_rate']:g} (cosine), full fine-tuning "
             f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
             f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
@@ -311,6 +388,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
         )
     )
     b.append(("table", header, rows))
+    b += length_blocks(summary)
     b.append(("h2", "What the numbers say"))
     b.append(("ul", sentences(summary)))
     b.append(("h2", "Plots"))
@@ -332,6 +410,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     ]:
         if path.exists():
             b.append(("img", path, caption))
+    b += masked_targets_blocks(out)
     b.append(
         (
             "p",
@@ -340,6 +419,24 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
             "with hover values), `masks/`.",
         )
     )
+    return b
+
+
+def masked_targets_blocks(out: Path) -> list[tuple]:
+    """The targets each masked run (seed 0) kept out of cross-entropy most often (``masks/masks.json``, from the
+    runs' mask_targets.json; eksft.analysis.masks)."""
+    from eksft.analysis.masks import TARGETS_HEADER, targets_note, targets_table
+
+    path = out / "masks" / "masks.json"
+    if not path.exists():
+        return []
+    b = []
+    for name, run in json.loads(path.read_text()).items():
+        targets = run.get("targets")
+        if targets:
+            b.append(("h2", f"Targets `{name}` kept out of cross-entropy (seed 0)"))
+            b.append(("p", targets_note(targets)))
+            b.append(("table", TARGETS_HEADER, targets_table(targets)))
     return b
 
 

@@ -53,14 +53,16 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
     """Train one method (an :class:`eksft.methods.Method`; skipped when ``demo_train.json`` says it finished);
     return its record."""
     marker = run_dir / "demo_train.json"
+    fields = loss_fields(cfg, method)
+    steps = fields.pop("max_steps", cfg.lengths[0])  # a method's own length ([max_steps=N], or --steps 20,80)
     settings = {
         "model": base,
         "task": cfg.task,
         "train_size": cfg.train_size,
-        "steps": cfg.steps,
+        "steps": steps,
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
-        **loss_fields(cfg, method),
+        **fields,
     }
     if marker.exists():
         record = json.loads(marker.read_text())
@@ -80,7 +82,7 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
         model_name_or_path=base,
         train_file=str(train_file),
         output_dir=str(run_dir),
-        max_steps=cfg.steps,
+        max_steps=steps,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=1,
         learning_rate=cfg.learning_rate,
@@ -98,8 +100,8 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
         dtype="float32",
         dataloader_pin_memory=False,
         sed_calibration_samples=min(64, cfg.train_size),
-        psft_updates_per_batch=min(8, cfg.steps),
-        **loss_fields(cfg, method),
+        psft_updates_per_batch=min(8, steps),
+        **fields,
     )
     start = time.time()
     train(tcfg, progress=compact_log(method.label, log))
@@ -200,8 +202,9 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
 
     sd = out / f"seed{seed}"
     runs = {}
-    for method in cfg.parsed_methods():
-        log_stage(log, f"seed {seed}: training {method.label} ({cfg.steps} steps x {cfg.batch_size} sequences)")
+    for method in cfg.expanded_methods():
+        steps = method.steps or cfg.lengths[0]
+        log_stage(log, f"seed {seed}: training {method.label} ({steps} steps x {cfg.batch_size} sequences)")
         runs[method.label] = train_method(cfg, base, method, seed, sd / method.slug, train_file, log)
     models = {BASE: base, **{m: r["run_dir"] for m, r in runs.items()}}
 

@@ -118,7 +118,9 @@ def random_mask_loss(
     )
     loss = plan.objective(logp, h, kl)
     plan.metrics["loss"] = float(loss.detach())
-    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
+    return LossResult(
+        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
+    )
 
 
 def _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_size) -> float:

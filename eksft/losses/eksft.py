@@ -277,7 +277,9 @@ def eksft_loss(
     )
     loss = plan.objective(logp, h_stat, kl_stat)
     plan.metrics["loss"] = float(loss.detach())
-    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
+    return LossResult(
+        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
+    )
 
 
 EKSFT_METRICS = (

@@ -230,6 +230,7 @@ def fused_head_loss(
         grads = Grads(rows, lm_head_weight, lm_head_bias)
     ws = Workspace.ensure(None, rows, proj, chunk_size)  # the (chunk, V) blocks, shared by the passes
     n = tokens.numel()
+    target_logp = None
     with torch.no_grad():
         if spec.fused == "rows":
             d = denominator(n, normalization, num_items_in_batch, n)  # the global normaliser, shared by all chunks
@@ -262,11 +263,13 @@ def fused_head_loss(
             metrics["loss"] = float(loss)
             mask = torch.zeros_like(valid)
             mask[valid] = plan.mask
+            target_logp = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
+            target_logp[valid] = logp.float()
             if grads is not None:
                 weighted_grad_pass(rows.detach(), tokens, proj, ref_rows, ref_proj, *weights, chunk_size, grads, ws)
     if grads is not None:
         loss = PrecomputedGrad.apply(loss, rows, lm_head_weight, lm_head_bias, grads)
-    return LossResult(loss=loss, metrics=metrics, mask=mask)
+    return LossResult(loss=loss, metrics=metrics, mask=mask, target_logp=target_logp)
 
 
 def eksft_head_loss(hidden, lm_head_weight, labels, ref_hidden, ref_lm_head_weight, **kwargs) -> LossResult:

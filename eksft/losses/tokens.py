@@ -124,10 +124,10 @@ class Targets:
     def n(self) -> int:
         return int(self.tokens.numel())
 
-    def scatter(self, flags: torch.Tensor) -> torch.Tensor:
-        """(N,) bool -> (B, T) bool aligned with labels."""
-        out = torch.zeros_like(self.valid)
-        out[self.valid] = flags
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """(N,) values -> (B, T) of their dtype aligned with labels, zero (False) where no target is scored."""
+        out = torch.zeros(self.valid.shape, dtype=values.dtype, device=values.device)
+        out[self.valid] = values
         return out
 
 

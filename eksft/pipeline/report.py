@@ -176,6 +176,7 @@ def write_report(pc, out_dir: str) -> dict:
                     by_bench.setdefault(f"{bench} {stage.replace('_eval', '')}", {})[method] = summary
             plots = plot_pass_at_k(Path(out_dir), by_bench)
             md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    md += masked_targets_markdown(pc)
     seconds = report["seconds"]
     if seconds:
         md += [
@@ -188,3 +189,18 @@ def write_report(pc, out_dir: str) -> dict:
     Path(out_dir, "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     Path(out_dir, "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def masked_targets_markdown(pc) -> list[str]:
+    """Per method whose SFT stage masked targets: the ones most often kept out of cross-entropy
+    (``<method>/sft/mask_targets.json``; eksft.analysis.masks)."""
+    from eksft.analysis.masks import TARGETS_HEADER, read_targets, targets_note, targets_table
+
+    md = []
+    for method in pc.methods:
+        targets = read_targets(stage_dir(pc, method, "sft"))
+        if targets:
+            md += [f"## Targets `{method}` kept out of cross-entropy in SFT", "", targets_note(targets), ""]
+            md += ["| " + " | ".join(TARGETS_HEADER) + " |", "|" + "---|" * len(TARGETS_HEADER)]
+            md += ["| " + " | ".join(row) + " |" for row in targets_table(targets)] + [""]
+    return md

@@ -89,6 +89,11 @@ class EKSFTConfig(SFTConfig):
         eaft_topk:
             The comparison losses' options, named after their loss (`eksft train --help`).
 
+        mask_persistence_steps (`int`, *optional*, defaults to `10`), mask_persistence_share (`float`, *optional*,
+        defaults to `0.05`):
+            Masking losses: warn once when this share of a step's targets has been masked at every occurrence for
+            this many steps (their token ids can never be learned by cross-entropy under the mask); 0 steps: off.
+
         > Models
 
         model_name_or_path (`str` or `None`):
@@ -197,6 +202,17 @@ class EKSFTConfig(SFTConfig):
     )
     eaft_topk: int = _f(20, "EAFT: logits kept for eaft_entropy='topk' (>= 2; the authors used 20).")
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
+    mask_persistence_steps: int = _f(
+        10,
+        "EKSFT/random_mask: a token id masked at every occurrence for this many steps in a row (steps it "
+        "occurred in) counts as persistently masked (logged as persistently_masked_fraction, listed in "
+        "OUTPUT_DIR/mask_targets.json). 0 = no tracking.",
+    )
+    mask_persistence_share: float = _f(
+        0.05,
+        "EKSFT/random_mask: warn once when persistently masked tokens make up this share of a step's targets "
+        "(they never get cross-entropy). 0 = never warn.",
+    )
     # ------------------------------------------------------------------------------------------------- models
     model_name_or_path: str | None = _f(
         None,
@@ -278,6 +294,10 @@ class EKSFTConfig(SFTConfig):
         check_choices(self, "loss_implementation", "scope", "data_format", "eaft_entropy")
         if self.scope == "global" and self.variant != "paper":
             bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
+        if self.mask_persistence_steps < 0:
+            bad("mask_persistence_steps", f"must be >= 0 (0 = no tracking), got {self.mask_persistence_steps}.")
+        if not 0.0 <= self.mask_persistence_share <= 1.0:
+            bad("mask_persistence_share", f"must be in [0, 1] (0 = never warn), got {self.mask_persistence_share}.")
         if self.psft_updates_per_batch < 1:
             bad("psft_updates_per_batch", f"must be >= 1, got {self.psft_updates_per_batch}.")
         if self.sed_calibration_samples < 1:

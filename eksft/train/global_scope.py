@@ -103,4 +103,6 @@ def global_eksft_loss(
     loss = plan.objective(logp, h, kl)
     plan.metrics["loss"] = float(loss.detach())
     plan.metrics["num_targets"] = float(t.n)  # this process's share: the trainer sums it over processes
-    return LossResult(loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask))
+    return LossResult(
+        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
+    )

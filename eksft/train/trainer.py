@@ -13,6 +13,9 @@ A training step, top to bottom (one policy forward per micro-batch):
 3. Normalisation: the loss function divides by ``tokens.denominator``; ``_scale`` multiplies by
    ``tokens.step_scale`` (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
 4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
+5. Masks: where the loss returns one (``LossResult.mask``), mask_tracker.py counts per token id what it kept out of
+   cross-entropy, logs ``persistently_masked_fraction``, warns once when targets stay masked step after step, and
+   writes ``OUTPUT_DIR/mask_targets.json`` at the end.
 
 Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
 own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
@@ -48,6 +51,8 @@ from eksft.losses.tokens import NonFiniteError, step_scale
 from . import loss_seam
 from .config import EKSFTConfig
 from .fused_forward import add_hidden_forward, gathered
+from .mask_tracker import METRIC as PERSISTENT_METRIC
+from .mask_tracker import MaskTracker
 from .metrics import MetricAccumulator, MetricsJsonlCallback
 from .output_dir import last_finite_checkpoint, resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
@@ -135,8 +140,14 @@ class EKSFTTrainer(SFTTrainer):
                 start_copy,
                 hidden_forward=self.loss_implementation == "fused",
             )
+        self.mask_tracker = (
+            MaskTracker(args.mask_persistence_steps, args.mask_persistence_share)
+            if args.mask_persistence_steps > 0
+            else None
+        )
         self.add_callback(MetricsJsonlCallback(args.output_dir))
         self.add_callback(_RestoreInterval(self))
+        self.add_callback(_TrackMasks(self))
         self._resumed_from = None
 
     def _resolve_implementation(self, args) -> str:
@@ -257,6 +268,8 @@ class EKSFTTrainer(SFTTrainer):
             self._check_finite("loss", loss)
             loss = self._scale(loss, num_items_in_batch)
         self._loss_metrics["train" if training else "eval"].add(result.metrics)
+        if training and self.mask_tracker is not None and result.mask is not None and result.target_logp is not None:
+            self.mask_tracker.add(labels, result.mask, result.target_logp)
         return (loss, outputs) if return_outputs else loss
 
     def _fused_forward(self, model, fwd, labels, training=True, **kw):
@@ -415,6 +428,8 @@ class EKSFTTrainer(SFTTrainer):
             summary = {f"eval_{k}": v for k, v in summary.items()}
         elif summary and self.args.loss_type == "sed_sft":
             summary["sed_tau"] = self.sed_tau
+        if mode == "train" and summary and self.mask_tracker is not None and self.mask_tracker.steps_tracked:
+            summary[PERSISTENT_METRIC] = self.mask_tracker.persistent_share
         for k, v in summary.items():
             logs.setdefault(k, v)  # never overwrite transformers' loss / eval_loss
         super().log(logs, start_time)
@@ -457,3 +472,25 @@ class _RestoreInterval(TrainerCallback):
             acc.sums[k] += v
         acc.weight += saved["weight"]
         acc.count += saved["count"]
+
+
+class _TrackMasks(TrainerCallback):
+    """Folds each optimiser step's masks into the trainer's :class:`MaskTracker` (before that step is logged) and
+    writes ``OUTPUT_DIR/mask_targets.json`` when training ends (mask_tracker.py)."""
+
+    def __init__(self, trainer: EKSFTTrainer):
+        self.trainer = trainer
+
+    def _decode(self):
+        tok = self.trainer.processing_class
+        return getattr(tok, "tokenizer", tok).decode
+
+    def on_step_end(self, args, state, control, **kwargs):
+        tracker = self.trainer.mask_tracker
+        if tracker is not None and tracker.active:  # a loss that returns masks has run
+            tracker.end_step(state.global_step, self._decode())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        tracker = self.trainer.mask_tracker
+        if tracker is not None and tracker.steps_tracked and state.is_world_process_zero:
+            tracker.write(args.output_dir, self._decode())

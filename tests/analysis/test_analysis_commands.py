@@ -142,3 +142,38 @@ def test_masks_errors_name_the_file_and_line(tmp_path):
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "eval_loss": 0.5}\n')
     with pytest.raises(ValueError, match="no line with any of"):
         read_run(tmp_path / "run")
+
+
+def test_masks_lists_the_most_masked_targets(tmp_path, capsys):
+    """RUN_DIR/mask_targets.json (written by training) goes into masks.json and the printed listing: token ids seen
+    in at least half of the steps, most-masked first."""
+    write_metrics(tmp_path / "eksft", [0.4, 0.5, 0.6, 0.5])
+    write_metrics(tmp_path / "sft", [0.0, 0.0])
+
+    def row(i, text, share, seen, all_masked, prob):
+        return dict(
+            token_id=i,
+            text=text,
+            masked_share=share,
+            occurrences=10,
+            masked=int(10 * share),
+            steps_seen=seen,
+            steps_all_masked=all_masked,
+            streak=all_masked,
+            final_prob=prob,
+        )
+
+    targets = {
+        "steps": 4,
+        "warned_at_step": 3,
+        "tokens": [row(5, "Left", 1.0, 4, 4, 0.03), row(6, "rare", 1.0, 1, 1, 0.5), row(7, "The", 0.9, 4, 3, 0.05)],
+    }
+    (tmp_path / "eksft" / "mask_targets.json").write_text(json.dumps(targets))
+    out = tmp_path / "out"
+    assert cli.main(["masks", str(tmp_path / "eksft"), str(tmp_path / "sft"), "--output-dir", str(out)]) == 0
+    report = json.loads((out / "masks.json").read_text())
+    assert report["eksft"]["targets"] == targets and report["sft"]["targets"] is None
+    printed = capsys.readouterr().out
+    assert "the persistent-mask warning fired at step 3" in printed and "'rare'" not in printed
+    lines = [ln.split() for ln in printed.splitlines() if ln.strip().startswith("'")]
+    assert lines == [["'Left'", "100%", "4/4", "0.030"], ["'The'", "90%", "3/4", "0.050"]]

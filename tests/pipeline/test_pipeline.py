@@ -164,3 +164,12 @@ def test_cli_report_only(finished, tmp_path, capsys):
     os.remove(os.path.join(out, "report", "report.md"))
     assert main(["pipeline", str(path), "--report_only"]) == 0
     assert "Stage 2" in open(os.path.join(out, "report", "report.md")).read()
+
+
+def test_report_lists_the_targets_eksft_kept_out_of_cross_entropy(finished):
+    out, _, _ = finished
+    md = open(os.path.join(out, "report", "report.md")).read()
+    assert "## Targets `eksft` kept out of cross-entropy in SFT" in md and "`sft` kept out" not in md
+    assert "| token | masked | steps all masked | final p |" in md
+    assert os.path.isfile(os.path.join(out, "eksft", "sft", "mask_targets.json"))
+    assert not os.path.exists(os.path.join(out, "sft", "sft", "mask_targets.json"))  # SFT masks nothing

@@ -194,3 +194,14 @@ def test_two_processes_equal_one_process(workdir, name):
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (a["step"], k)
     if name.startswith("global"):
         assert logs_two[-1]["kl_threshold"] > 0 and 0 < logs_two[-1]["masked_fraction"] < 1
+    # the persistent-mask counts are summed over processes: the same listing as one process on the whole batch
+    t_one, t_two = (json.loads((workdir / f"{w}_{name}" / "mask_targets.json").read_text()) for w in ("one", "two"))
+    assert t_two["steps"] == t_one["steps"] == 3 and t_two["targets"] == t_one["targets"]
+    counts = [
+        [(r["token_id"], r["masked"], r["occurrences"], r["steps_all_masked"]) for r in t["tokens"]]
+        for t in (t_one, t_two)
+    ]
+    assert counts[0] == counts[1]
+    assert [r["final_prob"] for r in t_two["tokens"]] == pytest.approx(
+        [r["final_prob"] for r in t_one["tokens"]], rel=1e-4
+    )
