@@ -1,4 +1,4 @@
-"""Every private attribute of transformers, TRL and the standard library that eksft overrides or calls, in one list.
+"""Every private attribute of transformers, TRL, accelerate, DeepSpeed and argparse that eksft overrides or calls.
 
 A private name can change in any release. pyproject.toml bounds the versions below the next minor release and
 constraints.txt pins the ones CI tested; this list is what a newer release must still provide. :func:`problems`
