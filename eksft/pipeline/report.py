@@ -273,9 +273,10 @@ def write_report(pc, out_dir: str) -> dict:
         md += [
             "## RL stage curves",
             "",
-            "Per logging step of each method's `rl/metrics.jsonl`: the batch's accuracy reward and policy entropy "
-            "(over every drawn completion, before the dynamic-sampling filter) and the share of drawn groups with "
-            "reward variance (the groups dynamic sampling can keep).",
+            "Per logging step of each method's `rl/metrics.jsonl`: the accuracy reward of every drawn completion "
+            "(before the dynamic-sampling filter, logged once per rollout batch), the policy entropy of the "
+            "completions each update trains on, and the share of drawn groups with reward variance (the groups "
+            "dynamic sampling can keep).",
             "",
             f"![rl curves]({plot.name})",
             "",
