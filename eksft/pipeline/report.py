@@ -6,6 +6,9 @@ K is 32 (the paper's pass@32) or, with fewer samples, the largest k in ``eval.ks
 header says which. A stage that has not run shows ``-``. Every per-benchmark cell carries its 95% bootstrap interval
 over problems (from ``eksft eval``), and each method is compared with SFT (or the first method) by a paired
 bootstrap over the same problems: the report's sentences state the difference and its interval, not point estimates.
+What RL did to each method is a third comparison: after SFT -> RL minus after SFT, paired over the same problems.
+``rl_curves.png`` plots each method's RL stage from its metrics.jsonl: accuracy reward, policy entropy and the share
+of drawn groups that dynamic sampling could keep (groups with reward variance).
 """
 
 from __future__ import annotations
@@ -101,6 +104,87 @@ def comparisons(pc, results: dict) -> tuple[list[dict], list[str]]:
     return records, text
 
 
+def rl_effects(pc, before: dict, after: dict) -> tuple[list[dict], list[str]]:
+    """Each method after SFT -> RL against itself after SFT, pass@1 and pass@K, paired over the same problems."""
+    from eksft.eval.compare import difference_sentence, paired_difference
+
+    records, text = [], []
+    for method, per_bench in after.items():
+        for bench, summary in per_bench.items():
+            base = before.get(method, {}).get(bench)
+            if not base or "per_problem" not in base or "per_problem" not in summary:
+                continue
+            a = {p["id"]: (p["n"], p["c"]) for p in base["per_problem"]}
+            b = {p["id"]: (p["n"], p["c"]) for p in summary["per_problem"]}
+            for k in sorted({1, pc.eval.table_k}):
+                try:
+                    d = paired_difference(a, b, k)
+                except ValueError as e:
+                    text.append(f"{bench}: {method} after RL vs after SFT not compared ({e}).")
+                    break
+                records.append({"benchmark": bench, "method": method, **d.to_dict()})
+                text.append(f"{bench}: " + difference_sentence(d, f"{method} (SFT)", f"{method} (SFT -> RL)"))
+    return records, text
+
+
+#: RL-stage curves: (title, y label, value of one metrics.jsonl record or None).
+RL_PANELS = (
+    ("accuracy reward (batch mean)", "share correct", lambda r: r.get("rewards/accuracy/mean")),
+    ("policy entropy", "nats/token", lambda r: r.get("entropy")),
+    (
+        "dynamic sampling: groups with variance / drawn",
+        "share",
+        lambda r: (
+            r["dynamic_sampling/groups_with_variance"] / r["dynamic_sampling/groups_drawn"]
+            if r.get("dynamic_sampling/groups_drawn")
+            else None
+        ),
+    ),
+)
+
+
+def rl_curves(pc) -> dict:
+    """``{method: {panel title: [(step, value), ...]}}`` from each finished or running RL stage's metrics.jsonl."""
+    from eksft.train.metrics import METRICS_FILE, read_metrics
+
+    out = {}
+    for method in pc.methods:
+        folder = stage_dir(pc, method, "rl")
+        if not os.path.isfile(os.path.join(folder, METRICS_FILE)):
+            continue
+        lines = [r for r in read_metrics(folder) if "step" in r and "train_runtime" not in r]
+        curves = {title: [(r["step"], v) for r in lines if (v := get(r)) is not None] for title, _, get in RL_PANELS}
+        if any(curves.values()):
+            out[method] = curves
+    return out
+
+
+def plot_rl_curves(curves: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(RL_PANELS), figsize=(4 * len(RL_PANELS), 3.4))
+    for method, per_panel in curves.items():
+        for ax, (title, _, _) in zip(axes, RL_PANELS):
+            if per_panel[title]:
+                ax.plot(*zip(*per_panel[title]), marker=".", label=method)
+    for ax, (title, unit, _) in zip(axes, RL_PANELS):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def markdown_table(pc, rows: dict) -> str:
     k = pc.eval.table_k
     benches = [benchmark_name(b) for b in pc.eval.benchmarks]
@@ -176,6 +260,27 @@ def write_report(pc, out_dir: str) -> dict:
                     by_bench.setdefault(f"{bench} {stage.replace('_eval', '')}", {})[method] = summary
             plots = plot_pass_at_k(Path(out_dir), by_bench)
             md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    before, after = collect(pc, "sft_eval"), collect(pc, "rl_eval")
+    records, sentences = rl_effects(pc, before, after)
+    report["rl_effects"] = records
+    if sentences:
+        md += ["## What RL changed: after SFT -> RL minus after SFT, per method", ""]
+        md += ["Paired differences (bootstrap over the same problems):", ""] + [f"- {x}" for x in sentences] + [""]
+    curves = rl_curves(pc)
+    report["rl_curves"] = curves
+    if curves:
+        plot = plot_rl_curves(curves, Path(out_dir, "rl_curves.png"))
+        md += [
+            "## RL stage curves",
+            "",
+            "Per logging step of each method's `rl/metrics.jsonl`: the accuracy reward of every drawn completion "
+            "(before the dynamic-sampling filter, logged once per rollout batch), the policy entropy of the "
+            "completions each update trains on, and the share of drawn groups with reward variance (the groups "
+            "dynamic sampling can keep).",
+            "",
+            f"![rl curves]({plot.name})",
+            "",
+        ]
     md += masked_targets_markdown(pc)
     seconds = report["seconds"]
     if seconds:

@@ -135,6 +135,22 @@ def test_report_has_both_tables(finished):
     assert os.path.exists(os.path.join(out, "report", "pass_at_k_arithmetic-easy_rl.png"))
 
 
+def test_report_has_rl_effect_and_rl_curves(finished):
+    """Each method after RL against itself after SFT (paired), and the RL stage's curves as a plot."""
+    out, report, _ = finished
+    md = open(os.path.join(out, "report", "report.md")).read()
+    assert "## What RL changed: after SFT -> RL minus after SFT, per method" in md
+    effects = {(r["method"], r["metric"]) for r in report["rl_effects"]}
+    assert effects == {(m, f"pass@{k}") for m in ("sft", "eksft") for k in (1, 2)}
+    assert "sft (SFT -> RL) − sft (SFT) on pass@1" in md
+    assert "![rl curves](rl_curves.png)" in md and os.path.exists(os.path.join(out, "report", "rl_curves.png"))
+    for method in ("sft", "eksft"):
+        curves = report["rl_curves"][method]
+        assert [s for s, _ in curves["policy entropy"]] == [1, 2]  # logging_steps 1, max_steps 2
+        (_, share), *_ = curves["dynamic sampling: groups with variance / drawn"]
+        assert 0.0 <= share <= 1.0
+
+
 def test_second_run_skips_finished_stages_and_reruns_unmarked_ones(finished, monkeypatch):
     out, report, _ = finished
 

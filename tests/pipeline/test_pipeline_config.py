@@ -24,6 +24,7 @@ CPU = {"bf16": False, "deepspeed": None}
     [
         "pipeline_demo_cpu.yaml",
         "pipeline_smollm2_cpu.yaml",
+        "pipeline_smollm2_rl.yaml",
         "paper/pipeline_qwen3_4b.yaml",
         "paper/pipeline_qwen3_4b_ablations.yaml",
         "paper/pipeline_qwen3_4b_rho_sweep.yaml",
