@@ -20,9 +20,8 @@ A training step, top to bottom (one policy forward per micro-batch):
 Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
 own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
 (checked before ``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A
-checkpoint (and the
-final model) is written only when every weight is finite, and the message names the newest checkpoint whose saved
-weights were read back finite (output_dir.py). The trainer holds no loss maths.
+checkpoint (and the final model) is written only when every weight is finite, and the message names the newest
+checkpoint whose saved weights were read back finite (output_dir.py). The trainer holds no loss maths.
 
 Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (newest *complete* checkpoint, output_dir.py). Each
 checkpoint also stores the unlogged part of the current logging interval (``eksft_interval.json``: the summed loss and
