@@ -24,12 +24,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check eksft tests benchmarks
-	$(VENV)/bin/ruff format --check eksft tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix eksft tests benchmarks
-	$(VENV)/bin/ruff format eksft tests benchmarks
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The newest versions pyproject.toml allows (only torch held at the locked version), in their own venv, then the
 # suite: an upgrade tried on purpose. If it passes, `make lock` records those versions in constraints.txt.
