@@ -319,20 +319,9 @@ def plot_training(summary: dict, path: Path) -> Path:
             pts = [(r["step"], v) for r in lines if (v := _logged(r, key)) is not None]
             if pts:
                 ax.plot(*zip(*pts), marker=".", color=colour[method], label=method)
-    from matplotlib.ticker import MaxNLocator
+    from eksft.eval.report import finish_step_figure
 
-    for ax, (_, title, unit) in zip(axes, panels):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_step_figure(fig, axes, [(title, unit) for _, title, unit in panels], path)
 
 
 def blocks(summary: dict, out: Path) -> list[tuple]:

@@ -360,3 +360,23 @@ def _k_axis(ax, k_max: int) -> None:
     ax.set_xticklabels([str(t) for t in ticks])
     ax.set_xlim(0.9, k_max * 1.1)
     ax.set_xlabel("k (samples drawn per problem, log scale)")
+
+
+def finish_step_figure(fig, axes, titles_units, path):
+    """Per-optimiser-step panels (integer steps, a title and unit each, grid, a legend where curves were drawn),
+    saved to ``path`` and closed: the training plot of ``eksft demo`` and the RL-stage curves of ``eksft pipeline``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, (title, unit) in zip(axes, titles_units):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -164,25 +164,15 @@ def plot_rl_curves(curves: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+
+    from eksft.eval.report import finish_step_figure
 
     fig, axes = plt.subplots(1, len(RL_PANELS), figsize=(4 * len(RL_PANELS), 3.4))
     for method, per_panel in curves.items():
         for ax, (title, _, _) in zip(axes, RL_PANELS):
             if per_panel[title]:
                 ax.plot(*zip(*per_panel[title]), marker=".", label=method)
-    for ax, (title, unit, _) in zip(axes, RL_PANELS):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_step_figure(fig, axes, [(title, unit) for title, unit, _ in RL_PANELS], path)
 
 
 def markdown_table(pc, rows: dict) -> str:
