@@ -17,6 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["sft", "sft_eval", "rl", "rl_eval"],
         help="run only these stages (finished ones are skipped anyway)",
     )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="run only these of the config's methods (their folder names), e.g. to run methods in parallel "
+        "processes; the report still covers every method with finished stages",
+    )
     p.add_argument("--report_only", action="store_true", help="rewrite the report from finished stages; train nothing")
 
 
@@ -33,5 +41,5 @@ def run(args) -> int:
         print(f"report: {os.path.join(pc.output_dir, 'report', 'report.md')}")
         return 0
     check_stage_folders(pc)  # before any model loads
-    run_pipeline(pc)
+    run_pipeline(pc, only=args.methods)
     return 0

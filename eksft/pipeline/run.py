@@ -183,8 +183,15 @@ def run_stage(pc: PipelineConfig, method: str, stage: str, train_file: str | Non
     return True
 
 
-def run_pipeline(pc: PipelineConfig, log=print) -> dict:
-    """Every method through ``pc.stages``, then the report; returns the report's JSON content."""
+def run_pipeline(pc: PipelineConfig, log=print, only: list[str] | None = None) -> dict:
+    """Every method (or the ``only`` ones) through ``pc.stages``, then the report; returns the report's JSON."""
+    if only:
+        unknown = [m for m in only if m not in pc.methods]
+        if unknown:
+            raise ValueError(
+                f"pipeline --methods: {', '.join(unknown)} not in the config's methods "
+                f"({', '.join(pc.methods)}); give their folder names."
+            )
     os.makedirs(pc.output_dir, exist_ok=True)
     train_file = data_file(pc)
     with open(os.path.join(pc.output_dir, "pipeline_config.json"), "w", encoding="utf-8") as f:
@@ -206,6 +213,8 @@ def run_pipeline(pc: PipelineConfig, log=print) -> dict:
             default=str,
         )
     for method in pc.methods:
+        if only and method not in only:
+            continue
         for stage in pc.stages:
             run_stage(pc, method, stage, train_file, log)
     report = write_report(pc, os.path.join(pc.output_dir, "report"))
