@@ -189,7 +189,7 @@ def run_pipeline(pc: PipelineConfig, log=print, only: list[str] | None = None) -
         unknown = [m for m in only if m not in pc.methods]
         if unknown:
             raise ValueError(
-                f"pipeline --methods: {', '.join(unknown)} not in the config's methods "
+                f"--methods: {', '.join(unknown)} not in the config's methods "
                 f"({', '.join(pc.methods)}); give their folder names."
             )
     os.makedirs(pc.output_dir, exist_ok=True)

@@ -189,3 +189,22 @@ def test_report_lists_the_targets_eksft_kept_out_of_cross_entropy(finished):
     assert "| token | masked | steps all masked | final p |" in md
     assert os.path.isfile(os.path.join(out, "eksft", "sft", "mask_targets.json"))
     assert not os.path.exists(os.path.join(out, "sft", "sft", "mask_targets.json"))  # SFT masks nothing
+
+
+def test_methods_flag_runs_only_the_named_methods(finished, tmp_path, monkeypatch, capsys):
+    out, _, _ = finished
+    for method in ("sft", "eksft"):
+        os.remove(os.path.join(out, method, "rl_eval", "DONE.json"))
+    ran = []
+    monkeypatch.setattr(pipeline_run, "_evaluate", lambda model, folder, pc, log: ran.append(folder))
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(tiny_pipeline(out)))
+    assert main(["pipeline", str(path), "--methods", "eksft"]) == 0
+    assert ran == [os.path.join(out, "eksft", "rl_eval")]  # sft's unfinished stage was left alone
+    assert not os.path.exists(os.path.join(out, "sft", "rl_eval", "DONE.json"))
+
+    capsys.readouterr()
+    assert main(["pipeline", str(path), "--methods", "dft"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eksft pipeline: --methods: dft not in the config's methods (") and "Traceback" not in err
+    pipeline_run.mark_done(os.path.join(out, "sft", "rl_eval"), {"restored": True})  # leave the fixture finished
