@@ -40,7 +40,8 @@ class DemoConfig:
         default=20,
         metadata={
             "help": "optimiser steps per method; several, comma-separated (e.g. 20,80), train each method once per "
-            "length (labels method[max_steps=N]) and the report compares them against SFT length"
+            "length (labels method[max_steps=N]) and the report compares them against SFT length; with "
+            "--data-regime self, the warm start's length (one)"
         },
     )
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
