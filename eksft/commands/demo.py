@@ -1,5 +1,7 @@
 """``eksft demo``: train SFT and EKSFT (and any ``--methods``) from a real pretrained model on this CPU, evaluate
-every model, and write ``report.md`` / ``report.html``. The README's main command. Details: docs/demo.md."""
+every model, and write ``report.md`` / ``report.html``; ``--data-regime self`` continues every method from an SFT
+warm start on that model's own verified answers (eksft/demo/selftrace.py). The README's main command. Details:
+docs/demo.md."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import sys
 
 HELP = (
     "Base vs SFT vs EKSFT on SmolLM2-135M on a laptop CPU, with a report (about 12 minutes on a 2-core CPU; "
-    "--quick about 1 minute)."
+    "--quick about 1 minute). --data-regime self: the paper's data regime, every method continued from an SFT warm "
+    "start on that model's own verified-correct answers."
 )
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from eksft.eval.compare import paired_difference
 from eksft.eval.intervals import LEVEL, RESAMPLES, percentile_interval, resample_counts, seed_interval
 
+from .config import BASE
+
 #: (claim, what is compared, unit, the sign the paper claims for method - SFT)
 CLAIMS = [
     ("keeps entropy", "held-out entropy", "nats/token", 1),
@@ -92,9 +94,10 @@ def _num(x: float, unit: str) -> str:
 
 
 def claim_sentences(
-    summary: dict, titles: dict[str, str], ref: str = "sft", methods: list[str] | None = None
+    summary: dict, titles: dict[str, str], ref: str = "sft", methods: list[str] | None = None, start: str = BASE
 ) -> list[str]:
-    """One sentence per (method, claim) for every trained method (or each of ``methods``) other than ``ref``."""
+    """One sentence per (method, claim) for every trained method (or each of ``methods``) other than ``ref``;
+    ``start``: the label of the model training started from (the "base" of "KL to base")."""
     labels = [m for m in (methods or summary["seeds"][0]["runs"]) if m != ref]
     n = summary["config"]["samples"]
     out = []
@@ -102,6 +105,9 @@ def claim_sentences(
         for claim, what, unit, sign in CLAIMS:
             d = claim_difference(summary, what, m, ref)
             name = what.replace("{n}", str(n))
+            if start != BASE:  # the self data regime: training continued from the warm start
+                claim = claim.replace("the base model", f"the {start} model")
+                name = name.replace("KL to base", f"KL to {start}")
             if d is None:
                 continue
             interval = (

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field, fields, replace
 
 #: The starting model's label in every table and plot.
 BASE = "base"
+#: ``data_regime="self"``: the label of the warm-start model (SFT on the demo's records), where training continues.
+WARM = "warm start"
+#: ``DemoConfig.data_regime`` values (docs/demo.md, "The paper's data regime").
+REGIMES = ("given", "self")
 
 
 @dataclass
@@ -36,7 +40,8 @@ class DemoConfig:
         default=20,
         metadata={
             "help": "optimiser steps per method; several, comma-separated (e.g. 20,80), train each method once per "
-            "length (labels method[max_steps=N]) and the report compares them against SFT length"
+            "length (labels method[max_steps=N]) and the report compares them against SFT length; with "
+            "--data-regime self, the warm start's length (one)"
         },
     )
     batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
@@ -56,6 +61,27 @@ class DemoConfig:
     heldout_solutions: int = field(
         default=16, metadata={"help": "held-out worked solutions scored for entropy and KL to the base model"}
     )
+    data_regime: str = field(
+        default="given",
+        metadata={
+            "help": "given: train each method from the model on the demo's worked solutions; self: the paper's "
+            "data regime: SFT on them first (--steps, the warm start), then continue each method from that model "
+            "on its own verified-correct solutions to new problems (--trace-problems, --trace-samples, "
+            "--continue-steps; docs/demo.md)"
+        },
+    )
+    trace_problems: int = field(
+        default=256,
+        metadata={"help": "self regime: new problems (not trained on, not evaluated) the warm start solves"},
+    )
+    trace_samples: int = field(
+        default=4,
+        metadata={"help": "self regime: samples per new problem (temperature 1.0); correct ones become the traces"},
+    )
+    continue_steps: int = field(
+        default=20,
+        metadata={"help": "self regime: optimiser steps per method on the traces, from the warm start"},
+    )
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
     quick: bool = field(default=False, metadata={"help": "tiny settings (about 1 minute): a smoke run, not a result"})
 
@@ -74,9 +100,21 @@ class DemoConfig:
             "samples",
             "max_new_tokens",
             "heldout_solutions",
+            "trace_problems",
+            "trace_samples",
+            "continue_steps",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.data_regime not in REGIMES:
+            raise ValueError(
+                f"DemoConfig.data_regime: {self.data_regime!r} is not a data regime; choose one of {list(REGIMES)}"
+            )
+        if self.data_regime == "self" and len(self.lengths) > 1:
+            raise ValueError(
+                f"DemoConfig.steps: the self data regime takes one warm-start length, got {self.steps}; "
+                "set the continued training with DemoConfig.continue_steps"
+            )
         if min(self.lengths) < 1 or len(set(self.lengths)) != len(self.lengths):
             raise ValueError(f"DemoConfig.steps: each length must be >= 1 and given once, got {self.steps}")
         if max(self.lengths) * self.batch_size > self.train_size * 20:
@@ -125,7 +163,18 @@ class DemoConfig:
 
 #: ``--quick``: every stage runs, on sizes that finish in about a minute (65 s measured on an idle 2-core machine).
 #: Checks the machinery, not EKSFT.
-QUICK = dict(train_size=24, steps=3, batch_size=4, eval_problems=6, samples=2, max_new_tokens=40, heldout_solutions=4)
+QUICK = dict(
+    train_size=24,
+    steps=3,
+    batch_size=4,
+    eval_problems=6,
+    samples=2,
+    max_new_tokens=40,
+    heldout_solutions=4,
+    trace_problems=8,
+    trace_samples=2,
+    continue_steps=3,
+)
 
 
 def with_quick(cfg: DemoConfig, explicit: set[str]) -> DemoConfig:

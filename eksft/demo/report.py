@@ -18,7 +18,7 @@ from eksft.eval.intervals import RESAMPLES
 from eksft.train.metrics import METRICS_FILE, read_metrics
 
 from .claims import claim_sentences, weighted_interval
-from .config import BASE
+from .config import BASE, WARM
 from .stats import fmt, mean_ci
 
 # (row label, getter(seed_record, model_label) -> float | None, which direction is better: 1 up, -1 down, 0 neither)
@@ -37,10 +37,10 @@ ROWS = [
     ("held-out KL to base (nats/token)", lambda s, m: s["heldout"][m]["kl"], -1),
     (
         "parameters changed > 1e-3 (share)",
-        lambda s, m: 0.0 if m == BASE else (s["drift"] or {}).get(m, {}).get("0.001"),
+        lambda s, m: 0.0 if m not in s["runs"] else (s["drift"] or {}).get(m, {}).get("0.001"),
         -1,
     ),
-    ("training time (min)", lambda s, m: None if m == BASE else s["runs"][m]["train_seconds"] / 60, -1),
+    ("training time (min)", lambda s, m: None if m not in s["runs"] else s["runs"][m]["train_seconds"] / 60, -1),
 ]
 
 #: Row -> its interval with one seed: the eval bootstrap's key (over problems) or the held-out statistic (over
@@ -113,14 +113,26 @@ def values(summary: dict, getter, model: str) -> list[float]:
     return out
 
 
+def start_label(summary: dict) -> str:
+    """The label of the model every method started from (the first model): ``base``, or the ``warm start`` of the
+    self data regime. "KL to base" is KL to this model."""
+    return next(iter(summary["seeds"][0]["models"]))
+
+
+def shown_name(summary: dict, name: str) -> str:
+    """A row name as the report shows it: pass@{n} with the run's n, KL "to base" named after the start model."""
+    start = start_label(summary)
+    name = name.replace("{n}", str(summary["config"]["samples"]))
+    return name if start == BASE else name.replace("KL to base", f"KL to {start}")
+
+
 def results_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     labels = list(summary["seeds"][0]["models"])
-    n = summary["config"]["samples"]
     rows = []
     for name, getter, _ in ROWS:
         if not any(values(summary, getter, m) for m in labels):
             continue  # e.g. no last-number check in older results
-        rows.append([name.replace("{n}", str(n)), *(cell(summary, name, getter, m) for m in labels)])
+        rows.append([shown_name(summary, name), *(cell(summary, name, getter, m) for m in labels)])
     return ["metric", *labels], rows
 
 
@@ -196,7 +208,7 @@ def titles(summary: dict) -> dict[str, str]:
     """Method label -> the plain name of its objective (eksft.methods.Method.title)."""
     from eksft.methods import parse_method
 
-    out = {BASE: "the base model"}
+    out = {BASE: "the base model", WARM: "the warm-start model (SFT on the demo's records, where training continues)"}
     for label in summary["seeds"][0]["runs"]:
         try:
             out[label] = parse_method(label).title
@@ -210,21 +222,24 @@ def sentences(summary: dict) -> list[str]:
 
     names = titles(summary)
     labels = list(summary["seeds"][0]["models"])
+    start = labels[0]
     seeds = summary["seeds"]
     out = []
     p1 = dict((name, g) for name, g, _ in ROWS)["pass@1"]
     for m in labels[1:]:
         if len(seeds) == 1:
             try:
-                d = paired_difference(seeds[0]["eval"][BASE]["per_problem"], seeds[0]["eval"][m]["per_problem"], 1)
-                out.append(difference_sentence(d, "base", m))
+                d = paired_difference(seeds[0]["eval"][start]["per_problem"], seeds[0]["eval"][m]["per_problem"], 1)
+                out.append(difference_sentence(d, start, m))
                 continue
             except (KeyError, TypeError, ValueError):
                 pass
-        out.append(f"{m} vs the base model, pass@1: {fmt(values(summary, p1, BASE))} → {fmt(values(summary, p1, m))}.")
+        out.append(
+            f"{m} vs the {start} model, pass@1: {fmt(values(summary, p1, start))} → {fmt(values(summary, p1, m))}."
+        )
     by_length = length_groups(summary)
     if "sft" in labels:
-        out += claim_sentences(summary, names)
+        out += claim_sentences(summary, names, start=start)
     elif by_length:  # --steps 20,80: each length's methods against that length's SFT
         for n, group in by_length.items():
             if f"sft[max_steps={n}]" in group:
@@ -329,13 +344,26 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     mach = summary["machine"]
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    b = [("h1", "eksft demo: base vs " + " vs ".join(cfg["methods"]))]
+    self_regime = cfg.get("data_regime", "given") == "self"
+    start = start_label(summary)
+    b = [("h1", f"eksft demo: {start} vs " + " vs ".join(cfg["methods"]))]
+    training = (
+        f"fine-tuned on {cfg['train_size']} `{cfg['task']}` worked solutions ending in \\boxed{{}}: "
+        f"{steps_text(cfg['steps'])} AdamW steps × {cfg['batch_size']} sequences"
+    )
+    if self_regime:
+        training = (
+            f"in the paper's data regime: SFT on {cfg['train_size']} `{cfg['task']}` worked solutions for "
+            f"{steps_text(cfg['steps'])} steps × {cfg['batch_size']} sequences (the `{start}`), then every method "
+            f"continued from that model for {cfg['continue_steps']} steps × {cfg['batch_size']} sequences on its "
+            "own verified-correct answers to new problems (section Self-generated traces; every KL here is to the "
+            f"`{start}`)"
+        )
     b.append(
         (
             "p",
-            f"Model `{cfg['model']}` ({summary['base_model']}), fine-tuned on {cfg['train_size']} "
-            f"`{cfg['task']}` worked solutions ending in \\boxed{{}}: {steps_text(cfg['steps'])} AdamW steps × "
-            f"{cfg['batch_size']} sequences, learning rate {cfg['learning_rate']:g} (cosine), full fine-tuning "
+            f"Model `{cfg['model']}` ({summary['base_model']}), {training}, learning rate "
+            f"{cfg['learning_rate']:g} (cosine), full fine-tuning "
             f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
             f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
             f"nat, unless a method's brackets say otherwise. "
@@ -378,6 +406,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     )
     b.append(("table", header, rows))
     b += length_blocks(summary)
+    b += trace_blocks(summary)
     b.append(("h2", "What the numbers say"))
     b.append(("ul", sentences(summary)))
     b.append(("h2", "Plots"))
@@ -386,7 +415,9 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
         (
             "img",
             plot_training(summary, plots / "training.png"),
-            "cross-entropy on the trained targets, entropy and KL to the base model over training steps (seed 0)",
+            "cross-entropy on the trained targets, entropy and KL to the "
+            + ("base model" if start == BASE else f"{start} model")
+            + " over training steps (seed 0)",
         )
     )
     for path, caption in [
@@ -405,10 +436,67 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
             "p",
             "Files: `report.json` (every number, per seed), `seed*/eval/` (samples.jsonl, results.json), "
             "`seed*/<method>/metrics.jsonl` (training metrics), `drift/`, `probe/` (probe.html: the heat map "
-            "with hover values), `masks/`.",
+            "with hover values), `masks/`."
+            + (
+                " Self data regime: `seed*/warm/` (the warm start), `seed*/traces/` (new_problems.jsonl, the "
+                "warm start's samples.jsonl, and traces.jsonl, the training file of the continued runs)."
+                if self_regime
+                else ""
+            ),
         )
     )
     return b
+
+
+def trace_blocks(summary: dict) -> list[tuple]:
+    """The self data regime's traces: per seed, how many new problems and answers, how many were correct and kept."""
+    seeds = [s for s in summary["seeds"] if s.get("traces")]
+    if not seeds:
+        return []
+    cfg = summary["config"]
+    rows = []
+    for s in seeds:
+        t = s["traces"]
+        rows.append(
+            [
+                str(s["seed"]),
+                str(t["problems"]),
+                str(t["samples"]),
+                f"{t['correct_samples']} ({t['acceptance_rate']:.1%})",
+                str(t["duplicates_dropped"]),
+                str(t["kept_traces"]),
+                f"{t['problems_with_a_trace']} ({t['problems_with_a_trace'] / max(t['problems'], 1):.1%})",
+                f"{t['mean_trace_tokens']:.1f}",
+                f"{s['warm']['train_seconds'] / 60:.1f} + {t['sampling_seconds'] / 60:.1f}",
+            ]
+        )
+    header = [
+        "seed",
+        "new problems",
+        "answers",
+        "correct (acceptance)",
+        "duplicates dropped",
+        "traces kept",
+        "problems with a trace",
+        "tokens per correct answer",
+        "warm start + sampling (min)",
+    ]
+    epochs = [cfg["continue_steps"] * cfg["batch_size"] / max(s["traces"]["kept_traces"], 1) for s in seeds]
+    return [
+        ("h2", "Self-generated traces"),
+        (
+            "p",
+            f"The `{start_label(summary)}` model answered {cfg['trace_problems']} new `{cfg['task']}` problems "
+            f"{cfg['trace_samples']} times each at temperature 1.0 (at most {cfg['max_new_tokens']} new tokens), "
+            "with the evaluation's prompt and math-verify check. The new problems are neither training records, "
+            "held-out solutions nor evaluation problems. Only correct answers were kept, each distinct answer to "
+            "a problem once; they are the training data of every continued method "
+            f"({cfg['continue_steps']} steps × {cfg['batch_size']} sequences: "
+            + ", ".join(f"{e:.1f}" for e in epochs)
+            + " epochs of them).",
+        ),
+        ("table", header, rows),
+    ]
 
 
 def masked_targets_blocks(out: Path) -> list[tuple]:

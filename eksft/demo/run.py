@@ -17,7 +17,7 @@ import torch
 
 from eksft.data.synthetic import INSTRUCTION, training_records
 
-from .config import BASE, DemoConfig
+from .config import BASE, WARM, DemoConfig
 from .report import write_report
 
 #: 1-minute load averages sampled at every stage of the current run (the report states the highest).
@@ -49,16 +49,28 @@ def loss_fields(cfg: DemoConfig, method) -> dict:
     return {"rho": cfg.rho, "lambda_entropy": cfg.lambda_entropy, "lambda_kl": cfg.lambda_kl, **method.fields}
 
 
-def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, train_file: Path, log) -> dict:
-    """Train one method (an :class:`eksft.methods.Method`; skipped when ``demo_train.json`` says it finished);
-    return its record."""
+def train_method(
+    cfg: DemoConfig,
+    base: str,
+    method,
+    seed: int,
+    run_dir: Path,
+    train_file: Path,
+    log,
+    steps: int | None = None,
+    train_size: int | None = None,
+) -> dict:
+    """Train one method (an :class:`eksft.methods.Method`; skipped when ``demo_train.json`` says it finished) from
+    ``base`` on ``train_file`` (``train_size`` records, default ``cfg.train_size``) for the method's own length, else
+    ``steps``, else the demo's; return its record."""
     marker = run_dir / "demo_train.json"
     fields = loss_fields(cfg, method)
-    steps = fields.pop("max_steps", cfg.lengths[0])  # a method's own length ([max_steps=N], or --steps 20,80)
+    steps = fields.pop("max_steps", steps or cfg.lengths[0])  # a method's own length ([max_steps=N], --steps 20,80)
+    train_size = train_size or cfg.train_size
     settings = {
         "model": base,
         "task": cfg.task,
-        "train_size": cfg.train_size,
+        "train_size": train_size,
         "steps": steps,
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
@@ -99,7 +111,7 @@ def train_method(cfg: DemoConfig, base: str, method, seed: int, run_dir: Path, t
         gradient_checkpointing=False,
         dtype="float32",
         dataloader_pin_memory=False,
-        sed_calibration_samples=min(64, cfg.train_size),
+        sed_calibration_samples=min(64, train_size),
         psft_updates_per_batch=min(8, steps),
         **fields,
     )
@@ -201,12 +213,33 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
     from eksft.eval.sampling import SamplingConfig
 
     sd = out / f"seed{seed}"
+    # The model every method starts from (and the evaluation's reference): the base model, or in the self data
+    # regime the warm start, continued on its own verified answers (selftrace.py).
+    start_model, start_label, default_steps, train_size, regime = base, BASE, cfg.lengths[0], cfg.train_size, {}
+    if cfg.data_regime == "self":
+        from .selftrace import warm_start_and_traces
+
+        exclude = training_records(cfg.task, cfg.train_size + cfg.heldout_solutions)  # prepare_data's records
+        start_model, train_file, warm, traces = warm_start_and_traces(cfg, base, seed, sd, train_file, exclude, log)
+        start_label, default_steps, train_size = WARM, cfg.continue_steps, traces["kept_traces"]
+        regime = {"warm": warm, "traces": {**traces, "file": str(train_file)}}
     runs = {}
     for method in cfg.expanded_methods():
-        steps = method.steps or cfg.lengths[0]
-        log_stage(log, f"seed {seed}: training {method.label} ({steps} steps x {cfg.batch_size} sequences)")
-        runs[method.label] = train_method(cfg, base, method, seed, sd / method.slug, train_file, log)
-    models = {BASE: base, **{m: r["run_dir"] for m, r in runs.items()}}
+        steps = method.steps or default_steps
+        what = "training" if start_model == base else "continuing"
+        log_stage(log, f"seed {seed}: {what} {method.label} ({steps} steps x {cfg.batch_size} sequences)")
+        runs[method.label] = train_method(
+            cfg,
+            start_model,
+            method,
+            seed,
+            sd / method.slug,
+            train_file,
+            log,
+            steps=default_steps,
+            train_size=train_size,
+        )
+    models = {start_label: start_model, **{m: r["run_dir"] for m, r in runs.items()}}
 
     log_stage(log, f"seed {seed}: sampling {cfg.samples} answers to {cfg.eval_problems} held-out problems per model")
     sampling = SamplingConfig(n=cfg.samples, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=128)
@@ -221,20 +254,20 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
         limit=cfg.eval_problems,
         backend="hf",
     )
-    start = time.time()
+    began = time.time()
     results = evaluate(ecfg, log=log)[cfg.task]
-    eval_seconds = time.time() - start
+    eval_seconds = time.time() - began
     by_label = {label: results[path] for label, path in models.items()}
 
-    log_stage(log, f"seed {seed}: entropy and KL to the base model on {len(heldout)} held-out solutions")
-    heldout_stats = heldout_statistics(base, models, heldout)
+    log_stage(log, f"seed {seed}: entropy and KL to the {start_label} model on {len(heldout)} held-out solutions")
+    heldout_stats = heldout_statistics(start_model, models, heldout)
 
     drift = None
-    if Path(base).is_dir():
+    if Path(start_model).is_dir():
         from eksft.analysis.drift import compute_drift, plot_drift
 
         log_stage(log, f"seed {seed}: parameter drift")
-        report = compute_drift(base, [r["run_dir"] for r in runs.values()])
+        report = compute_drift(start_model, [r["run_dir"] for r in runs.values()])
         drift = {m: report[name]["share_above"] for m, name in zip(runs, report)}
         if seed == 0:  # the report shows seed 0's histogram; the numbers of every seed are in report.json
             (out / "drift").mkdir(exist_ok=True)
@@ -247,6 +280,7 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
         "heldout": heldout_stats,
         "drift": drift,
         "eval_seconds": eval_seconds,
+        **regime,
     }
 
 
