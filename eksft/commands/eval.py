@@ -34,6 +34,7 @@ FLAGS = (
     "batch_size",
     "seed",
     "limit",
+    "offset",
     "backend",
     "dtype",
     "gguf_file",

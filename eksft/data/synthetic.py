@@ -162,10 +162,18 @@ def _eval_items(name: str) -> tuple:
     return tuple(_items(name, EVAL_SEED, EVAL_SIZE, None))
 
 
-def evaluation_problems(name: str, limit: int | None = None) -> list[dict]:
-    """The built-in evaluation set ``name``: dicts with ``id``, ``problem``, ``answer`` (first ``limit``)."""
-    items = _eval_items(name)[:limit]
-    return [{"id": f"{name}/{i}", "problem": it["problem"], "answer": it["answer"]} for i, it in enumerate(items)]
+def evaluation_problems(name: str, limit: int | None = None, offset: int = 0) -> list[dict]:
+    """The built-in evaluation set ``name``: dicts with ``id``, ``problem``, ``answer``: ``limit`` problems from
+    position ``offset`` (ids keep their position in the whole set, so a problem's id and sampling seed do not depend
+    on the slice)."""
+    items = _eval_items(name)
+    if offset >= len(items):
+        raise ValueError(f"offset {offset}: the built-in benchmark {name!r} has {len(items)} problems")
+    stop = None if limit is None else offset + limit
+    return [
+        {"id": f"{name}/{i}", "problem": it["problem"], "answer": it["answer"]}
+        for i, it in enumerate(items[offset:stop], start=offset)
+    ]
 
 
 @lru_cache(maxsize=1)

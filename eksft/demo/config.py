@@ -34,6 +34,13 @@ class DemoConfig:
         default=1,
         metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 reports mean ± 95% interval"},
     )
+    first_seed: int = field(
+        default=0,
+        metadata={
+            "help": "seeds run first_seed .. first_seed+N-1 (e.g. --first-seed 3 --seeds 3 for a confirmation run on "
+            "seeds not used to choose a setting)"
+        },
+    )
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
     train_size: int = field(default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
     steps: int | list[int] = field(
@@ -56,6 +63,13 @@ class DemoConfig:
     )
     lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)"})
     eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems"})
+    eval_offset: int = field(
+        default=0,
+        metadata={
+            "help": "skip the first N evaluation problems: --eval-offset 64 --eval-problems 64 evaluates problems "
+            "64-127, held out from a selection run on problems 0-63"
+        },
+    )
     samples: int = field(default=16, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
     max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
     heldout_solutions: int = field(
@@ -106,6 +120,9 @@ class DemoConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("first_seed", "eval_offset"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DemoConfig.{name}: must be >= 0, got {getattr(self, name)}")
         if self.data_regime not in REGIMES:
             raise ValueError(
                 f"DemoConfig.data_regime: {self.data_regime!r} is not a data regime; choose one of {list(REGIMES)}"

@@ -367,9 +367,11 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
             f"in fp32; EKSFT ρ = {cfg['rho']}, λ_H = {cfg['lambda_entropy']} per unit of H / ln V (the "
             f"published unit; a method's [entropy_unit=nats] makes it per nat), λ_KL = {cfg['lambda_kl']} per "
             f"nat, unless a method's brackets say otherwise. "
-            f"Evaluation: {cfg['eval_problems']} held-out problems × {cfg['samples']} samples at temperature "
+            f"Evaluation: {cfg['eval_problems']} held-out problems{_problem_range(cfg)} × {cfg['samples']} "
+            "samples at temperature "
             f"1.0, at most {cfg['max_new_tokens']} new tokens, answers checked with math-verify (gold first). "
-            f"Seeds: {len(summary['seeds'])}.{' QUICK settings: a smoke run, not a result.' if cfg['quick'] else ''}",
+            f"Seeds: {', '.join(str(r['seed']) for r in summary['seeds'])}."
+            + (" QUICK settings: a smoke run, not a result." if cfg["quick"] else ""),
         )
     )
     load = summary.get("load_average")  # [start, end] (older runs) or [start, highest at a stage, end]
@@ -586,3 +588,9 @@ def write_report(summary: dict, out: Path) -> list[Path]:
     header, rows = results_table(summary)
     js.write_text(json.dumps({**summary, "table": {"header": header, "rows": rows}}, indent=1, default=str) + "\n")
     return [md, page, js]
+
+
+def _problem_range(cfg: dict) -> str:
+    """`` (problems 64-127 of the set)`` when the run skipped some (DemoConfig.eval_offset), else nothing."""
+    first = cfg.get("eval_offset", 0)
+    return f" (problems {first}-{first + cfg['eval_problems'] - 1} of the set)" if first else ""

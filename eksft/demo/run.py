@@ -252,6 +252,7 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
         seed=seed,
         dtype="float32",
         limit=cfg.eval_problems,
+        offset=cfg.eval_offset,
         backend="hf",
     )
     began = time.time()
@@ -269,7 +270,9 @@ def run_seed(cfg: DemoConfig, base: str, seed: int, out: Path, train_file: Path,
         log_stage(log, f"seed {seed}: parameter drift")
         report = compute_drift(start_model, [r["run_dir"] for r in runs.values()])
         drift = {m: report[name]["share_above"] for m, name in zip(runs, report)}
-        if seed == 0:  # the report shows seed 0's histogram; the numbers of every seed are in report.json
+        if (
+            seed == cfg.first_seed
+        ):  # the report shows the first seed's histogram; the numbers of every seed are in report.json
             (out / "drift").mkdir(exist_ok=True)
             plot_drift(report, out / "drift")
     return {
@@ -299,7 +302,9 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     base = resolve_model_path(cfg.model)
     train_file, heldout = prepare_data(cfg, out)
     log(f"[demo] {cfg.train_size} training records of {cfg.task} -> {train_file}; {len(heldout)} held-out solutions")
-    seeds = [run_seed(cfg, base, s, out, train_file, heldout, log) for s in range(cfg.seeds)]
+    seeds = [
+        run_seed(cfg, base, s, out, train_file, heldout, log) for s in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+    ]
 
     first = seeds[0]
     log_stage(log, "token heat map of one held-out solution under each model")

@@ -145,10 +145,12 @@ def load_benchmark(
     answer_column: str | None = None,
     id_column: str | None = None,
     limit: int | None = None,
+    offset: int = 0,
 ) -> Benchmark:
-    """Load one benchmark (see the module docstring for ``spec``); ``limit`` keeps the first problems."""
+    """Load one benchmark (see the module docstring for ``spec``); ``offset`` skips the first problems, then
+    ``limit`` keeps the next ones (a row-index id keeps its position in the whole file)."""
     if spec in synthetic.BENCHMARKS:
-        return Benchmark(spec, synthetic.evaluation_problems(spec, limit))
+        return Benchmark(spec, synthetic.evaluation_problems(spec, limit, offset))
     layout, path = None, spec
     head, sep, tail = spec.partition(":")
     if sep and head in LAYOUTS:
@@ -163,12 +165,14 @@ def load_benchmark(
                 f"({sorted(LAYOUTS)}) nor an existing file"
             )
         name, rows = benchmark_name(spec), _read_rows(file)
-    if limit is not None:
-        rows = rows[:limit]
+    if offset:
+        if offset >= len(rows):
+            raise ValueError(f"offset {offset}: benchmark {spec!r} has {len(rows)} records")
+    rows = rows[offset : None if limit is None else offset + limit]
     if not rows:
         raise ValueError(f"benchmark {spec!r} has no records")
     problems, seen = [], set()
-    for index, (where, record) in enumerate(rows):
+    for index, (where, record) in enumerate(rows, start=offset):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected an object with problem and answer fields, got {type(record).__name__}")
         p = _pick("problem", record, problem_column, layout, where)

@@ -41,6 +41,13 @@ class EvalConfig:
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside each model folder"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
+    offset: int = field(
+        default=0,
+        metadata={
+            "help": "skip the first N problems of each benchmark (then --limit applies): held-out problems for a "
+            "confirmation run; ids and sampling seeds stay those of the whole benchmark"
+        },
+    )
     extraction: str = field(
         default="last_boxed",
         metadata={
@@ -91,6 +98,11 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.extraction {self.extraction!r}: choose one of {EXTRACTIONS}")
         if self.sampling.temperature < 0 or self.sampling.max_new_tokens < 1:
             raise ValueError("EvalConfig.sampling.temperature must be >= 0 and EvalConfig.sampling.max_new_tokens >= 1")
+        if self.offset < 0 or (self.limit is not None and self.limit < 1):
+            raise ValueError(
+                f"EvalConfig.offset {self.offset} / EvalConfig.limit {self.limit}: the offset must be >= 0 and the "
+                "limit >= 1 (or unset for all problems)"
+            )
         if not self.models or not self.benchmarks:
             raise ValueError("EvalConfig.models and EvalConfig.benchmarks: give at least one of each")
         if self.bootstrap_resamples < 1:
@@ -178,6 +190,7 @@ def _load_benchmarks(cfg: EvalConfig) -> tuple[list, dict]:
             answer_column=cfg.answer_column,
             id_column=cfg.id_column,
             limit=cfg.limit,
+            offset=cfg.offset,
         )
         for b in cfg.benchmarks
     ]
@@ -258,6 +271,7 @@ def _summarize_and_write(cfg: EvalConfig, out: Path, benches: list, done: dict, 
         "backend": backend,
         "dtype": cfg.dtype,
         "limit": cfg.limit,
+        "offset": cfg.offset,
         "protocol": cfg.protocol,
         **cfg.sample_settings(),
         "bootstrap": {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed},

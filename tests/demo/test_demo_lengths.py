@@ -79,3 +79,33 @@ def test_demo_with_two_lengths_on_the_tiny_model(tmp_path):
     assert "eksft[max_steps=2] − sft[max_steps=1]" not in md  # each length against its own SFT
     assert "1 and 2 AdamW steps" in md
     assert "## Targets `eksft__max_steps-2` kept out of cross-entropy (seed 0)" in md  # the persistent-mask listing
+
+
+def test_first_seed_and_eval_offset_are_validated_and_reach_the_evaluation(monkeypatch, tmp_path):
+    """A confirmation run: --first-seed 3 starts at seed 3 (its folder, its training seed, its sampling seed) and
+    --eval-offset 64 --eval-problems 16 evaluates problems 64-79. Training and sampling are replaced by recorders."""
+    import eksft.demo.run as demo_run
+    import eksft.eval.runner as runner
+
+    for bad in ({"first_seed": -1}, {"eval_offset": -2}):
+        with pytest.raises(ValueError, match=f"DemoConfig.{next(iter(bad))}: must be >= 0"):
+            DemoConfig(**bad).validate()
+    trained, evaluated = [], []
+
+    def fake_train(cfg, base, method, seed, run_dir, *args, **kwargs):
+        trained.append((method.label, seed, run_dir.parent.name))
+        return {"run_dir": str(run_dir)}
+
+    def fake_evaluate(ecfg, log=None):
+        evaluated.append(ecfg)
+        raise SystemExit  # stop the demo here: the evaluation's settings are what this test checks
+
+    monkeypatch.setattr(demo_run, "train_method", fake_train)
+    monkeypatch.setattr(runner, "evaluate", fake_evaluate)
+    monkeypatch.setattr("eksft.models.smollm.resolve_model_path", lambda name: name)
+    cfg = DemoConfig(output_dir=str(tmp_path / "d"), first_seed=3, seeds=2, eval_offset=64, eval_problems=16)
+    with pytest.raises(SystemExit):
+        demo_run.run_demo(cfg, log=lambda *_: None)
+    assert trained == [("sft", 3, "seed3"), ("eksft", 3, "seed3")]
+    (ecfg,) = evaluated
+    assert (ecfg.offset, ecfg.limit, ecfg.seed) == (64, 16, 3)

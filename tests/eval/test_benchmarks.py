@@ -71,3 +71,19 @@ def test_capitalised_aime_layout_and_json_file(tmp_path):
 def test_unknown_benchmark_lists_the_choices():
     with pytest.raises(ValueError, match="neither a built-in"):
         load_benchmark("no-such-benchmark")
+
+
+def test_offset_takes_a_later_slice_with_the_ids_of_the_whole_set(tmp_path):
+    """--offset (held-out problems for a confirmation run): the same problems and ids as the whole set's slice, so a
+    problem's sampling seed does not depend on the slice; past the end is one clear error."""
+    whole = load_benchmark("arithmetic-easy", limit=8).problems
+    later = load_benchmark("arithmetic-easy", limit=3, offset=5).problems
+    assert later == whole[5:8]
+    assert [p["id"] for p in later] == ["arithmetic-easy/5", "arithmetic-easy/6", "arithmetic-easy/7"]
+    f = write_jsonl(tmp_path / "q.jsonl", [{"question": f"{i}+1?", "answer": str(i + 1)} for i in range(4)])
+    rows = load_benchmark(str(f), offset=2).problems
+    assert [(p["id"], p["answer"]) for p in rows] == [("2", "3"), ("3", "4")]
+    with pytest.raises(ValueError, match="offset 4: benchmark .* has 4 records"):
+        load_benchmark(str(f), offset=4)
+    with pytest.raises(ValueError, match="has 200 problems"):
+        load_benchmark("arithmetic-easy", offset=200)
