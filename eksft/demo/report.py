@@ -19,6 +19,7 @@ from eksft.train.metrics import METRICS_FILE, read_metrics
 
 from .claims import claim_sentences, weighted_interval
 from .config import BASE, WARM
+from .rho_axis import rho_blocks
 from .stats import fmt, mean_ci
 
 # (row label, getter(seed_record, model_label) -> float | None, which direction is better: 1 up, -1 down, 0 neither)
@@ -408,6 +409,7 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
     )
     b.append(("table", header, rows))
     b += length_blocks(summary)
+    b += rho_blocks(summary, plots)
     b += trace_blocks(summary)
     b.append(("h2", "What the numbers say"))
     b.append(("ul", sentences(summary)))
