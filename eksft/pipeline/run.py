@@ -111,6 +111,8 @@ def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
 
 
 def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
+    """``eksft eval`` of one model, over every visible GPU unless ``eval.data_parallel`` says otherwise."""
+    from eksft.eval.parallel import default_data_parallel
     from eksft.eval.runner import EvalConfig, evaluate
     from eksft.eval.sampling import SamplingConfig
 
@@ -135,6 +137,8 @@ def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
         dtype=e.dtype,
         limit=e.limit,
         progress=False,
+        data_parallel=e.data_parallel or default_data_parallel(e.tensor_parallel),
+        tensor_parallel=e.tensor_parallel,
     )
     evaluate(cfg, log=lambda text: None)
 
