@@ -140,9 +140,9 @@ def sample_in_workers(cfg, benches: list, done: dict, samples_path: Path, backen
     kept = merge(folder, samples_path, cfg, benches, done)  # a run whose parent died too
     if kept:
         log(f"[eval] kept {kept} problem(s) a previous run's workers had finished")
+    _clean(folder)  # an earlier run's specs, logs and errors
     shares = plan(cfg, benches, done, backend, cfg.data_parallel)
     if not shares:
-        _clean(folder)
         return
     total = sum(len(c["problems"]) - len(c["done"]) for share in shares for c in share)
     envs, threads = worker_envs(len(shares), cfg.tensor_parallel)
@@ -194,14 +194,14 @@ def _wait(procs: list, folder: Path, total: int, cfg) -> None:
 
 
 def _failure(folder: Path, failed: list, count: int) -> Exception:
-    """The error of failed workers: a user error (exit 2, the same in every worker) as a ValueError, else
-    :class:`WorkerFailed` naming the worker, its last log line and its log."""
+    """The error of failed workers: a user error (the worker's ``worker-<i>.error``, the same in every worker) as a
+    ValueError, else :class:`WorkerFailed` naming the worker, its last log line and its log."""
     i, code = failed[0]
+    if (folder / f"worker-{i}.error").is_file():
+        return ValueError((folder / f"worker-{i}.error").read_text())
     log = folder / f"worker-{i}.log"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     last = next((x for x in reversed(lines) if x.strip()), "")
-    if code == 2 and last.startswith("eksft eval: "):
-        return ValueError(last[len("eksft eval: ") :])
     return WorkerFailed(
         f"eval worker {i} of {count} exited with code {code} ({last.strip()[:200] or 'no output'}); "
         f"{len(failed)} worker(s) failed, their finished problems are kept in samples.jsonl: rerun the same command to "
@@ -239,14 +239,15 @@ def _clean(folder: Path) -> None:
     if not folder.is_dir():
         return
     for path in folder.glob("worker-*.*"):
-        if path.suffix in (".json", ".log"):
+        if path.suffix in (".json", ".log", ".error"):
             path.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()
 
 
 def worker_main(spec_path: str) -> int:
-    """One worker: sample its calls, appending each finished problem's lines to its file at once."""
+    """One worker: sample its calls, appending each finished problem's lines to its file at once. A user error (bad
+    model, tokenizer without chat template) goes to ``worker-<i>.error`` for the parent to say; exit code 2."""
     from eksft.cli import _user_errors
 
     spec = json.loads(Path(spec_path).read_text())
@@ -254,6 +255,7 @@ def worker_main(spec_path: str) -> int:
         return _work(spec)
     except _user_errors() as err:
         print(f"eksft eval: {err}", file=sys.stderr, flush=True)
+        Path(spec_path).with_suffix(".error").write_text(str(err) or type(err).__name__)
         return 2
 
 

@@ -122,6 +122,19 @@ def test_merge_keeps_complete_problems_of_a_dead_run(setup, tmp_path):
     assert sorted(k[2] for k in done) == ["a", "b", "c"] and not list((tmp_path / "workers").iterdir())
 
 
+def test_a_workers_user_error_is_the_commands_error(tmp_path):
+    """A worker's user error (the same for every worker: a model without tokenizer) is said as one process says it;
+    any other death names the worker and its log."""
+    (tmp_path / "worker-1.log").write_text("loading\nSegmentation fault\n")
+    err = parallel._failure(tmp_path, [(1, 139)], 2)
+    assert isinstance(err, parallel.WorkerFailed) and "worker 1 of 2 exited with code 139 (Segmentation fault)" in str(
+        err
+    )
+    (tmp_path / "worker-1.error").write_text("could not load a tokenizer from m")
+    err = parallel._failure(tmp_path, [(1, 2)], 2)
+    assert type(err) is ValueError and str(err) == "could not load a tokenizer from m"
+
+
 @pytest.mark.parametrize(
     "flags, gpus, message",
     [
