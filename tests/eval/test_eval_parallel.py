@@ -6,7 +6,7 @@ reaching vLLM's engine (a stand-in ``vllm`` module), each worker's devices and t
 every visible GPU.
 
 CPU, tiny random Llama; each worker process imports transformers (about 5-10 s on 2 shared cores), which is most of
-this module's 40-60 s.
+this module's minute.
 """
 
 import json
@@ -226,3 +226,15 @@ def test_pipeline_evaluates_on_every_visible_gpu(monkeypatch, tmp_path):
         assert seen[-1] == expected, (gpus, ev)
     with pytest.raises(ValueError, match=r"pipeline eval\.data_parallel: need a whole number >= 1, got 0"):
         pipeline(data_parallel=0)
+    # a layout the machine cannot run stops before any stage (and before the output folder is made)
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    out = tmp_path / "never"
+    pc = pipeline(data_parallel=3)
+    pc.output_dir = str(out)
+    with pytest.raises(
+        ValueError, match=r"^pipeline eval\.data_parallel 3 x pipeline eval\.tensor_parallel 1 = 3 proc"
+    ):
+        pipeline_run.run_pipeline(pc, log=lambda *_: None)
+    assert not out.exists()
+    pc.stages = ["sft", "rl"]  # no evaluation: no check
+    pipeline_run.check_eval_layout(pc)
