@@ -118,11 +118,14 @@ def worker_envs(count: int, tensor_parallel: int) -> tuple[list[dict], int | Non
     """The environment of each worker and its torch threads (None on GPUs): ``CUDA_VISIBLE_DEVICES`` with its own
     ``tensor_parallel`` GPUs, or on CPUs an equal share of this process's torch threads; and ``PYTHONPATH`` leading
     to this ``eksft``."""
+    import site
+
     import torch
 
     base = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    base["PYTHONPATH"] = os.pathsep.join(x for x in (root, base.get("PYTHONPATH")) if x)
+    root = str(Path(__file__).resolve().parents[2])  # a checkout's root; an installed eksft needs none
+    if root not in (*site.getsitepackages(), site.getusersitepackages()):
+        base["PYTHONPATH"] = os.pathsep.join(x for x in (root, base.get("PYTHONPATH")) if x)
     devices = cuda_devices()
     if devices:
         tp = tensor_parallel

@@ -10,8 +10,10 @@ this module's minute.
 """
 
 import json
+import os
 import sys
 import types
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import pytest
@@ -199,6 +201,7 @@ def test_worker_devices_and_threads(monkeypatch):
     monkeypatch.setattr(parallel, "cuda_devices", lambda: ["2", "3", "5", "7"])
     envs, threads = parallel.worker_envs(2, 2)
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2,3", "5,7"] and threads is None
+    assert envs[0]["PYTHONPATH"].split(os.pathsep)[0] == str(Path(parallel.__file__).resolve().parents[2])  # this eksft
     monkeypatch.setattr(parallel, "cuda_devices", lambda: [])
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # this process's threads, shared out
     envs, threads = parallel.worker_envs(3, 1)
