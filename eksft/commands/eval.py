@@ -38,6 +38,8 @@ FLAGS = (
     "backend",
     "dtype",
     "gguf_file",
+    "data_parallel",
+    "tensor_parallel",
     "chat_template",
     "instruction",
     "extraction",
@@ -124,6 +126,7 @@ def resolved_settings(args) -> dict:
 
 
 def run(args) -> int:
+    from eksft.eval.parallel import WorkerFailed
     from eksft.eval.runner import EvalConfig, evaluate
     from eksft.eval.sampling import SamplingConfig
 
@@ -159,8 +162,13 @@ def run(args) -> int:
             protocol=args.protocol,
             bootstrap_resamples=args.bootstrap_resamples,
             bootstrap_seed=args.bootstrap_seed,
+            data_parallel=args.data_parallel,
+            tensor_parallel=args.tensor_parallel,
         )
         evaluate(cfg)
+    except WorkerFailed as err:  # a worker process died: what it finished is kept, a rerun resumes
+        print(f"eksft eval: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:  # EvalConfig.sampling.n -> --n, EvalConfig.ks -> --k: the flags of this command
         from .flags import cli_message
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .benchmarks import load_benchmark
 from .intervals import RESAMPLES
+from .parallel import check_parallel, sample_in_workers
 from .report import CHECKS, comparison_text, paired_comparisons, side_by_side, summarize, write_outputs
 from .sampling import SamplingConfig, choose_backend, make_sampler
 from .verify import EXTRACTIONS, check_answer, parse_gold
@@ -66,6 +67,20 @@ class EvalConfig:
         default=None, metadata={"help": "id column of file benchmarks (default: detected or row index)"}
     )
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+    data_parallel: int = field(
+        default=1,
+        metadata={
+            "help": "worker processes the problems are split over: one GPU each, or without GPUs CPU processes "
+            "sharing the threads; the samples equal one process's (docs/evaluation.md)"
+        },
+    )
+    tensor_parallel: int = field(
+        default=1,
+        metadata={
+            "help": "GPUs per model (vLLM backend), for a model that does not fit one GPU; data parallel x tensor "
+            "parallel GPUs in all"
+        },
+    )
     protocol: str | None = field(
         default=None,
         metadata={
@@ -105,6 +120,9 @@ class EvalConfig:
             )
         if not self.models or not self.benchmarks:
             raise ValueError("EvalConfig.models and EvalConfig.benchmarks: give at least one of each")
+        for name in ("data_parallel", "tensor_parallel"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalConfig.{name} {getattr(self, name)}: need at least 1")
         if self.bootstrap_resamples < 1:
             raise ValueError(
                 f"EvalConfig.bootstrap_resamples {self.bootstrap_resamples}: need at least 1 (2000 or "
@@ -162,18 +180,29 @@ def _check_resume(out: Path, cfg: EvalConfig) -> None:
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Run the evaluation; return ``{benchmark: {model: metrics}}`` (also written to ``cfg.output_dir``)."""
     cfg.validate()
+    backend = choose_backend(cfg.backend)
+    check_parallel(cfg, backend)
     benches, golds = _load_benchmarks(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, cfg)
     samples_path = out / "samples.jsonl"
     done = read_samples(samples_path, cfg.sampling.n)
-    backend = choose_backend(cfg.backend)
+    if cfg.data_parallel > 1:
+        sample_in_workers(cfg, benches, done, samples_path, backend, log)
+        return _summarize_and_write(cfg, out, benches, done, backend, log)
     for model in cfg.models:
         if all((model, b.name, p["id"]) in done for b in benches for p in b.problems):
             continue
         log(f"[eval] {model}: loading ({backend} backend)")
-        sampler = make_sampler(backend, model_source(model), cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
+        sampler = make_sampler(
+            backend,
+            model_source(model),
+            cfg.sampling,
+            dtype=cfg.dtype,
+            gguf_file=cfg.gguf_file,
+            tensor_parallel=cfg.tensor_parallel,
+        )
         for bench in benches:
             _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
         del sampler  # free the model before loading the next one

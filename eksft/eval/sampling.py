@@ -98,6 +98,11 @@ class _EntropyRecorder:
         return scores
 
 
+def hf_group_size(cfg: SamplingConfig) -> int:
+    """Problems per ``generate`` call of the HF backend: as many as fit ``batch_size`` sequences of ``n`` samples."""
+    return max(1, cfg.batch_size // cfg.n)
+
+
 class HFSampler:
     """Batched ``model.generate``; the same seed, problems and batch size give the same samples.
 
@@ -116,8 +121,7 @@ class HFSampler:
 
     @property
     def group_size(self) -> int:
-        """Problems per ``generate`` call: as many as fit ``batch_size`` sequences of ``n`` samples each."""
-        return max(1, self.cfg.batch_size // self.cfg.n)
+        return hf_group_size(self.cfg)
 
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
@@ -236,10 +240,18 @@ def _vllm_response_tokens(o) -> int:
 
 
 def make_sampler(
-    backend: str, name_or_path: str, cfg: SamplingConfig, *, dtype: str = "auto", gguf_file: str | None = None
+    backend: str,
+    name_or_path: str,
+    cfg: SamplingConfig,
+    *,
+    dtype: str = "auto",
+    gguf_file: str | None = None,
+    tensor_parallel: int = 1,
 ):
+    """The sampler of ``backend``; ``tensor_parallel`` > 1 (vLLM only) splits the model over that many devices."""
     if backend == "vllm":
-        return VLLMSampler(name_or_path, cfg, dtype)
+        split = {"tensor_parallel_size": tensor_parallel} if tensor_parallel > 1 else {}
+        return VLLMSampler(name_or_path, cfg, dtype, **split)
     from eksft.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, gguf_file=gguf_file)

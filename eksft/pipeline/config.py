@@ -32,12 +32,18 @@ class EvalSettings:
     top_k: int = 0
     dtype: str = "auto"
     chat_template: bool = True
+    data_parallel: int | None = None  # eval worker processes; default: every visible GPU (1 without GPUs)
+    tensor_parallel: int = 1  # GPUs per worker (vLLM), for a model that does not fit one GPU
 
     def __post_init__(self):
         if not self.benchmarks:
             raise ValueError("pipeline eval.benchmarks: give at least one benchmark (built-in name or file).")
         if self.n < 1:
             raise ValueError(f"pipeline eval.n: need at least 1 sample per problem, got {self.n}.")
+        for name in ("data_parallel", "tensor_parallel"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"pipeline eval.{name}: need a whole number >= 1, got {value!r}.")
         if self.ks is None:
             self.ks = sorted({1, min(32, self.n)})
         if any(k < 1 or k > self.n for k in self.ks):

@@ -110,7 +110,36 @@ def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
         train_rl(cfg, resume_from_checkpoint=resume)
 
 
+def eval_layout(pc: PipelineConfig) -> tuple[int, int]:
+    """``(data_parallel, tensor_parallel)`` of the evaluations: every visible GPU unless ``eval.data_parallel``
+    says otherwise (1 without GPUs)."""
+    from eksft.eval.parallel import default_data_parallel
+
+    e = pc.eval
+    return e.data_parallel or default_data_parallel(e.tensor_parallel), e.tensor_parallel
+
+
+def check_eval_layout(pc: PipelineConfig) -> None:
+    """Refuse, before any stage runs, an evaluation layout this machine cannot run (``eval.data_parallel`` x
+    ``eval.tensor_parallel`` over the GPUs or cores, tensor parallel without vLLM)."""
+    from types import SimpleNamespace
+
+    from eksft.eval.parallel import check_parallel
+    from eksft.eval.sampling import choose_backend
+
+    if not any(stage.endswith("_eval") for stage in pc.stages):
+        return
+    dp, tp = eval_layout(pc)
+    try:
+        check_parallel(SimpleNamespace(data_parallel=dp, tensor_parallel=tp), choose_backend(pc.eval.backend))
+    except ValueError as err:
+        raise ValueError(
+            str(err).replace("EvalConfig.", "pipeline eval.").replace("--backend vllm", "backend: vllm")
+        ) from None
+
+
 def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
+    """``eksft eval`` of one model, laid out by :func:`eval_layout`."""
     from eksft.eval.runner import EvalConfig, evaluate
     from eksft.eval.sampling import SamplingConfig
 
@@ -135,6 +164,8 @@ def _evaluate(model_dir: str, out: str, pc: PipelineConfig, log) -> None:
         dtype=e.dtype,
         limit=e.limit,
         progress=False,
+        data_parallel=eval_layout(pc)[0],
+        tensor_parallel=e.tensor_parallel,
     )
     evaluate(cfg, log=lambda text: None)
 
@@ -192,6 +223,7 @@ def run_pipeline(pc: PipelineConfig, log=print, only: list[str] | None = None) -
                 f"--methods: {', '.join(unknown)} not in the config's methods "
                 f"({', '.join(pc.methods)}); give their folder names."
             )
+    check_eval_layout(pc)
     os.makedirs(pc.output_dir, exist_ok=True)
     train_file = data_file(pc)
     with open(os.path.join(pc.output_dir, "pipeline_config.json"), "w", encoding="utf-8") as f:
