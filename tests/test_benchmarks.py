@@ -251,6 +251,10 @@ def test_gpu_check_tiny_runs_without_trl_or_datasets(tmp_path):
     assert step["status"] == "ok" and step["gradient_checkpointing"] and step["dtype"] == "bfloat16"
     assert step["eksft_over_sft_time"] > 0 and step["sft"]["loss"] > 0 and step["eksft"]["loss"] > 0
     assert len(step["eksft"]["times_ms"]) == doc["settings"]["repeats"]
+    # the scale path (pipeline smoke, vLLM eval, vLLM rl) needs a GPU: with --tiny each says it was skipped and why
+    scale = doc["scale_path"]
+    for name in ("pipeline_smoke", "eval_vllm", "rl_vllm"):
+        assert scale[name] == {"status": "skipped", "reason": "--tiny"}, scale
 
 
 def test_gpu_check_real_shapes_are_the_issues():

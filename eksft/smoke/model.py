@@ -46,9 +46,9 @@ TINY = dict(
     num_hidden_layers=2,
     hidden_size=64,
     intermediate_size=128,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=32,  # vLLM's GPU attention backends serve head sizes from 32
     max_position_embeddings=4096,
 )
 

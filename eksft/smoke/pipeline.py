@@ -117,7 +117,9 @@ def smoke_pipeline(path: str, output_dir: str | None = None, stages=None, method
         "replaced",
         "sizes and steps",
         "; ".join(
-            [*notes.get("sft", []), *notes.get("rl", []), *method_notes, "max_steps -> 2, a checkpoint every step"]
+            dict.fromkeys(
+                [*notes.get("sft", []), *notes.get("rl", []), *method_notes, "max_steps -> 2, a checkpoint every step"]
+            )
         ),
     )
     ck.add(
