@@ -21,13 +21,14 @@ def _config_class():
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_arguments(p, _config_class)
+    add_config_arguments(p, _config_class)  # GRPOConfig's ~250 fields, added when `rl` itself is parsed
     p.add_argument(
         "--smoke",
         action="store_true",
+        default=argparse.SUPPRESS,  # absent: not in the namespace, like the field flags
         help="run this config on a tiny random model of the same architecture (2 steps, capped lengths, the same "
         "engine on 2 CPU processes) into OUTPUT_DIR-smoke and print a checklist (docs/training.md)",
-    )  # GRPOConfig's ~250 fields, added when `rl` itself is parsed
+    )
 
 
 def config_from(path: str | None, overrides: dict | None = None):
@@ -36,7 +37,7 @@ def config_from(path: str | None, overrides: dict | None = None):
 
 
 def run(args) -> int:
-    if args.smoke:
+    if getattr(args, "smoke", False):
         from eksft.smoke import check_ok, smoke_job
 
         return check_ok(smoke_job("rl", args.config, flag_overrides(args, CLI_ONLY)))

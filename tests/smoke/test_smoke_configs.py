@@ -168,3 +168,14 @@ def test_a_folder_that_is_not_a_smoke_run_is_never_cleared(tmp_path, capsys):
     assert main(["train", path, "--smoke"]) == 2
     assert "smoke folder" in capsys.readouterr().err and keep.read_text() == "a real run"
     shutil.rmtree(tmp_path / "r-smoke")
+
+
+@pytest.mark.parametrize("command", ["train", "rl", "pipeline"])
+def test_smoke_flag_is_parsed_and_documented(command):
+    from eksft.cli import build_parser
+
+    parser = build_parser([command, "config.yaml", "--smoke"])
+    assert parser.parse_args([command, "config.yaml", "--smoke"]).smoke is True
+    assert getattr(parser.parse_args([command, "config.yaml"]), "smoke", False) is False
+    sub = parser._subparsers._group_actions[0].choices[command]
+    assert "--smoke" in sub.format_help()
