@@ -129,20 +129,24 @@ def rl_smoke(values: dict, model_dir: str, data_dir: str | None, gpu: bool, proc
     return v
 
 
+MARKER = ".eksft_smoke"  # written first into every smoke folder
+
+
 def prepare_folder(folder: str) -> None:
-    """The smoke folder starts empty: a folder left by an earlier smoke run (its smoke.json or smoke_model.json) is
-    cleared; any other non-empty folder is refused (it may hold a real run)."""
+    """The smoke folder starts empty: a folder left by an earlier smoke run (its :data:`MARKER`, even one stopped by
+    an error) is cleared; any other non-empty folder is refused (it may hold a real run)."""
     import shutil
 
     if os.path.isdir(folder) and os.listdir(folder):
-        mine = any(os.path.exists(os.path.join(folder, f)) for f in ("smoke.json", "model/smoke_model.json"))
-        if not mine:
+        if not os.path.exists(os.path.join(folder, MARKER)):
             raise ValueError(
                 f"smoke folder {folder!r} exists and holds files of something other than a smoke run; "
                 "move it away or pass --output_dir to choose another smoke folder."
             )
         shutil.rmtree(folder)
     os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as f:
+        f.write("a folder of `--smoke`: the next smoke run into it clears it\n")
 
 
 def smoke_folder(output_dir: str | None, default: str) -> str:

@@ -179,3 +179,13 @@ def test_smoke_flag_is_parsed_and_documented(command):
     assert getattr(parser.parse_args([command, "config.yaml"]), "smoke", False) is False
     sub = parser._subparsers._group_actions[0].choices[command]
     assert "--smoke" in sub.format_help()
+
+
+def test_a_smoke_folder_left_by_an_error_is_reused(tmp_path, capsys):
+    path = paper_copy(
+        tmp_path, "qwen3_4b_eksft.yaml", lambda v: v.update(lamda_kl=0.05, output_dir=str(tmp_path / "r"))
+    )
+    assert main(["train", path, "--smoke"]) == 2  # the stand-in data was written before the field check stopped it
+    assert main(["train", path, "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("'lamda_kl'") == 2 and "smoke folder" not in err
