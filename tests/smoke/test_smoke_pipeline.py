@@ -1,6 +1,7 @@
 """``eksft pipeline --smoke`` on the paper's pipelines and ``eksft rl --smoke`` on the paper's RL configs, under
 their engine (DeepSpeed ZeRO-3 from ``deepspeed: configs/ds_zero3.json`` and the 8-GPU ``launcher``) as a 2-process
-CPU launch through eksft.cpu_launch. Default suite: pipeline_qwen3_4b.yaml for one method, every stage (SFT with a
+CPU launch through eksft.cpu_launch. Default suite: pipeline_qwen3_4b.yaml for one method, sed_sft (its calibration
+of tau ran a forward on the ZeRO-3-partitioned model before the engine existed, and failed), every stage (SFT with a
 ZeRO-3 checkpoint and its resume, evaluation on stand-in benchmark files, DAPO with dynamic sampling, evaluation,
 report; ~100 s on 2 cores), and the one-line errors of a misspelled field and of data lacking the configured column.
 ``slow``: every paper pipeline in full and the RL configs alone."""
@@ -49,19 +50,11 @@ def check_pipeline(folder, methods: list[str], later: list[str]) -> dict:
 
 def test_paper_pipeline_smoke_one_method(tmp_path, capsys):
     folder = str(tmp_path / "smoke")
-    rc = main(
-        [
-            "pipeline",
-            os.path.join(PAPER, "pipeline_qwen3_4b.yaml"),
-            "--smoke",
-            "--output_dir",
-            folder,
-            "--methods",
-            "eksft",
-        ]
-    )
-    assert rc == 0
-    check_pipeline(folder, ["eksft"], ["eksft"])
+    config = os.path.join(PAPER, "pipeline_qwen3_4b.yaml")
+    assert main(["pipeline", config, "--smoke", "--output_dir", folder, "--methods", "sed_sft"]) == 0
+    check_pipeline(folder, ["sed_sft"], ["sed_sft"])
+    tau = json.load(open(os.path.join(folder, "sed_sft", "sft", "sed_tau.json")))
+    assert 0 < tau["tau"] <= 1 and tau["num_records"] == 8  # calibrated under ZeRO-3 (sed_calibration_samples capped)
     assert "smoke run passed" in capsys.readouterr().out
 
 
