@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from .checklist import Checklist, SmokeFailed
 from .engine import child_environment, describe, engine_of, launcher_for
 from .model import build_smoke_model, memory_estimate, parameter_count
-from .transform import rl_smoke, sft_smoke, smoke_folder
+from .transform import prepare_folder, rl_smoke, sft_smoke, smoke_folder
 
 
 def gpus() -> int:
@@ -115,8 +115,6 @@ def smoke_job(kind: str, path: str | None, overrides: dict, single_process: bool
     values = {**(load_yaml(path) if path else {}), **overrides}
     command = f"eksft {kind}"
     folder = smoke_folder(values.get("output_dir"), f"{kind}_output")
-    from .transform import prepare_folder
-
     prepare_folder(folder)
     ck = Checklist(command, path or "flags", folder)
     name = values.get("model_name_or_path") or "tiny-random-llama"
