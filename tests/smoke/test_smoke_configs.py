@@ -93,6 +93,9 @@ def test_size_estimate_from_a_config_at_hand(tmp_path):
     folder = tmp_path / "Qwen3-4B"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(QWEN3_4B))
+    from eksft.models.tiny import tiny_tokenizer
+
+    tiny_tokenizer().save_pretrained(folder)  # a tokenizer at hand: the smoke model keeps it
     params = parameter_count(real_config(str(folder)))
     assert 3.9e9 < params < 4.1e9  # "Number of Parameters: 4.0B" on the model card
     est = memory_estimate(
@@ -121,7 +124,7 @@ def test_size_estimate_from_a_config_at_hand(tmp_path):
         )
     )
     ck = smoke_job("train", str(cfg), {}, single_process=True)
-    assert ck.ok and statuses(ck)["size estimate"] == "ran"
+    assert ck.ok and statuses(ck)["size estimate"] == "ran" and statuses(ck)["tokenizer"] == "ran"
     assert ck.info["size"]["parameters"] == params and ck.info["size"]["sharding"] == "zero3"
     model = json.load(open(tmp_path / "run-smoke" / "model" / "config.json"))
     assert model["tie_word_embeddings"] is True and model["num_hidden_layers"] == 2
