@@ -36,6 +36,10 @@ test checks both are false.
    median step times, their ratio, and peak memory above the memory held before the step. The same pieces
    (``eksft.models.head.backbone_hidden_states`` / ``lm_head_parts``) that the trainer's fused path uses, without
    TRL's Trainer around them.
+3. **Scale path** (``scale_path``, benchmarks/scale_path.py, after the training step): a ``--smoke`` run of
+   configs/paper/pipeline_qwen3_4b.yaml on the GPU (bf16, real kernels, ZeRO-3 over NCCL), ``eksft eval`` with the
+   vLLM backend on a small random model, and 2 steps of ``eksft rl`` with vLLM rollouts, each a CLI subprocess with
+   a timeout and its own record (skipped with the reason without CUDA, with ``--tiny``, or without vLLM).
 """
 
 from __future__ import annotations
@@ -390,6 +394,8 @@ def parse(argv=None):
     p.add_argument("--train-T", dest="train_T", type=int, help="training-step tokens (default 4096; tiny 64)")
     p.add_argument("--skip-loss-head", action="store_true")
     p.add_argument("--skip-train-step", action="store_true")
+    p.add_argument("--skip-scale-path", action="store_true", help="no pipeline smoke / vLLM eval / vLLM rl runs")
+    p.add_argument("--work-dir", default=None, help="scale-path files (default: next to --out, else a temp folder)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; tiny 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed steps, median reported (default 5; tiny 2)")
     p.add_argument("--chunk-size", type=int, default=None, help="fused head rows per block (default: the library's)")
@@ -408,6 +414,18 @@ def parse(argv=None):
     if args.repeats < 1 or args.warmup < 0 or args.train_T < 4:
         p.error("need --repeats >= 1, --warmup >= 0, --train-T >= 4")
     return args
+
+
+def run_scale_path(args, budget) -> dict:
+    import tempfile
+
+    from scale_path import scale_path
+
+    skip = "--skip-scale-path" if args.skip_scale_path else ("--tiny" if args.tiny else None)
+    work = args.work_dir or (
+        os.path.join(os.path.dirname(os.path.abspath(args.out)), "scale_path") if args.out else None
+    )
+    return scale_path(Path(work or os.path.join(tempfile.gettempdir(), f"gpu_check_{os.getpid()}")), budget, skip)
 
 
 def main(argv=None) -> dict:
@@ -451,6 +469,7 @@ def main(argv=None) -> dict:
         head_rows += run_head_case(T, args.V, d, prec, args.impls, args, device, budget)
     if not args.skip_train_step:
         doc["train_step"] = train_step_check(args, device, budget)
+    doc["scale_path"] = run_scale_path(args, budget)
     for T, d, prec in later if not args.skip_loss_head else []:
         head_rows += run_head_case(T, args.V, d, prec, args.impls, args, device, budget)
     doc["loss_head"] = head_rows

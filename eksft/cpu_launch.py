@@ -17,7 +17,11 @@ imports it on a normal run:
 - **DeepSpeed**: DeepSpeed's CPU backend compiles a shared-memory all-reduce C++ op when its process group starts
   (about 110 s of CPU time, cached in ``~/.cache/torch_extensions``). Training never uses it (it serves DeepSpeed's
   inference all-reduce; training collectives go through torch.distributed/gloo), so it is marked unavailable and
-  nothing is compiled.
+  nothing is compiled. And where the training config itself names a DeepSpeed JSON (``deepspeed:``, as the paper
+  configs do), transformers builds the model inside ``deepspeed.zero.Init``, whose config reads the world size from
+  DeepSpeed's own communication backend; on CPU processes accelerate starts only torch's gloo group, so DeepSpeed
+  would see one process and refuse the batch sizes (``train_batch_size ... 16 != 1 * 8 * 1``). DeepSpeed's backend
+  is started over gloo first (:func:`start_deepspeed_comm`), as accelerate's GPU branch does with NCCL.
 
 Not for training runs: CPU processes are slow, and the GPU-only parts (NCCL, bf16 kernels, offload) are not exercised.
 """
@@ -57,6 +61,18 @@ def skip_deepspeed_shm_op() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # one dict, edits persist (deepspeed/ops)
 
 
+def start_deepspeed_comm() -> None:
+    """On a multi-process DeepSpeed launch, start DeepSpeed's communication backend over gloo (module docstring)."""
+    deepspeed_launch = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if not deepspeed_launch or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+        return
+    try:
+        import deepspeed
+    except ImportError:
+        return
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False, verbose=False)
+
+
 def may_use_deepspeed(argv: list[str]) -> bool:
     """DeepSpeed from the accelerate config, a ``--deepspeed`` flag or the training config's ``deepspeed:`` (read as
     text: a false positive only costs importing DeepSpeed, a miss the one-off compile)."""
@@ -77,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_fsdp_on_cpu()
     elif may_use_deepspeed(argv):
         skip_deepspeed_shm_op()
+        start_deepspeed_comm()
     from eksft.cli import main as cli_main
 
     return cli_main(argv)

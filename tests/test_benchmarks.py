@@ -251,6 +251,10 @@ def test_gpu_check_tiny_runs_without_trl_or_datasets(tmp_path):
     assert step["status"] == "ok" and step["gradient_checkpointing"] and step["dtype"] == "bfloat16"
     assert step["eksft_over_sft_time"] > 0 and step["sft"]["loss"] > 0 and step["eksft"]["loss"] > 0
     assert len(step["eksft"]["times_ms"]) == doc["settings"]["repeats"]
+    # the scale path (pipeline smoke, vLLM eval, vLLM rl) needs a GPU: with --tiny each says it was skipped and why
+    scale = doc["scale_path"]
+    for name in ("pipeline_smoke", "eval_vllm", "rl_vllm"):
+        assert scale[name] == {"status": "skipped", "reason": "--tiny"}, scale
 
 
 def test_gpu_check_real_shapes_are_the_issues():
@@ -290,3 +294,49 @@ def test_gpu_check_liger_plumbing_with_a_stand_in(monkeypatch, capsys):
     assert rows["fp32"]["status"] == rows["bf16_autocast"]["status"] == "ok"
     assert rows["fp32"]["parity"]["loss_rel_diff"] < 1e-6 and rows["bf16_autocast"]["parity"]["loss_rel_diff"] < 2e-2
     assert all(x["eksft_fused_over_liger_time"] is None for x in doc["loss_head_ratios"])  # eksft_fused not run
+
+
+def test_gpu_check_scale_path_commands_are_valid(monkeypatch, tmp_path):
+    """What the scale path would launch on a GPU, checked here: the pipeline smoke command and the eval command parse
+    with eksft's own parser, the rl config's fields are RLConfig fields, and each check gets its own record; without
+    vLLM the two vLLM checks say why they were skipped."""
+    import dataclasses
+
+    from eksft.cli import build_parser
+    from eksft.rl import RLConfig
+
+    sp = load("scale_path")
+    launched = []
+
+    def fake_run(name, cmd, budget):
+        launched.append((name, cmd))
+        return {"status": "ok", "seconds": 0.0, "command": cmd}
+
+    monkeypatch.setattr(sp, "_run", fake_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sp, "save_small_model", lambda folder: str(folder))
+    real_find_spec = importlib.util.find_spec
+    for has_vllm in (False, True):
+        launched.clear()
+        monkeypatch.setattr(
+            sp.importlib.util,
+            "find_spec",
+            lambda n, f=real_find_spec, v=has_vllm: object() if n == "vllm" and v else f(n),
+        )
+        out = sp.scale_path(tmp_path / f"work{has_vllm}", budget=None)
+        assert out["vllm_importable"] is has_vllm and out["pipeline_smoke"]["status"] == "ok"
+        if not has_vllm:
+            assert out["eval_vllm"]["status"] == out["rl_vllm"]["status"] == "skipped"
+            assert "vllm" in out["eval_vllm"]["reason"]
+    assert [n for n, _ in launched] == ["pipeline_smoke", "eval_vllm", "rl_vllm"]
+    for name, cmd in launched:
+        argv = cmd[cmd.index("eksft.cli") + 1 :]
+        args = build_parser(argv).parse_args(argv)
+        if name == "pipeline_smoke":
+            assert args.smoke and args.methods == ["eksft"] and args.config.endswith("pipeline_qwen3_4b.yaml")
+        elif name == "eval_vllm":
+            assert args.backend == "vllm"
+        else:
+            fields = {f.name for f in dataclasses.fields(RLConfig)}
+            config = json.loads(open(argv[1]).read())
+            assert set(config) <= fields and config["use_vllm"] is True and config["max_steps"] == 2

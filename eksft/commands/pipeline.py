@@ -26,6 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "processes; the report still covers every method with finished stages",
     )
     p.add_argument("--report_only", action="store_true", help="rewrite the report from finished stages; train nothing")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run the whole pipeline on a tiny random model of the same architecture (2 steps per stage, 4 problems "
+        "x 2 samples, the same engine on 2 CPU processes) into OUTPUT_DIR-smoke (or --output_dir) and print a "
+        "checklist (docs/training.md)",
+    )
 
 
 def run(args) -> int:
@@ -35,6 +42,10 @@ def run(args) -> int:
     from eksft.pipeline.report import write_report
     from eksft.pipeline.run import check_stage_folders
 
+    if args.smoke:
+        from eksft.smoke import check_ok, smoke_pipeline
+
+        return check_ok(smoke_pipeline(args.config, args.output_dir, args.stages, args.methods))
     pc = load_pipeline_config(args.config, {"output_dir": args.output_dir, "stages": args.stages})
     if args.report_only:
         write_report(pc, os.path.join(pc.output_dir, "report"))

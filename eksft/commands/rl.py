@@ -11,7 +11,7 @@ import argparse
 from eksft.config_io import add_config_arguments, config_from_file, flag_overrides
 
 HELP = "Reinforcement learning with DAPO (TRL GRPOTrainer) from any checkpoint (YAML config + --field overrides)."
-CLI_ONLY = ("config",)
+CLI_ONLY = ("config", "smoke")
 
 
 def _config_class():
@@ -22,6 +22,13 @@ def _config_class():
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, _config_class)  # GRPOConfig's ~250 fields, added when `rl` itself is parsed
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        default=argparse.SUPPRESS,  # absent: not in the namespace, like the field flags
+        help="run this config on a tiny random model of the same architecture (2 steps, capped lengths, the same "
+        "engine on 2 CPU processes) into OUTPUT_DIR-smoke and print a checklist (docs/training.md)",
+    )
 
 
 def config_from(path: str | None, overrides: dict | None = None):
@@ -30,6 +37,10 @@ def config_from(path: str | None, overrides: dict | None = None):
 
 
 def run(args) -> int:
+    if getattr(args, "smoke", False):
+        from eksft.smoke import check_ok, smoke_job
+
+        return check_ok(smoke_job("rl", args.config, flag_overrides(args, CLI_ONLY)))
     from eksft.rl import train_rl
     from eksft.train.run import run_job
 

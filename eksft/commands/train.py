@@ -12,7 +12,7 @@ import argparse
 from eksft.config_io import add_config_arguments, config_from_file, flag_overrides
 
 HELP = "Fine-tune a causal LM with EKSFT or a comparison loss (YAML config + --field overrides)."
-CLI_ONLY = ("config",)
+CLI_ONLY = ("config", "smoke")
 
 
 def _config_class():
@@ -23,6 +23,13 @@ def _config_class():
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, _config_class)
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        default=argparse.SUPPRESS,  # absent: not in the namespace, like the field flags
+        help="run this config on a tiny random model of the same architecture (2 steps, capped lengths, the same "
+        "engine on 2 CPU processes) into OUTPUT_DIR-smoke and print a checklist (docs/training.md)",
+    )
 
 
 def config_from(path: str | None, overrides: dict | None = None):
@@ -31,6 +38,10 @@ def config_from(path: str | None, overrides: dict | None = None):
 
 
 def run(args) -> int:
+    if getattr(args, "smoke", False):
+        from eksft.smoke import check_ok, smoke_job
+
+        return check_ok(smoke_job("train", args.config, flag_overrides(args, CLI_ONLY)))
     from eksft.train import train
     from eksft.train.run import run_job
 
