@@ -86,7 +86,7 @@ class EKSFTConfig(SFTConfig):
             Unit of the entropy `lambda_entropy` weights: H / ln V (`"normalized"`) or nats.
         iw_clip, psft_epsilon_high, psft_updates_per_batch, asft_lambda, sed_lambda, sed_k, sed_r, sed_tau,
         sed_calibration_samples, sed_calibration_data, gem_beta, random_mask_fraction, eaft_alpha, eaft_entropy,
-        eaft_topk:
+        eaft_topk, eaft_normalizer:
             The comparison losses' options, named after their loss (`eksft train --help`).
 
         mask_persistence_steps (`int`, *optional*, defaults to `10`), mask_persistence_share (`float`, *optional*,
@@ -195,12 +195,19 @@ class EKSFTConfig(SFTConfig):
     eaft_alpha: float = _f(1.0, "EAFT: exponent of the detached normalised-entropy weight h^alpha; 0 = SFT.")
     eaft_entropy: str = _f(
         "topk",
-        "EAFT: the entropy h: 'topk' = entropy of the softmax over the eaft_topk largest logits / ln(eaft_topk) "
-        "(the authors' statistic, which produced the published numbers; docs/losses.md) or 'full' = "
+        "EAFT: the entropy h: 'topk' = entropy of the softmax over the eaft_topk largest logits / "
+        "eaft_normalizer (the authors' statistic, which produced the published numbers; docs/losses.md) or 'full' = "
         "full-vocabulary entropy / ln V.",
         choices=["topk", "full"],
     )
     eaft_topk: int = _f(20, "EAFT: logits kept for eaft_entropy='topk' (>= 2; the authors used 20).")
+    eaft_normalizer: str = _f(
+        "authors",
+        "EAFT: what the top-k entropy is divided by: 'authors' = 3.0, the constant of the authors' code "
+        "(LLaMA-Factory's EAFT loss exactly, at eaft_topk = 20) or 'ln_k' = ln(eaft_topk), h in [0, 1] for any k "
+        "(the loss is the authors' x (3 / ln k)^eaft_alpha, 1.0014^eaft_alpha at k = 20).",
+        choices=["authors", "ln_k"],
+    )
     random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
     mask_persistence_steps: int = _f(
         10,
@@ -291,7 +298,7 @@ class EKSFTConfig(SFTConfig):
 
         if self.loss_type not in LOSSES:
             bad("loss_type", f"{self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}.")
-        check_choices(self, "loss_implementation", "scope", "data_format", "eaft_entropy")
+        check_choices(self, "loss_implementation", "scope", "data_format", "eaft_entropy", "eaft_normalizer")
         if self.scope == "global" and self.variant != "paper":
             bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
         if self.mask_persistence_steps < 0:

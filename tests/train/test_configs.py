@@ -46,6 +46,7 @@ LOSS_FIELDS = {
     "eaft_alpha",
     "eaft_entropy",
     "eaft_topk",
+    "eaft_normalizer",
 }
 # Real-hardware fields that cannot validate on a CPU test machine (bf16 needs a GPU, deepspeed the package).
 CPU_OVERRIDES = {"bf16": False, "deepspeed": None}
