@@ -86,6 +86,7 @@ def _cli() -> dict[str, dict]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
+    from eksft.config_io import range_text
     from eksft.eval.protocols import DEFAULTS
     from eksft.eval.runner import EvalConfig
     from eksft.eval.sampling import SamplingConfig
@@ -95,6 +96,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in FLAGS:
         f, kw = fields[name], dict(cli.get(name, {}))
         text = f.metadata["help"] + (f"; {kw.pop('more')}" if "more" in kw else "")
+        if "range" in f.metadata:
+            text += f"; allowed: {range_text(f.metadata['range'])}"
+        if "choices" in f.metadata:
+            kw.setdefault("choices", list(f.metadata["choices"]))
         flag = kw.pop("flag", "--" + name.replace("_", "-"))
         kind = str(f.type).replace(" | None", "")  # annotations are strings (from __future__ import annotations)
         if kind == "bool":  # on by default: the flag turns it off

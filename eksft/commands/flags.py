@@ -59,6 +59,12 @@ class Parser(argparse.ArgumentParser):
             names = tuple(dict.fromkeys(spellings))  # unique, dash forms first
         return super().add_argument(*names, **kwargs)
 
+    def error(self, message):
+        """A flag argparse refuses (a wrong type, a choice not offered, a missing argument): one line, exit code 2,
+        the flag named in the spelling ``--help`` shows (argparse's ``--a-b/--a_b`` is written ``--a-b``)."""
+        message = re.sub(r"(--[\w-]+)/--[\w-]+", r"\1", message)
+        self.exit(2, f"{self.prog}: {message}; `{self.prog} --help` lists the flags and their values.\n")
+
     def _get_option_tuples(self, option_string):
         """An abbreviation (``--output``) that matches both spellings of one flag is not ambiguous."""
         found = {}

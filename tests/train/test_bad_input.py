@@ -148,6 +148,37 @@ def null_prompt(tmp):
     write_lines(tmp / "train.jsonl", [good(1), good(2), json.dumps({"prompt": None, "completion": "5."})])
 
 
+def blank_completion(tmp):  # some records
+    write_lines(tmp / "train.jsonl", [good(1), json.dumps({"prompt": "2 + 3?", "completion": " \n"}), good(3)])
+
+
+def all_blank_completions(tmp):  # ended in a StopIteration inside TRL's _prepare_dataset
+    write_lines(tmp / "train.jsonl", [json.dumps({"prompt": f"{i} + 1?", "completion": ""}) for i in range(4)])
+
+
+def blank_prompt(tmp):  # with gold answers, for eksft rl
+    records = [{"prompt": f"What is {i} + 1?", "completion": f"{i + 1}.", "answer": str(i + 1)} for i in (1, 2)]
+    records.append({"prompt": "\t", "completion": "5.", "answer": "5"})
+    write_lines(tmp / "train.jsonl", [json.dumps(r) for r in records])
+
+
+def blank_chat_answer(tmp):
+    turn = [{"role": "user", "content": "2 + 3?"}, {"role": "assistant", "content": "  "}]
+    write_lines(tmp / "train.jsonl", [json.dumps({"messages": turn})] * 2)
+
+
+def csv_file(tmp):  # was read as JSON Lines ("line 1: invalid JSON")
+    (tmp / "train.csv").write_text("prompt,completion\n2 + 3?,5.\n")
+
+
+def folder_named_jsonl(tmp):
+    os.makedirs(tmp / "data.jsonl")
+
+
+def empty_folder(tmp):
+    os.makedirs(tmp / "data")
+
+
 def duplicate_key(tmp):
     (tmp / "c.yaml").write_text(
         "model_name_or_path: tiny-random-llama\nlearning_rate: 1e-3\nmax_steps: 1\nlearning_rate: 1e-2\n"
@@ -304,6 +335,61 @@ CASES = {
         2,
         ["train.jsonl line 3", "'prompt' must be a string", "got null"],
     ),
+    # issue 27: blank records, unsupported extensions, folders
+    "27-blank-completion": (
+        ["train", *FAST, *OVERWRITE],
+        blank_completion,
+        2,
+        ["train.jsonl line 2: field 'completion' is empty or only whitespace", "(1 of 3 records", "remove the record"],
+    ),
+    "27-all-blank-completions": (
+        ["train", *FAST, *OVERWRITE],
+        all_blank_completions,
+        2,
+        ["train.jsonl line 1: field 'completion' is empty", "(all 4 records are, this is the first)"],
+    ),
+    "27-blank-prompt": (
+        ["train", *FAST, *OVERWRITE],
+        blank_prompt,
+        2,
+        ["train.jsonl line 3: field 'prompt' is empty or only whitespace", "(1 of 3 records"],
+    ),
+    "27-blank-chat-answer": (
+        ["train", *FAST, *OVERWRITE],
+        blank_chat_answer,
+        2,
+        ["train.jsonl line 1: field 'messages' (its last assistant turn) is empty", "(all 2 records"],
+    ),
+    "27-csv": (
+        ["train", *FAST, *OVERWRITE, "--train_file", "train.csv"],
+        csv_file,
+        2,
+        ["train_file='train.csv': a .csv is not a data format eksft reads", ".json, .jsonl, .parquet", "from_csv"],
+    ),
+    "27-folder-named-jsonl": (
+        ["train", *FAST, *OVERWRITE, "--train_file", "data.jsonl"],
+        folder_named_jsonl,
+        2,
+        ["train_file='data.jsonl' is a folder without data files", ".json, .jsonl, .parquet file"],
+    ),
+    "27-empty-folder": (
+        ["train", *FAST, *OVERWRITE, "--train_file", "data"],
+        empty_folder,
+        2,
+        ["train_file='data' is a folder without data files", "dataset folder"],
+    ),
+    "27-rl-blank-prompt": (
+        ["rl", "--model_name_or_path", "tiny-random-llama", "--use_vllm", "false", "--report_to", "none", *OVERWRITE],
+        blank_prompt,
+        2,
+        ["eksft rl: train.jsonl line 3: field 'prompt' holds an empty or whitespace-only prompt", "fill it in"],
+    ),
+    "27-rl-csv": (
+        ["rl", "--model_name_or_path", "tiny-random-llama", "--use_vllm", "false", *OVERWRITE, "--train_file", "t.csv"],
+        lambda tmp: (tmp / "t.csv").write_text("prompt,answer\n2 + 3?,5\n"),
+        2,
+        ["train_file='t.csv': a .csv is not a data format eksft reads"],
+    ),
     "6-duplicate-yaml-key": (
         ["train", "c.yaml"],
         duplicate_key,
@@ -340,7 +426,7 @@ CASES = {
         ["train", *FAST, *OVERWRITE, "--rho", "1.5"],
         None,
         2,
-        ["`rho` must be in [0, 1], got 1.5", "EKSFTConfig.rho"],
+        ["EKSFTConfig.rho: must be in [0, 1], got 1.5"],
     ),
     "ok-vocabulary-mismatch": (
         ["train", *FAST, *OVERWRITE, "--ref_model", "ref", "--lambda_kl", "0.1"],
@@ -380,15 +466,26 @@ def test_debug_shows_the_traceback(env, monkeypatch):
         main(argv)
 
 
-def test_whitespace_completion_is_dropped_in_the_one_warning(make_config, tmp_path, caplog):
+def test_whitespace_completion_in_a_dataset_is_dropped_in_the_one_warning(make_config, caplog):
+    """A ``datasets.Dataset`` given in Python (files are refused record by record: CASES) keeps the drop and its one
+    warning; all blank is one error, not TRL's StopIteration."""
+    from datasets import Dataset
+
+    from eksft.train import EKSFTTrainer
+    from eksft.train.models import policy_and_tokenizer
+
+    cfg = make_config()
+    model, tokenizer = policy_and_tokenizer(cfg)
     records = arithmetic_records(6)
     records[1]["completion"], records[4]["completion"] = "   ", "\n\t"
-    cfg = make_config(train_file=write_jsonl(tmp_path / "ws.jsonl", records))
     with caplog.at_level(logging.WARNING, logger="eksft.train.trainer"):
-        trainer = build_trainer(cfg)
+        trainer = EKSFTTrainer(model, args=cfg, train_dataset=Dataset.from_list(records), processing_class=tokenizer)
     assert len(trainer.train_dataset) == 4
     warnings = [r.getMessage() for r in caplog.records if "were dropped" in r.getMessage()]
     assert warnings == ["2 of 6 train records were dropped: 2 have an empty or whitespace-only completion."]
+    blank = [{**r, "completion": " "} for r in records]
+    with pytest.raises(ValueError, match="all 6 train records have an empty or whitespace-only completion"):
+        EKSFTTrainer(model, args=cfg, train_dataset=Dataset.from_list(blank), processing_class=tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------------ faults
