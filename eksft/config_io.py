@@ -289,7 +289,7 @@ def config_from_values(values: dict, cls, where: str = "config", command: str = 
         raise ValueError(
             f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists every field."
         )
-    cfg = cls(**values)  # what HfArgumentParser.parse_dict does once the keys are known
+    cfg = cls(**_numbers(values, cls))  # what HfArgumentParser.parse_dict does once the keys are known
     for k, v in extra.items():
         if isinstance(v, str):
             from transformers.hf_argparser import string_to_bool
@@ -297,6 +297,22 @@ def config_from_values(values: dict, cls, where: str = "config", command: str = 
             v = string_to_bool(v)
         setattr(cfg, k, bool(v))
     return cfg
+
+
+def _numbers(values: dict, cls) -> dict:
+    """``values`` with each string given to an ``int`` / ``float`` field converted as its flag would be: YAML 1.1
+    reads ``1e-5`` (no dot) as a string, which nothing else converts. A string that is no number stays, and the
+    field's range check names it."""
+    hints, out = get_type_hints(cls), dict(values)
+    for key, value in values.items():
+        kind = hints.get(key)
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if typing.get_args(kind) else kind
+        if isinstance(value, str) and kind in (int, float):
+            try:
+                out[key] = kind(value)
+            except ValueError:
+                pass
+    return out
 
 
 def config_from_file(path: str | None, overrides: dict | None, cls, command: str):

@@ -20,7 +20,7 @@ eksft's own fields, every inherited field given a range in ``INHERITED_RANGES`` 
 learning rate, batch size, accumulation, steps / epochs, warm-up, max_length, seed, logging / save / eval steps,
 optimiser constants, and GRPO's generation settings), and ``COMMON_INHERITED``, the inherited enum and bool fields
 that appear in this repository's configs; the rest are transformers' to check and reach the same argparse types.
-CPU, no model loads (every refusal happens while the config is built); about 20 s on a loaded 2-core machine.
+CPU, no model loads (every refusal happens while the config is built); about 30 s on a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -278,3 +278,16 @@ def test_the_sweep_covers_what_it_says():
     assert "train:--per_device_train_batch_size 0" in ids and "train:--learning_rate nan" in ids
     assert "rl:--num_generations 1" in ids and "eval:--top-p 0.0" in ids and "demo:--rho 1.5" in ids
     assert len(CASES) + len(PIPELINE) > 300
+
+
+def test_yaml_numbers_without_a_dot_are_numbers_and_words_are_refused(env, capsys):
+    """YAML 1.1 reads ``1e-5`` as a string: it becomes the float its flag would give (it reached torch as a string
+    before); a word in a number field is one line naming the field."""
+    from eksft.commands.train import config_from
+
+    (env / "c.yaml").write_text("model_name_or_path: tiny-random-llama\nlearning_rate: 1e-5\nmax_steps: '3'\n")
+    cfg = config_from("c.yaml", {"output_dir": "out"})
+    assert (cfg.learning_rate, cfg.max_steps) == (1e-5, 3)
+    (env / "c.yaml").write_text("model_name_or_path: tiny-random-llama\nlearning_rate: fast\n")
+    line = refused_in_one_line("train", ["c.yaml", *OUTPUT["train"]], capsys, env / "run")
+    assert line == "eksft train: EKSFTConfig.learning_rate: must be a finite number >= 0, got 'fast'."
