@@ -113,16 +113,23 @@ def declared_ranges(cls) -> dict[str, str]:
     return {**getattr(cls, "INHERITED_RANGES", {}), **own}
 
 
+@functools.cache
+def _nullable(cls) -> frozenset[str]:
+    """The fields of ``cls`` annotated ``X | None`` (SFTConfig's ``max_length``: None = no truncation)."""
+    return frozenset(n for n, kind in get_type_hints(cls).items() if type(None) in typing.get_args(kind))
+
+
 def check_fields(cfg, owner: str | None = None) -> None:
     """Each field of dataclass ``cfg`` that declares ``choices`` (its own fields) or a range (:func:`declared_ranges`)
-    holds an allowed value (None where the field's default is None); else one ValueError naming ``owner.field``
-    (default: the class name), what is allowed and the value. Call it first in ``__post_init__`` / ``validate``."""
+    holds an allowed value (None where the field's default is None or its type allows it); else one ValueError
+    naming ``owner.field`` (default: the class name), what is allowed and the value. Call it first in
+    ``__post_init__`` / ``validate``."""
     owner = owner or type(cfg).__name__
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     own = set(getattr(type(cfg), "__annotations__", {}))
     check_choices(cfg, *(n for n, f in fields.items() if "choices" in f.metadata and n in own), owner=owner)
     for name, interval in declared_ranges(type(cfg)).items():
-        value, nullable = getattr(cfg, name), fields[name].default is None
+        value, nullable = getattr(cfg, name), fields[name].default is None or name in _nullable(type(cfg))
         if not (value is None and nullable) and not in_range(value, interval):
             unset = " or unset (null)" if nullable else ""
             number = in_range(value, "(-inf, inf)")  # a finite number, only outside the range

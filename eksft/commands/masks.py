@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run folders holding metrics.jsonl")
     p.add_argument(
         "--output-dir",
-        default=None,
-        help=f"masks.json and masks.png go here (default: {DEFAULT_OUTPUT}, in the first RUN_DIR)",
+        default=argparse.SUPPRESS,
+        help=f"masks.json and masks.png go here (default: {DEFAULT_OUTPUT}/ in the first RUN_DIR)",
     )
 
 
@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from eksft.analysis.masks import run_masks
 
-    out = args.output_dir or os.path.join(args.runs[0], DEFAULT_OUTPUT)
+    out = getattr(args, "output_dir", None) or os.path.join(args.runs[0], DEFAULT_OUTPUT)
     try:
         report = run_masks(args.runs, out)
     except ValueError as err:
