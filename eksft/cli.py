@@ -3,7 +3,8 @@
 Each command lives in ``eksft/commands/<name>.py`` and exposes ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Every command module is imported (each keeps its heavy imports — torch models, TRL, datasets
 — inside its functions), but only the chosen command's ``add_arguments`` runs, so ``eksft --help`` loads none of
-the config classes.
+the config classes. Every multi-word flag takes both spellings, ``--output-dir`` and ``--output_dir``; ``--help``
+shows the first (``eksft.commands.flags.Parser``).
 """
 
 from __future__ import annotations
@@ -33,16 +34,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     import its config class (TRL for ``train`` / ``rl``), so ``eksft --help`` imports none of them. Without
     ``argv``, every command's flags."""
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
-    parser = argparse.ArgumentParser(prog="eksft", description="Entropy-KL Selective Fine-Tuning and friends.")
+    from eksft.commands.flags import HelpFormatter, Parser
+
+    parser = Parser(prog="eksft", description="Entropy-KL Selective Fine-Tuning and friends.")
     parser.add_argument(
         "--debug", action="store_true", dest="_debug", help="show the traceback of an error (also: EKSFT_DEBUG=1)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(
-            name, help=module.HELP, description=module.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         if argv is None or name == chosen:
             module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -82,6 +82,18 @@ PRIVATE = (
         used_in="train/reference.py (reference model loads with the policy's attention)",
     ),
     Private("argparse:ArgumentParser", "_actions", set_by="argparse:_ActionsContainer.__init__", used_in="config_io"),
+    Private(
+        "argparse:ArgumentParser",
+        "_get_option_tuples",
+        ("option_string",),
+        used_in="commands/flags.Parser (an abbreviation of both spellings of one flag)",
+    ),
+    Private(
+        "argparse:HelpFormatter",
+        "_format_action_invocation",
+        ("action",),
+        used_in="commands/flags.HelpFormatter (--help shows one spelling)",
+    ),
     # Launch-only code (eksft/cpu_launch.py: ZeRO-3 / FSDP2 on CPU processes), never imported by a normal run.
     Private("accelerate.state:PartialState", "_shared_state", used_in="cpu_launch.enable_fsdp_on_cpu"),
     Private("deepspeed.ops", "__compatible_ops__", used_in="cpu_launch.skip_deepspeed_shm_op"),

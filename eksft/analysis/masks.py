@@ -161,12 +161,14 @@ def plot_masks(runs: dict, path: Path) -> None:
 
 
 def run_masks(run_dirs: list[str], out_dir: str | Path) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Read every run (errors first, before anything is written), then write ``masks.json`` and ``masks.png`` to
+    ``out_dir``; the report per run name."""
     names = [Path(d).resolve().name for d in run_dirs]
     if len(set(names)) != len(names):  # two runs named the same in different folders: keep the full paths
         names = [str(d) for d in run_dirs]
     runs = {name: read_run(d) for name, d in zip(names, run_dirs)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     report = {
         name: {"run_dir": str(d), "summary": summarize_run(r), **r, "targets": read_targets(d)}
         for (name, r), d in zip(runs.items(), run_dirs)

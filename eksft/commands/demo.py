@@ -35,10 +35,13 @@ def step_list(text: str) -> int | list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from eksft.config_io import range_text
     from eksft.demo.config import FIELDS
 
     for f in FIELDS:
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        if "range" in f.metadata:
+            text += f"; allowed: {range_text(f.metadata['range'])}"
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":  # annotations are strings (from __future__ import annotations)
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)

@@ -89,6 +89,7 @@ def _cli() -> dict[str, dict]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
+    from eksft.config_io import range_text
     from eksft.eval.protocols import DEFAULTS
     from eksft.eval.runner import EvalConfig
     from eksft.eval.sampling import SamplingConfig
@@ -98,6 +99,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in FLAGS:
         f, kw = fields[name], dict(cli.get(name, {}))
         text = f.metadata["help"] + (f"; {kw.pop('more')}" if "more" in kw else "")
+        if "range" in f.metadata:
+            text += f"; allowed: {range_text(f.metadata['range'])}"
+        if "choices" in f.metadata:
+            kw.setdefault("choices", list(f.metadata["choices"]))
         flag = kw.pop("flag", "--" + name.replace("_", "-"))
         kind = str(f.type).replace(" | None", "")  # annotations are strings (from __future__ import annotations)
         if kind == "bool":  # on by default: the flag turns it off
@@ -153,6 +158,7 @@ def run(args) -> int:
             dtype=args.dtype,
             gguf_file=args.gguf_file,
             limit=args.limit,
+            offset=args.offset,
             extraction=args.answer_extraction,
             verify_timeout=args.verify_timeout,
             problem_column=args.problem_column,

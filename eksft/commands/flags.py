@@ -1,12 +1,20 @@
-"""Library errors as the command line says them.
+"""Flags and errors as the command line spells them.
 
-The library names what is wrong by its Python name: a config field (``DemoConfig.task``, ``EvalConfig.sampling.n``)
-or a function's argument (``load_result.model``), so a Python caller reads what to change. When such an error
-reaches ``eksft COMMAND``, :func:`cli_message` rewrites those names into the command's flags (``--task``, ``--n``).
+One convention for every command: each multi-word flag is accepted with dashes and with underscores
+(``--output-dir`` and ``--output_dir``) and ``--help`` shows the dash form. :class:`Parser` does it for every
+``add_argument`` (eksft/cli.py builds every command's parser with it; TRL-config fields come through
+``HfArgumentParser``, which calls the same method), so no command spells its flags by hand.
+
+Library errors: the library names what is wrong by its Python name: a config field (``DemoConfig.task``,
+``EvalConfig.sampling.n``) or a function's argument (``load_result.model``), so a Python caller reads what to change.
+When such an error reaches ``eksft COMMAND``, :func:`cli_message` rewrites those names into the command's flags
+(``--task``, ``--n``).
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import re
 
 
@@ -27,3 +35,50 @@ def cli_message(err, owners: tuple[str, ...] = (), renames: dict[str, str] | Non
         return renames.get(name) or "--" + name.rsplit(".", 1)[1].replace("_", "-")
 
     return pattern.sub(flag, str(err))
+
+
+def dashed(option: str) -> str:
+    """``--output_dir`` -> ``--output-dir`` (the spelling ``--help`` shows); a short option is left as it is."""
+    return "--" + option[2:].replace("_", "-") if option.startswith("--") else option
+
+
+def underscored(option: str) -> str:
+    """``--output-dir`` -> ``--output_dir`` (the other accepted spelling)."""
+    return "--" + option[2:].replace("-", "_") if option.startswith("--") else option
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose every long option is accepted in both spellings: the dash form first (shown by
+    :class:`HelpFormatter` and in the usage line), then the underscore form. Sub-command parsers made by
+    ``add_subparsers`` are of this class too. The ``dest`` is unchanged (argparse derives it from the first long
+    option either way)."""
+
+    def add_argument(self, *names, **kwargs):
+        if names and all(n.startswith("-") for n in names):
+            spellings = [dashed(n) for n in names] + [underscored(n) for n in names]
+            names = tuple(dict.fromkeys(spellings))  # unique, dash forms first
+        return super().add_argument(*names, **kwargs)
+
+    def error(self, message):
+        """A flag argparse refuses (a wrong type, a choice not offered, a missing argument): one line, exit code 2,
+        the flag named in the spelling ``--help`` shows (argparse's ``--a-b/--a_b`` is written ``--a-b``)."""
+        message = re.sub(r"(--[\w-]+)/--[\w-]+", r"\1", message)
+        self.exit(2, f"{self.prog}: {message}; `{self.prog} --help` lists the flags and their values.\n")
+
+    def _get_option_tuples(self, option_string):
+        """An abbreviation (``--output``) that matches both spellings of one flag is not ambiguous."""
+        found = {}
+        for match in super()._get_option_tuples(option_string):
+            found.setdefault(id(match[0]), match)  # match[0]: the action
+        return list(found.values())
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` lists each flag once, in its dash form (the underscore spelling is accepted, not shown)."""
+
+    def _format_action_invocation(self, action):
+        shown = [s for s in action.option_strings if s == dashed(s) or dashed(s) not in action.option_strings]
+        if shown != action.option_strings:
+            action = copy.copy(action)
+            action.option_strings = shown
+        return super()._format_action_invocation(action)

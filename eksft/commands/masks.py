@@ -10,18 +10,27 @@ HELP = (
     "Plot mask statistics from RUN_DIR/metrics.jsonl over steps, several runs overlaid (PNG + JSON), and list the "
     "targets most often masked (RUN_DIR/mask_targets.json)."
 )
+#: where masks.json and masks.png go without --output-dir: a folder of the first RUN_DIR (no training file is named so)
+DEFAULT_OUTPUT = "masks"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run folders holding metrics.jsonl")
-    p.add_argument("--output-dir", required=True, help="masks.json and masks.png go here")
+    p.add_argument(
+        "--output-dir",
+        default=argparse.SUPPRESS,
+        help=f"masks.json and masks.png go here (default: {DEFAULT_OUTPUT}/ in the first RUN_DIR)",
+    )
 
 
 def run(args) -> int:
+    import os
+
     from eksft.analysis.masks import run_masks
 
+    out = getattr(args, "output_dir", None) or os.path.join(args.runs[0], DEFAULT_OUTPUT)
     try:
-        report = run_masks(args.runs, args.output_dir)
+        report = run_masks(args.runs, out)
     except ValueError as err:
         raise SystemExit(f"eksft masks: {err}") from None
     keys = ("masked_fraction", "iou_entropy_kl", "entropy_mean", "kl_mean")
@@ -33,7 +42,7 @@ def run(args) -> int:
     for name, r in report.items():
         if r["targets"]:
             print_targets(name, r["targets"])
-    print(f"\nwrote {args.output_dir}/masks.json and masks.png")
+    print(f"\nwrote {os.path.join(out, 'masks.json')} and masks.png")
     return 0
 
 

@@ -71,9 +71,17 @@ SPLIT_FIELDS = {"train_file": "train_split", "eval_file": "eval_split"}
 
 
 def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[str]]:
-    """Records of a local file and, for each, where it came from (``file:line`` or ``file:row``)."""
+    """Records of a local .json / .jsonl / .parquet file and, for each, where it came from (``file:line`` or
+    ``file:row``). Another extension (a .csv, a .txt) is refused naming the ones read, not guessed at."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{field}: data file {path!r} does not exist.")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise RecordError(
+            f"{field}={path!r}: {'a ' + suffix if suffix else 'a file without an extension'} is not a data format "
+            f"eksft reads; give a {', '.join(LOCAL_SUFFIXES)} file (JSON Lines: one JSON object a line), e.g. "
+            "convert a CSV with datasets.Dataset.from_csv(path).to_json('data.jsonl')."
+        )
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
@@ -108,7 +116,7 @@ def read_source(
     """Records of ``source``, the value of config field ``field``, and where each came from. ``source`` is a file, a
     dataset folder or a hub dataset name (module docstring); ``split`` (config field ``split_field``, by default
     the one of ``field`` in ``SPLIT_FIELDS``) picks the split of the last two. Errors name the fields."""
-    if source.endswith(LOCAL_SUFFIXES) or os.path.isfile(source):
+    if os.path.isfile(source) or (source.endswith(LOCAL_SUFFIXES) and not os.path.isdir(source)):
         return read_local(source, field)
     where = (field, split_field or SPLIT_FIELDS.get(field, "the split"))
     rows = (_read_folder if os.path.isdir(source) else _read_hub)(source, split, where).to_list()
@@ -135,6 +143,12 @@ def _read_folder(path: str, split: str, where: tuple[str, str]):
         if "Unknown split" in str(e):
             raise _unknown_split(path, where, e) from None
         raise
+    except FileNotFoundError as e:  # datasets' EmptyDatasetError: no data file in it
+        raise FileNotFoundError(
+            f"{where[0]}={path!r} is a folder without data files ({e}); give a {', '.join(LOCAL_SUFFIXES)} file or a "
+            "dataset folder (a hub dataset repo's layout such as data/train-00000-of-00001.parquet, or a "
+            "save_to_disk output)."
+        ) from None
 
 
 def _read_hub(name: str, split: str, where: tuple[str, str]):
@@ -224,7 +238,6 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
                     "{role, content} messages."
                 )
         if isinstance(prompt, str) and isinstance(completion, str):
-            # An empty or whitespace-only completion passes here: the trainer drops it, counted in its one warning.
             if system is None:
                 return {"prompt": prompt, "completion": completion}
             messages = [
@@ -262,6 +275,41 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def blank(value) -> bool:
+    """Text that is empty or only whitespace; for a list of turns, every non-system turn's content (a list with
+    no such turn is blank)."""
+    if isinstance(value, list):
+        return all(blank(m.get("content")) for m in value if isinstance(m, dict) and m.get("role") != "system")
+    return isinstance(value, str) and not value.strip()
+
+
+def _part(record: dict, part: str):
+    """The ``prompt`` or ``completion`` of a normalised record (of ``messages``: the turns before / the last one)."""
+    if part in record:
+        return record[part]
+    return record["messages"][-1:] if part == "completion" else record["messages"][:-1]
+
+
+def check_not_blank(records: list[dict], where: list[str], fmt: str, cols: Columns) -> None:
+    """Every normalised record has a prompt and a completion with text in them: an empty or whitespace-only one
+    teaches nothing (a blank completion: only an end of turn) and an all-blank file ended deep inside TRL. One
+    RecordError naming the first such record, the field, and how many there are."""
+    for part in ("completion", "prompt"):
+        bad = [i for i, r in enumerate(records) if blank(_part(r, part))]
+        if not bad:
+            continue
+        name = {"prompt_completion": getattr(cols, part), "messages": cols.messages}.get(fmt, cols.conversations)
+        if isinstance(_part(records[bad[0]], part), list):
+            name += "' (its last assistant turn)" if part == "completion" else "' (its turns before the answer)"
+        else:
+            name += "'"
+        count = "all" if len(bad) == len(records) else f"{len(bad)} of"
+        raise RecordError(
+            f"{where[bad[0]]}: field '{name} is empty or only whitespace ({count} {len(records)} records are, this "
+            f"is the first); every record needs a {part} to train on: fill it in or remove the record."
+        )
+
+
 def load_records(
     source: str,
     *,
@@ -283,6 +331,7 @@ def load_records(
         raise RecordError(f"{source}: no records found.")
     resolved = detect_format(rows[0], cols) if fmt == "auto" else fmt
     out = [normalise(r, resolved, cols, w, keep_messages) for r, w in zip(rows, where, strict=True)]
+    check_not_blank(out, where, resolved, cols)
     kinds = {("conv" if isinstance(r.get("prompt", r.get("messages")), list) else "text") for r in out}
     if len(kinds) > 1:  # Arrow needs one schema; mixing plain and chat records is also a data bug
         raise RecordError(f"{source}: mixes plain-text and conversational records; use one kind per file.")

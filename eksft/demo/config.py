@@ -32,17 +32,23 @@ class DemoConfig:
     )
     seeds: int = field(
         default=1,
-        metadata={"help": "repeat training and evaluation with seeds 0..N-1; N >= 2 reports mean ± 95% interval"},
+        metadata={
+            "help": "repeat training and evaluation with seeds 0..N-1; N >= 2 reports mean ± 95% interval",
+            "range": "[1, inf)",
+        },
     )
     first_seed: int = field(
         default=0,
         metadata={
             "help": "seeds run first_seed .. first_seed+N-1 (e.g. --first-seed 3 --seeds 3 for a confirmation run on "
-            "seeds not used to choose a setting)"
+            "seeds not used to choose a setting)",
+            "range": "[0, inf)",
         },
     )
     task: str = field(default="arithmetic-easy", metadata={"help": "built-in task used for training and evaluation"})
-    train_size: int = field(default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})"})
+    train_size: int = field(
+        default=160, metadata={"help": "training records (worked solutions ending in \\boxed{})", "range": "[1, inf)"}
+    )
     steps: int | list[int] = field(
         default=20,
         metadata={
@@ -51,29 +57,38 @@ class DemoConfig:
             "--data-regime self, the warm start's length (one)"
         },
     )
-    batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)"})
-    rho: float = field(default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per optimiser step", "range": "[1, inf)"})
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)", "range": "(0, inf)"}
+    )
+    rho: float = field(
+        default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)", "range": "[0, 1]"}
+    )
     lambda_entropy: float = field(
         default=0.05,
         metadata={
             "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the "
-            "published unit; [entropy_unit=nats] makes it per nat)"
+            "published unit; [entropy_unit=nats] makes it per nat)",
+            "range": "[0, inf)",
         },
     )
-    lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)"})
-    eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems"})
+    lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)", "range": "[0, inf)"})
+    eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems", "range": "[1, inf)"})
     eval_offset: int = field(
         default=0,
         metadata={
             "help": "skip the first N evaluation problems: --eval-offset 64 --eval-problems 64 evaluates problems "
-            "64-127, held out from a selection run on problems 0-63"
+            "64-127, held out from a selection run on problems 0-63",
+            "range": "[0, inf)",
         },
     )
-    samples: int = field(default=16, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this"})
-    max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling"})
+    samples: int = field(
+        default=16, metadata={"help": "samples per problem (temperature 1.0); pass@k up to this", "range": "[1, inf)"}
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "response length cap when sampling", "range": "[1, inf)"})
     heldout_solutions: int = field(
-        default=16, metadata={"help": "held-out worked solutions scored for entropy and KL to the base model"}
+        default=16,
+        metadata={"help": "held-out worked solutions scored for entropy and KL to the base model", "range": "[1, inf)"},
     )
     data_regime: str = field(
         default="given",
@@ -81,52 +96,47 @@ class DemoConfig:
             "help": "given: train each method from the model on the demo's worked solutions; self: the paper's "
             "data regime: SFT on them first (--steps, the warm start), then continue each method from that model "
             "on its own verified-correct solutions to new problems (--trace-problems, --trace-samples, "
-            "--continue-steps; docs/demo.md)"
+            "--continue-steps; docs/demo.md)",
+            "choices": REGIMES,
         },
     )
     trace_problems: int = field(
         default=256,
-        metadata={"help": "self regime: new problems (not trained on, not evaluated) the warm start solves"},
+        metadata={
+            "help": "self regime: new problems (not trained on, not evaluated) the warm start solves",
+            "range": "[1, inf)",
+        },
     )
     trace_samples: int = field(
         default=4,
-        metadata={"help": "self regime: samples per new problem (temperature 1.0); correct ones become the traces"},
+        metadata={
+            "help": "self regime: samples per new problem (temperature 1.0); correct ones become the traces",
+            "range": "[1, inf)",
+        },
     )
     continue_steps: int = field(
         default=20,
-        metadata={"help": "self regime: optimiser steps per method on the traces, from the warm start"},
+        metadata={
+            "help": "self regime: optimiser steps per method on the traces, from the warm start",
+            "range": "[1, inf)",
+        },
     )
-    threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)", "range": "[0, inf)"})
     quick: bool = field(default=False, metadata={"help": "tiny settings (about 1 minute): a smoke run, not a result"})
 
     def validate(self) -> None:
+        from eksft.config_io import check_fields
         from eksft.data.synthetic import BENCHMARKS
 
         self.parsed_methods()
         if self.task not in BENCHMARKS:
             raise ValueError(f"DemoConfig.task: {self.task!r} is not a task; choose one of {sorted(BENCHMARKS)}")
         self.expanded_methods()
-        for name in (
-            "seeds",
-            "train_size",
-            "batch_size",
-            "eval_problems",
-            "samples",
-            "max_new_tokens",
-            "heldout_solutions",
-            "trace_problems",
-            "trace_samples",
-            "continue_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DemoConfig.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("first_seed", "eval_offset"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DemoConfig.{name}: must be >= 0, got {getattr(self, name)}")
         if self.data_regime not in REGIMES:
             raise ValueError(
                 f"DemoConfig.data_regime: {self.data_regime!r} is not a data regime; choose one of {list(REGIMES)}"
             )
+        check_fields(self)  # the choices and ranges of the fields' metadata
         if self.data_regime == "self" and len(self.lengths) > 1:
             raise ValueError(
                 f"DemoConfig.steps: the self data regime takes one warm-start length, got {self.steps}; "

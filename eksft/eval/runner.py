@@ -17,7 +17,7 @@ from .benchmarks import load_benchmark
 from .intervals import RESAMPLES
 from .parallel import check_parallel, sample_in_workers
 from .report import CHECKS, comparison_text, paired_comparisons, side_by_side, summarize, write_outputs
-from .sampling import SamplingConfig, choose_backend, make_sampler
+from .sampling import BACKENDS, DTYPES, SamplingConfig, choose_backend, make_sampler
 from .verify import EXTRACTIONS, check_answer, parse_gold
 
 
@@ -38,15 +38,20 @@ class EvalConfig:
     )
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "how answers are sampled"})
     seed: int = field(default=0, metadata={"help": "same seed, same samples (HF backend)"})
-    backend: str = field(default="auto", metadata={"help": "auto: vLLM when importable with a GPU, else hf"})
-    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
+    backend: str = field(
+        default="auto", metadata={"help": "auto: vLLM when importable with a GPU, else hf", "choices": BACKENDS}
+    )
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16", "choices": DTYPES})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside each model folder"})
-    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
+    limit: int | None = field(
+        default=None, metadata={"help": "evaluate only the first N problems of each benchmark", "range": "[1, inf)"}
+    )
     offset: int = field(
         default=0,
         metadata={
             "help": "skip the first N problems of each benchmark (then --limit applies): held-out problems for a "
-            "confirmation run; ids and sampling seeds stay those of the whole benchmark"
+            "confirmation run; ids and sampling seeds stay those of the whole benchmark",
+            "range": "[0, inf)",
         },
     )
     extraction: str = field(
@@ -57,10 +62,13 @@ class EvalConfig:
                 "the last number in the completion (base models without \\boxed{}); samples.jsonl records last_boxed "
                 "and last_number "
                 "checks either way"
-            )
+            ),
+            "choices": EXTRACTIONS,
         },
     )
-    verify_timeout: int = field(default=5, metadata={"help": "seconds per math-verify parse or comparison"})
+    verify_timeout: int = field(
+        default=5, metadata={"help": "seconds per math-verify parse or comparison", "range": "[1, inf)"}
+    )
     problem_column: str | None = field(default=None, metadata={"help": "problem column of file benchmarks"})
     answer_column: str | None = field(default=None, metadata={"help": "gold answer column of file benchmarks"})
     id_column: str | None = field(
@@ -71,14 +79,16 @@ class EvalConfig:
         default=1,
         metadata={
             "help": "worker processes the problems are split over: one GPU each, or without GPUs CPU processes "
-            "sharing the threads; the samples equal one process's (docs/evaluation.md)"
+            "sharing the threads; the samples equal one process's (docs/evaluation.md)",
+            "range": "[1, inf)",
         },
     )
     tensor_parallel: int = field(
         default=1,
         metadata={
             "help": "GPUs per model (vLLM backend), for a model that does not fit one GPU; data parallel x tensor "
-            "parallel GPUs in all"
+            "parallel GPUs in all",
+            "range": "[1, inf)",
         },
     )
     protocol: str | None = field(
@@ -91,15 +101,19 @@ class EvalConfig:
         },
     )
     bootstrap_resamples: int = field(
-        default=RESAMPLES, metadata={"help": "resamples of the bootstrap over problems behind every 95% interval"}
+        default=RESAMPLES,
+        metadata={"help": "resamples of the bootstrap over problems behind every 95% interval", "range": "[1, inf)"},
     )
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of those resamples (same seed, same interval)"})
 
     def validate(self) -> None:
-        """Errors name the field (``EvalConfig.ks``, ``EvalConfig.sampling.n``); ``eksft eval`` prints its flags."""
+        """Errors name the field (``EvalConfig.ks``, ``EvalConfig.sampling.n``); ``eksft eval`` prints its flags.
+        Choices and ranges are the fields' metadata (``config_io.check_fields``)."""
+        from eksft.config_io import check_fields
+
+        check_fields(self, "EvalConfig")
+        check_fields(self.sampling, "EvalConfig.sampling")
         n = self.sampling.n
-        if n < 1:
-            raise ValueError(f"EvalConfig.sampling.n {n}: need at least one sample per problem")
         too_big = [k for k in self.ks if k > n]
         if too_big:
             raise ValueError(
@@ -109,25 +123,8 @@ class EvalConfig:
             )
         if any(k < 1 for k in self.ks) or not self.ks:
             raise ValueError(f"EvalConfig.ks {self.ks}: every k must be a positive integer")
-        if self.extraction not in EXTRACTIONS:
-            raise ValueError(f"EvalConfig.extraction {self.extraction!r}: choose one of {EXTRACTIONS}")
-        if self.sampling.temperature < 0 or self.sampling.max_new_tokens < 1:
-            raise ValueError("EvalConfig.sampling.temperature must be >= 0 and EvalConfig.sampling.max_new_tokens >= 1")
-        if self.offset < 0 or (self.limit is not None and self.limit < 1):
-            raise ValueError(
-                f"EvalConfig.offset {self.offset} / EvalConfig.limit {self.limit}: the offset must be >= 0 and the "
-                "limit >= 1 (or unset for all problems)"
-            )
         if not self.models or not self.benchmarks:
             raise ValueError("EvalConfig.models and EvalConfig.benchmarks: give at least one of each")
-        for name in ("data_parallel", "tensor_parallel"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvalConfig.{name} {getattr(self, name)}: need at least 1")
-        if self.bootstrap_resamples < 1:
-            raise ValueError(
-                f"EvalConfig.bootstrap_resamples {self.bootstrap_resamples}: need at least 1 (2000 or "
-                "more for a stable 95% interval)"
-            )
 
     def sample_settings(self) -> dict:
         """What the samples depend on; a resumed run must match it."""

@@ -11,22 +11,27 @@ import math
 from dataclasses import dataclass, field
 
 BACKENDS = ("auto", "hf", "vllm")
+#: the weights' dtype when a model loads (``eksft eval --dtype``, the pipeline's ``eval.dtype``)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
 class SamplingConfig:
-    n: int = field(default=32, metadata={"help": "samples per problem"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, 0: greedy"})
+    n: int = field(default=32, metadata={"help": "samples per problem", "range": "[1, inf)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, 0: greedy", "range": "[0, inf)"})
     top_p: float = field(
         default=1.0,
         metadata={
             "help": "nucleus cut; 1.0 (with top_k 0): the full distribution, "
-            "whatever the model's generation_config says"
+            "whatever the model's generation_config says",
+            "range": "(0, 1]",
         },
     )
-    top_k: int = field(default=0, metadata={"help": "0: no top-k cut"})
-    max_new_tokens: int = field(default=8192, metadata={"help": "longest response, in tokens"})
-    batch_size: int = field(default=32, metadata={"help": "sequences per generate call (HF backend)"})
+    top_k: int = field(default=0, metadata={"help": "0: no top-k cut", "range": "[0, inf)"})
+    max_new_tokens: int = field(default=8192, metadata={"help": "longest response, in tokens", "range": "[1, inf)"})
+    batch_size: int = field(
+        default=32, metadata={"help": "sequences per generate call (HF backend)", "range": "[1, inf)"}
+    )
     chat_template: bool = field(
         default=True,
         metadata={"help": "prompt through the tokenizer's chat template (base models: off, the raw problem text)"},

@@ -256,8 +256,8 @@ def ce_rows(fn, options: dict, vocab: int) -> CeRows | None:
         return CeRows(lambda lp, h, top: (torch.exp(lp), {}))
     if fn is eaft_loss:  # c = sg(h)^alpha, as eaft_loss computes it
 
-        def eaft(lp, h, top, alpha=options["alpha"]):
-            hn = normalized_entropy(h, top, vocab)
+        def eaft(lp, h, top, alpha=options["alpha"], normalizer=options["normalizer"]):
+            hn = normalized_entropy(h, top, vocab, normalizer)
             w = hn.pow(alpha)
             return w, {"weight_mean": w, "eaft_entropy_mean": hn}
 

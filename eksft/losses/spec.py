@@ -68,7 +68,9 @@ SPECS = {
     ),
     "gem": LossSpec(gem_loss, {"beta": "gem_beta", **_N}, fused="rows"),
     "eaft": LossSpec(
-        eaft_loss, {"alpha": "eaft_alpha", "entropy": "eaft_entropy", "topk": "eaft_topk", **_N}, fused="rows"
+        eaft_loss,
+        {"alpha": "eaft_alpha", "entropy": "eaft_entropy", "topk": "eaft_topk", "normalizer": "eaft_normalizer", **_N},
+        fused="rows",
     ),
     "global_reg": LossSpec(global_reg_loss, _REG, third="ref_logits", fused="rows"),
     "random_mask": LossSpec(

@@ -11,31 +11,40 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from eksft.config_io import load_yaml
+from eksft.config_io import check_fields, check_types, load_yaml
+from eksft.eval.sampling import BACKENDS, DTYPES
 
 STAGES = ("sft", "sft_eval", "rl", "rl_eval")
 TOP_KEYS = {"output_dir", "seed", "methods", "sft", "rl", "data", "eval", "stages", "launcher"}
 OWNED = ("output_dir", "seed")  # set per method and stage by the pipeline; a value in sft/rl would be misleading
 
 
+def _f(default, **metadata):
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class EvalSettings:
+    """The ``eval`` section. Ranges and choices are field metadata (``config_io.check_fields``), as in eksft eval."""
+
     benchmarks: list[str]
-    n: int = 32  # samples per problem (paper: 32)
+    n: int = _f(32, range="[1, inf)")  # samples per problem (paper: 32)
     ks: list[int] | None = None  # default: [1, the largest k <= n up to 32]
-    max_new_tokens: int = 8192  # paper: 8k response tokens
-    limit: int | None = None  # first problems of each benchmark
-    batch_size: int = 32
-    backend: str = "auto"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    dtype: str = "auto"
+    max_new_tokens: int = _f(8192, range="[1, inf)")  # paper: 8k response tokens
+    limit: int | None = _f(None, range="[1, inf)")  # first problems of each benchmark
+    batch_size: int = _f(32, range="[1, inf)")
+    backend: str = _f("auto", choices=BACKENDS)
+    temperature: float = _f(1.0, range="[0, inf)")
+    top_p: float = _f(1.0, range="(0, 1]")
+    top_k: int = _f(0, range="[0, inf)")
+    dtype: str = _f("auto", choices=DTYPES)
     chat_template: bool = True
     data_parallel: int | None = None  # eval worker processes; default: every visible GPU (1 without GPUs)
     tensor_parallel: int = 1  # GPUs per worker (vLLM), for a model that does not fit one GPU
 
     def __post_init__(self):
+        check_types(self, "pipeline eval")  # YAML values arrive unconverted
+        check_fields(self, "pipeline eval")
         if not self.benchmarks:
             raise ValueError("pipeline eval.benchmarks: give at least one benchmark (built-in name or file).")
         if self.n < 1:
@@ -60,8 +69,12 @@ class DataSplit:
     """One source cut into SFT records ``[0, sft_samples)`` and RL records ``[sft_samples, + rl_samples)``."""
 
     train_file: str
-    sft_samples: int
-    rl_samples: int | None = None
+    sft_samples: int = field(metadata={"range": "[1, inf)"})
+    rl_samples: int | None = _f(None, range="[1, inf)")
+
+    def __post_init__(self):
+        check_types(self, "pipeline data")
+        check_fields(self, "pipeline data")
 
 
 EVAL_KEYS = {f.name for f in fields(EvalSettings)}
@@ -80,6 +93,11 @@ class PipelineConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     launcher: str | None = None  # e.g. "accelerate launch --num_processes 8 -m eksft.cli": SFT/RL as subprocesses
     source: str | None = None  # the YAML file this came from
+
+    def __post_init__(self):
+        check_types(self, "pipeline")
+        if not 0 <= self.seed <= 2**32 - 1:  # numpy's seed range (every stage seeds numpy)
+            raise ValueError(f"pipeline `seed`: must be in [0, 4294967295], got {self.seed}.")
 
 
 def _section(value, name: str, base_dir: str) -> dict:
@@ -146,7 +164,9 @@ def pipeline_config_from(values: dict, base_dir: str = ".", source: str | None =
                 "the rest of the file)."
             )
         data = DataSplit(**data)
-    stages = list(values.get("stages") or STAGES)
+    stages = values.get("stages") or list(STAGES)
+    if not isinstance(stages, list):  # list("sft") would be its letters
+        raise ValueError(f"pipeline `stages`: must be a list of stages from {list(STAGES)}, got {stages!r}.")
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ValueError(f"pipeline `stages`: {bad} unknown; choose from {list(STAGES)}.")
@@ -156,7 +176,7 @@ def pipeline_config_from(values: dict, base_dir: str = ".", source: str | None =
         sft=_section(values.get("sft"), "sft", base_dir),
         rl=_section(values.get("rl"), "rl", base_dir),
         eval=EvalSettings(**ev),
-        seed=int(values.get("seed", 0)),
+        seed=values.get("seed", 0),
         data=data,
         stages=stages,
         launcher=values.get("launcher"),

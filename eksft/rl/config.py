@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig
 
-from eksft.config_io import check_choices
+from eksft.config_io import check_fields
 from eksft.eval.sampling import vllm_available
 from eksft.eval.verify import EXTRACTIONS
-from eksft.train.config import DATA_FORMATS, quiet_defaults
+from eksft.train.config import DATA_FORMATS, TRAINING_RANGES, quiet_defaults
 
 #: ``train_file: synthetic:NAME`` draws prompts from eksft.data.synthetic.training_records(NAME, ...).
 SYNTHETIC_PREFIX = "synthetic:"
@@ -33,7 +33,9 @@ def _f(default, help_text, **kw):
 class RLConfig(GRPOConfig):
     # ------------------------------------------------------------------------------------------------ DAPO
     # TRL's defaults already give dapo loss, temperature 1.0, beta 0 and lr 1e-6; these two differ from TRL's.
-    epsilon_high: float | None = _f(0.28, "DAPO clip-higher: upper clip is 1 + epsilon_high (lower: 1 - epsilon).")
+    epsilon_high: float | None = _f(
+        0.28, "DAPO clip-higher: upper clip is 1 + epsilon_high (lower: 1 - epsilon).", range="[0, inf)"
+    )
     mask_truncated_completions: bool = _f(True, "DAPO: completions cut at max_completion_length get no loss.")
     overlong_buffer_len: int | None = _f(
         None,
@@ -41,9 +43,12 @@ class RLConfig(GRPOConfig):
         "max_completion_length - overlong_buffer_len get a linear penalty down to -1 "
         "at max_completion_length (trl.rewards.get_soft_overlong_punishment). 0 = "
         "off. Unset: max_completion_length // 5 (DAPO: 4096 of 20480).",
+        range="[0, inf)",
     )
     overlong_penalty_factor: float = _f(
-        1.0, "Weight of the overlong penalty against the 0/1 accuracy reward (becomes reward_weights = [1, factor])."
+        1.0,
+        "Weight of the overlong penalty against the 0/1 accuracy reward (becomes reward_weights = [1, factor]).",
+        range="[0, inf)",
     )
     prompts_per_generation: int | None = _f(
         None,
@@ -51,6 +56,7 @@ class RLConfig(GRPOConfig):
         "generation_batch_size = prompts_per_generation * num_generations; the "
         "optimiser takes (generation_batch_size / completions per optimiser "
         "step) updates on each rollout batch.",
+        range="[1, inf)",
     )
     dynamic_sampling: bool = _f(
         True,
@@ -66,6 +72,7 @@ class RLConfig(GRPOConfig):
         "prompts_per_generation prompts each, the first included) per rollout batch "
         "(verl: max_num_gen_batches). When still short, a warning names this field and "
         "zero-variance groups fill the batch.",
+        range="[1, inf)",
     )
     dynamic_sampling_metric: str = _f(
         "reward",
@@ -86,7 +93,7 @@ class RLConfig(GRPOConfig):
         "(eksft.eval.verify; last_boxed = the final \\boxed{}, none = wrong).",
         choices=list(EXTRACTIONS),
     )
-    verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).")
+    verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).", range="[1, inf)")
     # ------------------------------------------------------------------------------------------------ model
     model_name_or_path: str | None = _f(
         None,
@@ -108,8 +115,9 @@ class RLConfig(GRPOConfig):
         0,
         "Skip the first N records: with SFT on the first N, RL gets the disjoint rest "
         "(the paper's split: 3k SFT / 43k RL).",
+        range="[0, inf)",
     )
-    max_samples: int | None = _f(None, "Use at most N records after skip_samples.")
+    max_samples: int | None = _f(None, "Use at most N records after skip_samples.", range="[1, inf)")
     data_format: str = _f(
         "auto",
         "Record format: prompt_completion, messages, sharegpt, or auto (by columns). "
@@ -142,7 +150,19 @@ class RLConfig(GRPOConfig):
     # TRL defaults bf16 to True, which fails on CPU; as in EKSFTConfig, default it to "where available".
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
 
+    #: GRPOConfig's own fields with a range; with TRAINING_RANGES, checked by config_io.check_fields
+    INHERITED_RANGES = {
+        **TRAINING_RANGES,
+        "num_generations": "[2, inf)",  # a group's advantages need two completions to differ
+        "max_completion_length": "[1, inf)",
+        "temperature": "(0, inf)",
+        "top_p": "(0, 1]",
+        "beta": "[0, inf)",
+        "epsilon": "[0, 1)",
+    }
+
     def __post_init__(self):
+        check_fields(self)  # every choice and range before TRL, transformers or torch read a value
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
         if self.use_vllm is None:
@@ -167,31 +187,18 @@ class RLConfig(GRPOConfig):
         super().__post_init__()
 
     def validate_rl(self) -> None:
-        """Fail early, naming the field and the fix."""
+        """Fail early, naming the field and the fix: what one field's choices and range (``check_fields``, first in
+        ``__post_init__``) cannot say."""
 
         def bad(name, msg):
             raise ValueError(f"RLConfig.{name}: {msg}")
 
-        check_choices(self, "answer_extraction", "data_format", "dynamic_sampling_metric")
-        if self.skip_samples < 0:
-            bad("skip_samples", f"must be >= 0, got {self.skip_samples}.")
-        if self.max_samples is not None and self.max_samples < 1:
-            bad("max_samples", f"must be >= 1 or unset, got {self.max_samples}.")
-        if self.overlong_buffer_len < 0:
-            bad("overlong_buffer_len", f"must be >= 0, got {self.overlong_buffer_len}.")
         if self.max_completion_length is not None and self.overlong_buffer_len >= self.max_completion_length:
             bad(
                 "overlong_buffer_len",
                 f"{self.overlong_buffer_len} must be below max_completion_length "
                 f"({self.max_completion_length}): the penalty starts at their difference. Lower it (or 0 = off).",
             )
-        if self.max_generation_batches < 1:
-            bad(
-                "max_generation_batches",
-                f"must be >= 1 (1 = filter only the first batch), got {self.max_generation_batches}.",
-            )
-        if self.prompts_per_generation is not None and self.prompts_per_generation < 1:
-            bad("prompts_per_generation", f"must be >= 1 or unset, got {self.prompts_per_generation}.")
         n_rewards = 2 if self.overlong_buffer_len > 0 else 1
         if self.reward_weights is not None and len(self.reward_weights) != n_rewards:
             bad(

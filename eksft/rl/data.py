@@ -23,6 +23,7 @@ from eksft.data.formats import (
     RecordError,
     _system,
     _text,
+    blank,
     detect_format,
     read_source,
     turns,
@@ -91,6 +92,12 @@ def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
         prompt = _text(value, where, cols.prompt) if isinstance(value, str) else turns(value, where, cols.prompt)
         c = row.get(cols.completion)
         completion = c if isinstance(c, str) or c is None else completion_of(c)
+    if blank(prompt):  # before the instruction is appended to it
+        field = cols.prompt if fmt == "prompt_completion" else name
+        raise RecordError(
+            f"{where}: field {field!r} holds an empty or whitespace-only prompt (the first such record); every "
+            "record needs a prompt: fill it in or remove the record."
+        )
     if isinstance(prompt, str):
         if cfg.instruction:
             prompt = f"{prompt}\n\n{cfg.instruction}"

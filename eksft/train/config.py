@@ -15,11 +15,34 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-from eksft.config_io import check_choices
+from eksft.config_io import check_fields
 from eksft.losses import LOSSES, SPECS
 from eksft.losses.selection import SCOPES
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
+#: Ranges of the transformers ``TrainingArguments`` fields people set most (the ``INHERITED_RANGES`` of EKSFTConfig
+#: and RLConfig; eksft's own fields declare theirs as ``range`` metadata). Checked before transformers / torch see
+#: the values (whose own words would not name the field: ``--learning_rate nan`` ended in "Invalid learning rate").
+TRAINING_RANGES = {
+    "learning_rate": "[0, inf)",
+    "per_device_train_batch_size": "[1, inf)",
+    "per_device_eval_batch_size": "[1, inf)",
+    "gradient_accumulation_steps": "[1, inf)",
+    "num_train_epochs": "(0, inf)",
+    "max_steps": "[-1, inf)",  # -1 (or 0): num_train_epochs decides
+    "warmup_steps": "[0, inf)",  # a fraction of the steps below 1, else a number of steps
+    "seed": "[0, 4294967295]",  # numpy's seed range (transformers seeds numpy too)
+    "data_seed": "[0, 4294967295]",
+    "logging_steps": "(0, inf)",  # a fraction of the steps below 1, else a number of steps
+    "save_steps": "(0, inf)",
+    "eval_steps": "(0, inf)",
+    "weight_decay": "[0, inf)",
+    "max_grad_norm": "[0, inf)",
+    "adam_beta1": "[0, 1)",
+    "adam_beta2": "[0, 1)",
+    "adam_epsilon": "[0, inf)",
+    "dataloader_num_workers": "[0, inf)",
+}
 DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
 
 
@@ -86,7 +109,7 @@ class EKSFTConfig(SFTConfig):
             Unit of the entropy `lambda_entropy` weights: H / ln V (`"normalized"`) or nats.
         iw_clip, psft_epsilon_high, psft_updates_per_batch, asft_lambda, sed_lambda, sed_k, sed_r, sed_tau,
         sed_calibration_samples, sed_calibration_data, gem_beta, random_mask_fraction, eaft_alpha, eaft_entropy,
-        eaft_topk:
+        eaft_topk, eaft_normalizer:
             The comparison losses' options, named after their loss (`eksft train --help`).
 
         mask_persistence_steps (`int`, *optional*, defaults to `10`), mask_persistence_share (`float`, *optional*,
@@ -134,14 +157,21 @@ class EKSFTConfig(SFTConfig):
         "where it applies, else logits (one info log line).",
         choices=list(LOSS_IMPLEMENTATIONS),
     )
-    rho: float = _f(0.2, "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.")
+    rho: float = _f(
+        0.2,
+        "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.",
+        range="[0, 1]",
+    )
     lambda_entropy: float = _f(
         0.05,
         "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "
         "per unit of entropy_unit (default H / ln V: 0.05 is the published strength, 0.0042 "
         "per nat at V = 151,936).",
+        range="[0, inf)",
     )
-    lambda_kl: float = _f(0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.")
+    lambda_kl: float = _f(
+        0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.", range="[0, inf)"
+    )
     selection: str = _f("union", "EKSFT: how M_H and M_KL combine.", choices=["union", "intersection", "entropy", "kl"])
     scope: str = _f(
         "micro_batch",
@@ -171,47 +201,66 @@ class EKSFTConfig(SFTConfig):
         "the same lambda). variant=official requires 'normalized'.",
         choices=["normalized", "nats"],
     )
-    iw_clip: float = _f(16.0, "IW-SFT: upper clip of the per-sequence importance weight.")
-    psft_epsilon_high: float = _f(0.28, "PSFT: upper clip of the ratio pi/pi_old (min(r, 1 + epsilon_high)).")
+    iw_clip: float = _f(16.0, "IW-SFT: upper clip of the per-sequence importance weight.", range="[0, inf)")
+    psft_epsilon_high: float = _f(
+        0.28, "PSFT: upper clip of the ratio pi/pi_old (min(r, 1 + epsilon_high)).", range="[0, inf)"
+    )
     psft_updates_per_batch: int = _f(
         8,
         "PSFT: optimiser steps per data batch; old log-probs are snapshotted when a "
         "data batch (this many optimiser steps of data) is drawn. 1 = plain SFT.",
+        range="[1, inf)",
     )
-    asft_lambda: float = _f(0.1, "ASFT: weight of KL(reference||policy).")
-    sed_lambda: float = _f(1.0, "SED-SFT: weight of the (p(y) - 1/2)^2 penalty.")
-    sed_k: int = _f(2, "SED-SFT: top-k mass S_k used for calibration and training.")
-    sed_r: float = _f(0.7, "SED-SFT: tau is the (1 - r) quantile of S_k on the starting model.")
+    asft_lambda: float = _f(0.1, "ASFT: weight of KL(reference||policy).", range="[0, inf)")
+    sed_lambda: float = _f(1.0, "SED-SFT: weight of the (p(y) - 1/2)^2 penalty.", range="[0, inf)")
+    sed_k: int = _f(2, "SED-SFT: top-k mass S_k used for calibration and training.", range="[1, inf)")
+    sed_r: float = _f(0.7, "SED-SFT: tau is the (1 - r) quantile of S_k on the starting model.", range="[0, 1]")
     sed_tau: float | None = _f(
         None,
         "SED-SFT: fixed tau; when unset it is calibrated before training and saved "
         "to OUTPUT_DIR/sed_tau.json (reused on resume).",
+        range="[0, 1]",
     )
-    sed_calibration_samples: int = _f(256, "SED-SFT: records used to calibrate tau.")
+    sed_calibration_samples: int = _f(256, "SED-SFT: records used to calibrate tau.", range="[1, inf)")
     sed_calibration_data: str | None = _f(
         None, "SED-SFT: data file for calibration (same formats as train_file); default: the training data."
     )
-    gem_beta: float = _f(0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).")
-    eaft_alpha: float = _f(1.0, "EAFT: exponent of the detached normalised-entropy weight h^alpha; 0 = SFT.")
+    gem_beta: float = _f(
+        0.7, "GEM: temperature beta of the detached target distribution softmax(z/beta).", range="(0, inf)"
+    )
+    eaft_alpha: float = _f(
+        1.0, "EAFT: exponent of the detached normalised-entropy weight h^alpha; 0 = SFT.", range="[0, inf)"
+    )
     eaft_entropy: str = _f(
         "topk",
-        "EAFT: the entropy h: 'topk' = entropy of the softmax over the eaft_topk largest logits / ln(eaft_topk) "
-        "(the authors' statistic, which produced the published numbers; docs/losses.md) or 'full' = "
+        "EAFT: the entropy h: 'topk' = entropy of the softmax over the eaft_topk largest logits / "
+        "eaft_normalizer (the authors' statistic, which produced the published numbers; docs/losses.md) or 'full' = "
         "full-vocabulary entropy / ln V.",
         choices=["topk", "full"],
     )
-    eaft_topk: int = _f(20, "EAFT: logits kept for eaft_entropy='topk' (>= 2; the authors used 20).")
-    random_mask_fraction: float = _f(0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).")
+    eaft_topk: int = _f(20, "EAFT: logits kept for eaft_entropy='topk' (>= 2; the authors used 20).", range="[2, inf)")
+    eaft_normalizer: str = _f(
+        "authors",
+        "EAFT: what the top-k entropy is divided by: 'authors' = 3.0, the constant of the authors' code "
+        "(LLaMA-Factory's EAFT loss exactly, at eaft_topk = 20) or 'ln_k' = ln(eaft_topk), h in [0, 1] for any k "
+        "(the loss is the authors' x (3 / ln k)^eaft_alpha, 1.0014^eaft_alpha at k = 20).",
+        choices=["authors", "ln_k"],
+    )
+    random_mask_fraction: float = _f(
+        0.1, "random_mask: share of targets dropped from CE (seeded by seed and step).", range="[0, 1]"
+    )
     mask_persistence_steps: int = _f(
         10,
         "EKSFT/random_mask: a token id masked at every occurrence for this many steps in a row (steps it "
         "occurred in) counts as persistently masked (logged as persistently_masked_fraction, listed in "
         "OUTPUT_DIR/mask_targets.json). 0 = no tracking.",
+        range="[0, inf)",
     )
     mask_persistence_share: float = _f(
         0.05,
         "EKSFT/random_mask: warn once when persistently masked tokens make up this share of a step's targets "
         "(they never get cross-entropy). 0 = never warn.",
+        range="[0, 1]",
     )
     # ------------------------------------------------------------------------------------------------- models
     model_name_or_path: str | None = _f(
@@ -231,9 +280,9 @@ class EKSFTConfig(SFTConfig):
         "auto", "Weights dtype when loading: auto, float32 or bfloat16.", choices=["auto", "float32", "bfloat16"]
     )
     use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
-    lora_r: int = _f(16, "LoRA rank.")
-    lora_alpha: int = _f(32, "LoRA alpha.")
-    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_r: int = _f(16, "LoRA rank.", range="[1, inf)")
+    lora_alpha: int = _f(32, "LoRA alpha.", range="(0, inf)")
+    lora_dropout: float = _f(0.0, "LoRA dropout.", range="[0, 1)")
     lora_target_modules: list[str] | None = _f(None, "LoRA target modules (default: all linear layers but lm_head).")
     # ---------------------------------------------------------------------------------------------------- data
     train_file: str | None = _f(
@@ -245,7 +294,9 @@ class EKSFTConfig(SFTConfig):
     train_split: str = _f("train", "Split of a hub dataset or dataset folder used for training.")
     eval_file: str | None = _f(None, "Evaluation data (same formats). Unset: see eval_split_size.")
     eval_split: str | None = _f(None, "Split of a hub dataset or folder (or of train_file's) used for evaluation.")
-    eval_split_size: float = _f(0.0, "Hold out this share (0-1) of the training records for evaluation.")
+    eval_split_size: float = _f(
+        0.0, "Hold out this share (0-1) of the training records for evaluation.", range="[0, 1)"
+    )
     data_format: str = _f(
         "auto",
         "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
@@ -257,7 +308,9 @@ class EKSFTConfig(SFTConfig):
     conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
     system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
     system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
-    max_samples: int | None = _f(None, "Use only the first N training records (and N evaluation records).")
+    max_samples: int | None = _f(
+        None, "Use only the first N training records (and N evaluation records).", range="[1, inf)"
+    )
     # -------------------------------------------------------------------------------------------------- output
     overwrite_output_dir: bool = _f(
         False,
@@ -269,6 +322,9 @@ class EKSFTConfig(SFTConfig):
     # TRL defaults bf16 to True, which fails on CPU; we default it to "where available".
     bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
 
+    #: SFTConfig's own fields with a range; with TRAINING_RANGES, checked by config_io.check_fields
+    INHERITED_RANGES = {**TRAINING_RANGES, "max_length": "[1, inf)"}
+
     def __post_init__(self):
         if self.deepspeed and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
             # Checked before SFTConfig's own (which would import DeepSpeed): one sharding backend per run.
@@ -277,6 +333,11 @@ class EKSFTConfig(SFTConfig):
                 "(e.g. --config_file configs/accelerate/fsdp.yaml); pass --deepspeed '' to train with FSDP, or "
                 "launch without the FSDP config to use DeepSpeed."
             )
+        if self.loss_type not in LOSSES:
+            raise ValueError(
+                f"EKSFTConfig.loss_type: {self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}."
+            )
+        check_fields(self)  # every choice and range before TRL, transformers or torch read a value
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
         quiet_defaults(self)
@@ -284,25 +345,10 @@ class EKSFTConfig(SFTConfig):
         self.validate_eksft()
 
     def validate_eksft(self) -> None:
-        """Fail early, naming the field and the fix."""
-
-        def bad(name, msg):
-            raise ValueError(f"EKSFTConfig.{name}: {msg}")
-
-        if self.loss_type not in LOSSES:
-            bad("loss_type", f"{self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}.")
-        check_choices(self, "loss_implementation", "scope", "data_format", "eaft_entropy")
+        """Fail early, naming the field and the fix: what one field's choices and range (``check_fields``, in
+        ``__post_init__``) cannot say."""
         if self.scope == "global" and self.variant != "paper":
-            bad("scope", "'global' is implemented for variant='paper' only; set variant: paper or scope: micro_batch.")
-        if self.mask_persistence_steps < 0:
-            bad("mask_persistence_steps", f"must be >= 0 (0 = no tracking), got {self.mask_persistence_steps}.")
-        if not 0.0 <= self.mask_persistence_share <= 1.0:
-            bad("mask_persistence_share", f"must be in [0, 1] (0 = never warn), got {self.mask_persistence_share}.")
-        if self.psft_updates_per_batch < 1:
-            bad("psft_updates_per_batch", f"must be >= 1, got {self.psft_updates_per_batch}.")
-        if self.sed_calibration_samples < 1:
-            bad("sed_calibration_samples", f"must be >= 1, got {self.sed_calibration_samples}.")
-        if not 0.0 <= self.eval_split_size < 1.0:
-            bad("eval_split_size", f"must be in [0, 1), got {self.eval_split_size}.")
-        if self.max_samples is not None and self.max_samples < 1:
-            bad("max_samples", f"must be >= 1 or unset, got {self.max_samples}.")
+            raise ValueError(
+                "EKSFTConfig.scope: 'global' is implemented for variant='paper' only; set variant: paper or "
+                "scope: micro_batch."
+            )

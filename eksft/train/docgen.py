@@ -7,6 +7,8 @@ import dataclasses
 
 from trl import SFTConfig
 
+from eksft.config_io import range_text
+
 from .config import EKSFTConfig
 
 
@@ -20,6 +22,8 @@ def field_table() -> str:
         choices = f.metadata.get("choices")
         if choices:
             help_text += f" Choices: {', '.join(map(str, choices))}."
+        if "range" in f.metadata:
+            help_text += f" Allowed: {range_text(f.metadata['range'])}."
         rows.append(f"| `{f.name}` | `{f.default!r}` | {help_text} |")
     return "\n".join(rows)
 

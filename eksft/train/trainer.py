@@ -163,10 +163,15 @@ class EKSFTTrainer(SFTTrainer):
         if not isinstance(dataset, Dataset) or "input_ids" in dataset.column_names:
             return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
         before = len(dataset)
-        # A whitespace-only completion teaches nothing but an end of turn: dropped like an empty one.
+        # A whitespace-only completion teaches nothing but an end of turn: dropped like an empty one (files read by
+        # eksft.data.formats refuse such records; this covers datasets passed in Python).
         dataset = dataset.filter(_has_completion)
         empty = before - len(dataset)
-        out = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        out = (  # TRL's preparation of an empty dataset ends in a StopIteration: none is prepared
+            super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+            if len(dataset)
+            else dataset
+        )
         truncated = len(dataset) - len(out) if not packing else 0
         if len(out) == 0:
             raise ValueError(

@@ -132,6 +132,25 @@ def test_masks_reads_runs_and_plots(tmp_path):
     assert (out / "masks.png").stat().st_size > 0
 
 
+def test_masks_without_output_dir_writes_into_the_first_run(tmp_path, capsys):
+    """`eksft masks RUN_DIR` alone: masks.json and masks.png in RUN_DIR/masks (not a run file for training's
+    output-folder checks); a missing run is one line and creates nothing."""
+    from eksft.train.output_dir import run_contents
+
+    write_metrics(tmp_path / "eksft", [0.4, 0.5])
+    write_metrics(tmp_path / "sft", [0.0, 0.0])
+    contents = run_contents(str(tmp_path / "eksft"))
+    assert cli.main(["masks", str(tmp_path / "eksft"), str(tmp_path / "sft")]) == 0
+    report = json.loads((tmp_path / "eksft" / "masks" / "masks.json").read_text())
+    assert set(report) == {"eksft", "sft"} and report["eksft"]["steps"] == [1, 2]
+    assert (tmp_path / "eksft" / "masks" / "masks.png").stat().st_size > 0
+    assert f"wrote {tmp_path / 'eksft' / 'masks' / 'masks.json'}" in capsys.readouterr().out
+    assert run_contents(str(tmp_path / "eksft")) == contents
+    with pytest.raises(SystemExit, match="eksft masks: .*missing/metrics.jsonl does not exist"):
+        cli.main(["masks", str(tmp_path / "missing")])
+    assert not (tmp_path / "missing").exists()
+
+
 def test_masks_errors_name_the_file_and_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "iou_entropy_kl": 0.5}\n{broken\n')

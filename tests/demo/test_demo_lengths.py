@@ -88,7 +88,7 @@ def test_first_seed_and_eval_offset_are_validated_and_reach_the_evaluation(monke
     import eksft.eval.runner as runner
 
     for bad in ({"first_seed": -1}, {"eval_offset": -2}):
-        with pytest.raises(ValueError, match=f"DemoConfig.{next(iter(bad))}: must be >= 0"):
+        with pytest.raises(ValueError, match=f"DemoConfig.{next(iter(bad))}: must be >= 0, got -"):
             DemoConfig(**bad).validate()
     trained, evaluated = [], []
 

@@ -87,3 +87,25 @@ def test_offset_takes_a_later_slice_with_the_ids_of_the_whole_set(tmp_path):
         load_benchmark(str(f), offset=4)
     with pytest.raises(ValueError, match="has 200 problems"):
         load_benchmark("arithmetic-easy", offset=200)
+
+
+def test_every_eval_flag_reaches_the_config(monkeypatch):
+    """Each field flag of `eksft eval` given a non-default value arrives in the EvalConfig (or its SamplingConfig)
+    that is evaluated: a flag the command parses but never passes on is silently ignored otherwise."""
+    import dataclasses
+
+    from eksft import cli
+    from eksft.commands.eval import FLAGS
+    from eksft.eval import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "evaluate", lambda cfg, **kw: seen.append(cfg))
+    values = {"offset": "3", "limit": "5", "data_parallel": "2", "seed": "7", "verify_timeout": "9"}
+    argv = ["eval", "m", "--benchmark", "arithmetic-easy", "--output-dir", "out"]
+    for name, value in values.items():
+        assert name in FLAGS
+        argv += [f"--{name.replace('_', '-')}", value]
+    assert cli.main(argv) == 0
+    (cfg,) = seen
+    got = {**dataclasses.asdict(cfg), **dataclasses.asdict(cfg.sampling)}
+    assert {name: str(got[name]) for name in values} == values

@@ -140,7 +140,7 @@ def test_a_workers_user_error_is_the_commands_error(tmp_path):
 @pytest.mark.parametrize(
     "flags, gpus, message",
     [
-        (["--data-parallel", "0"], None, "eksft eval: --data-parallel 0: need at least 1"),
+        (["--data-parallel", "0"], None, "eksft eval: --data-parallel: must be >= 1, got 0."),
         (["--tensor-parallel", "2"], None, "eksft eval: --tensor-parallel 2 needs the vLLM backend"),
         (["--data-parallel", "3"], None, "--data-parallel 3 x --tensor-parallel 1 = 3 processes, but no GPU"),
         (["--data-parallel", "3", "--tensor-parallel", "2", "--backend", "vllm"], 4, "needs 6 GPUs, 4 are visible"),

@@ -229,9 +229,10 @@ def masked(logits, labels, ref, mask, lam_h=0.05, lam_kl=0.05, entropy_unit="nor
     return ce - lam_h * lh + lam_kl * lk
 
 
-def eaft(logits, labels, alpha=1.0, entropy_kind="topk", k=20):
-    """EAFT: -h**alpha * log p(y), h detached: the entropy of the renormalised k largest probabilities over ln k
-    (topk; softmax of the top-k logits is the same distribution), or the full entropy over ln V (full)."""
+def eaft(logits, labels, alpha=1.0, entropy_kind="topk", k=20, normalizer="authors"):
+    """EAFT: -h**alpha * log p(y), h detached: the entropy of the renormalised k largest probabilities over 3.0
+    (the authors' constant) or over ln k (``normalizer="ln_k"``) (topk; softmax of the top-k logits is the same
+    distribution), or the full entropy over ln V (full)."""
     V = logits.shape[-1]
 
     def f(b, j):
@@ -242,7 +243,7 @@ def eaft(logits, labels, alpha=1.0, entropy_kind="topk", k=20):
             kk = min(k, V)
             top = sorted(probs(row).detach().tolist(), reverse=True)[:kk]
             z = sum(top)
-            h = -sum(p / z * math.log(p / z) for p in top) / math.log(kk)
+            h = -sum(p / z * math.log(p / z) for p in top) / (3.0 if normalizer == "authors" else math.log(kk))
         return -(h**alpha) * logp_of(row, labels[b, j])
 
     return per_token(f, logits, labels)

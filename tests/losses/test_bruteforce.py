@@ -110,6 +110,7 @@ def test_comparison_losses(seed):
     [
         {},
         {"alpha": 0.5, "topk": 5},
+        {"alpha": 0.5, "topk": 5, "normalizer": "ln_k"},
         {"alpha": 2.0, "topk": 2},
         {"alpha": 0.0, "topk": 7},
         {"entropy": "full"},
@@ -122,7 +123,12 @@ def test_eaft(seed, kw):
     """EAFT against the per-token loop, V = 31 (so the default k = 20 is a real top-k) and V = 13 (k = min(20, V))."""
     kw = dict(kw)
     tokens = kw.pop("num_items_in_batch", None)
-    ref_kw = {"alpha": kw.get("alpha", 1.0), "entropy_kind": kw.get("entropy", "topk"), "k": kw.get("topk", 20)}
+    ref_kw = {
+        "alpha": kw.get("alpha", 1.0),
+        "entropy_kind": kw.get("entropy", "topk"),
+        "k": kw.get("topk", 20),
+        "normalizer": kw.get("normalizer", "authors"),
+    }
     for V in (31, 13):
         logits, labels, _ = make_batch(seed=seed, V=V, dtype=torch.float64)
         n = len(R.targets(labels))

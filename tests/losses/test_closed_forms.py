@@ -214,17 +214,27 @@ def test_bf16_inputs_give_fp32_statistics():
 
 
 # ------------------------------------------------------------------------------------------------------------ EAFT
-@pytest.mark.parametrize("kw", [{}, {"entropy": "full"}, {"topk": 2, "alpha": 3.0}])
-def test_eaft_uniform_logits_is_sft(kw):
-    """Uniform rows have the largest entropy, h = 1 for both statistics: EAFT is SFT, loss ln V, same gradient."""
+@pytest.mark.parametrize(
+    "kw,w",
+    [
+        ({"normalizer": "ln_k"}, 1.0),
+        ({"entropy": "full"}, 1.0),
+        ({"topk": 2, "alpha": 3.0, "normalizer": "ln_k"}, 1.0),
+        ({}, LN(5) / 3),  # the authors' divisor: top-min(20, V) entropy ln 5, over 3.0
+        ({"topk": 2, "alpha": 3.0}, (LN(2) / 3) ** 3),
+    ],
+)
+def test_eaft_uniform_logits(kw, w):
+    """Uniform rows have the largest entropy, ln k of the top-k softmax: h = 1 over ln k or ln V (EAFT is SFT: loss
+    ln V, same gradient), h = ln k / 3 over the authors' 3.0 (SFT scaled by h^alpha)."""
     a, b = torch.zeros(2, 4, 5, dtype=torch.float64, requires_grad=True), torch.zeros(2, 4, 5, dtype=torch.float64)
     b.requires_grad_(True)
     labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 0, 4]])
     out = eaft_loss(a, labels, **kw)
-    assert out.loss.item() == pytest.approx(LN(5), rel=1e-12) and out.metrics["weight_mean"] == pytest.approx(1.0)
+    assert out.loss.item() == pytest.approx(w * LN(5), rel=1e-12) and out.metrics["weight_mean"] == pytest.approx(w)
     out.loss.backward()
     sft_loss(b, labels).loss.backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(a.grad, w * b.grad, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize(
@@ -232,10 +242,13 @@ def test_eaft_uniform_logits_is_sft(kw):
     [
         # p = (1/2, 1/6, 1/6, 1/6): H = ln 2 / 2 + ln 6 / 2, over ln 4
         ({"entropy": "full"}, (LN(2) / 2 + LN(6) / 2) / LN(4)),
-        # top 2 logits (ln 3, 0): softmax (3/4, 1/4), over ln 2
-        ({"topk": 2}, -(3 / 4 * LN(3 / 4) + 1 / 4 * LN(1 / 4)) / LN(2)),
+        # top 2 logits (ln 3, 0): softmax (3/4, 1/4), over the authors' 3.0 (default) or ln 2
+        ({"topk": 2}, -(3 / 4 * LN(3 / 4) + 1 / 4 * LN(1 / 4)) / 3),
+        ({"topk": 2, "normalizer": "ln_k"}, -(3 / 4 * LN(3 / 4) + 1 / 4 * LN(1 / 4)) / LN(2)),
         # top 3 logits (ln 3, 0, 0): softmax (3/5, 1/5, 1/5), over ln 3
-        ({"topk": 3, "alpha": 2.0}, (-(3 / 5 * LN(3 / 5) + 2 / 5 * LN(1 / 5)) / LN(3)) ** 2),
+        ({"topk": 3, "alpha": 2.0, "normalizer": "ln_k"}, (-(3 / 5 * LN(3 / 5) + 2 / 5 * LN(1 / 5)) / LN(3)) ** 2),
+        # all 4 logits (the default k = min(20, V)): p itself, over 3.0
+        ({}, (LN(2) / 2 + LN(6) / 2) / 3),
         ({"alpha": 0.0}, 1.0),
     ],
 )

@@ -36,6 +36,7 @@ def test_bad_options(kw, needle):
         ({"topk": 1}, "topk"),
         ({"topk": 2.5}, "topk"),
         ({"topk": True}, "topk"),
+        ({"normalizer": "ln20"}, "normalizer"),
     ],
 )
 def test_bad_eaft_options(kw, needle):

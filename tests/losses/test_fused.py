@@ -165,7 +165,14 @@ def test_other_losses_match_logits_path(loss_type, variant, fused_path):
 
 
 @pytest.mark.parametrize(
-    "options", [dict(entropy="full"), dict(alpha=0.5, topk=7), dict(alpha=2.0, entropy="full", topk=3)], ids=str
+    "options",
+    [
+        dict(entropy="full"),
+        dict(alpha=0.5, topk=7),
+        dict(topk=7, normalizer="ln_k"),
+        dict(alpha=2, entropy="full", topk=3),
+    ],
+    ids=str,
 )
 def test_eaft_options_match_logits_path(options, fused_path):
     """EAFT's weight from the top-k or the full entropy of each chunk's rows equals the logits path's (V = 1031, so

@@ -54,7 +54,7 @@ def frozen_surrogate(name, z0, labels, ref):
     w_iw = torch.stack([torch.exp((lp0_y - lq_y)[seq == b].mean()).clamp(0, 16) for b in seq.tolist()])
     s = torch.softmax(rows0 / 0.7, -1)
     top = torch.log_softmax(rows0.topk(min(20, rows0.shape[-1]), -1).values, -1)  # EAFT's default: k = min(20, V)
-    h_top = -(top.exp() * top).sum(-1) / math.log(top.shape[-1])
+    h_top = -(top.exp() * top).sum(-1) / 3.0  # over the authors' constant (normalizer="authors", the default)
 
     def f(z):
         logz = torch.log_softmax(z[:, :-1][valid[:, 1:]], -1)
@@ -99,7 +99,10 @@ def test_gradcheck_eksft_options(kw):
     assert torch.autograd.gradcheck(lambda z: call("eksft", z, labels, ref, **kw), (x,))
 
 
-@pytest.mark.parametrize("kw", [{"entropy": "full", "alpha": 0.5}, {"topk": 3, "alpha": 2.0}, {"alpha": 0.0}])
+@pytest.mark.parametrize(
+    "kw",
+    [{"entropy": "full", "alpha": 0.5}, {"topk": 3, "alpha": 2.0}, {"topk": 3, "normalizer": "ln_k"}, {"alpha": 0.0}],
+)
 def test_gradcheck_eaft_options(kw):
     """EAFT's weight h^alpha is detached: gradcheck on the surrogate with h frozen at z0, then the library's gradient
     against the surrogate's (as for the other stop-gradient losses)."""
@@ -112,8 +115,8 @@ def test_gradcheck_eaft_options(kw):
         h = -(logz0.exp() * logz0).sum(-1) / math.log(5)
     else:
         top = torch.log_softmax(rows0.topk(kw["topk"] if "topk" in kw else 5, -1).values, -1)
-        h = -(top.exp() * top).sum(-1) / math.log(top.shape[-1])
-    w = h ** kw["alpha"]
+        h = -(top.exp() * top).sum(-1) / (math.log(top.shape[-1]) if kw.get("normalizer") == "ln_k" else 3.0)
+    w = h ** kw.get("alpha", 1.0)
 
     def surrogate(z):
         lp = torch.log_softmax(z[:, :-1][valid[:, 1:]], -1).gather(-1, y[:, None]).squeeze(-1)

@@ -15,12 +15,12 @@ normalisation: a mean over the valid targets, or the sum over ``num_items_in_bat
   trainer turns into the loss and the ``entropy`` metric.
 
 eksft's loss and its gradient w.r.t. the logits (or the model's parameters, for TRL) must equal the peer's on random
-logits with ignored positions. Two deliberate differences, each a constant factor on the whole loss (so the same
-gradient direction, and the same AdamW updates but for its epsilon), are asserted as such:
+logits with ignored positions. EAFT's defaults are the authors' code (LLaMA-Factory: the top-20 entropy over 3.0),
+so that comparison has no factor. One deliberate difference, a constant factor on the whole loss (so the same
+gradient direction, and the same AdamW updates but for its epsilon), is asserted as such:
 
-* LLaMA-Factory's EAFT divides the top-20 entropy by 3.0, eksft by ln 20 = 2.9957 (so ln k works for any k):
-  LLaMA-Factory's loss = eksft's x (ln 20 / 3)^alpha;
-* Axolotl's EAFT does not normalise the entropy: Axolotl's loss = eksft's x (ln k)^alpha.
+* Axolotl's EAFT does not normalise the entropy: Axolotl's loss = eksft's x 3.0^alpha (eksft's default divisor) or
+  x (ln k)^alpha (``eaft_normalizer: ln_k``).
 
 LLaMA-Factory's ASFT is always a mean over the micro-batch's valid targets (it ignores ``num_items_in_batch``): it is
 eksft's ``asft`` with ``normalization="mean"`` only.
@@ -157,12 +157,25 @@ def test_asft_is_llamafactory_use_asft_loss(seed, asft_alpha):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("num_items", NUM_ITEMS)
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0])
-def test_eaft_is_llamafactory_use_eaft_loss_up_to_ln20_over_3(seed, num_items, alpha):
-    """Deliberate difference: LLaMA-Factory (the EAFT authors' code) divides the top-20 entropy by 3.0, eksft by
-    ln 20, so their loss and gradient are eksft's times (ln 20 / 3)^alpha (0.9986 at alpha = 1)."""
+def test_eaft_is_llamafactory_use_eaft_loss(seed, num_items, alpha):
+    """eksft's default EAFT (top-20 entropy over the authors' 3.0) is LLaMA-Factory's (the EAFT authors' code): the
+    same loss and gradient, no factor, to float64 rounding."""
     compare(
         lambda x, y, r: eaft_loss(x, y, alpha=alpha, **normalization(num_items)).loss,
         lambda x, y, r: llamafactory_eaft(x, y, num_items, alpha),
+        seed,
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_eaft_ln_k_is_llamafactory_times_3_over_ln20(seed, alpha):
+    """``eaft_normalizer: ln_k`` divides by ln 20 = 2.9957 instead: LLaMA-Factory's loss = eksft's x (ln 20 / 3)^alpha
+    (eksft's = theirs x 1.0014 at alpha = 1)."""
+    compare(
+        lambda x, y, r: eaft_loss(x, y, alpha=alpha, normalizer="ln_k").loss,
+        lambda x, y, r: llamafactory_eaft(x, y, None, alpha),
         seed,
         factor=(math.log(20) / 3.0) ** alpha,
     )
@@ -171,14 +184,16 @@ def test_eaft_is_llamafactory_use_eaft_loss_up_to_ln20_over_3(seed, num_items, a
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("num_items", NUM_ITEMS)
 @pytest.mark.parametrize("alpha,k", [(1.0, 20), (0.5, 5), (2.0, 8)])
-def test_eaft_is_axolotl_use_eaft_up_to_ln_k(seed, num_items, alpha, k):
+@pytest.mark.parametrize("normalizer", ["authors", "ln_k"])
+def test_eaft_is_axolotl_use_eaft_up_to_its_divisor(seed, num_items, alpha, k, normalizer):
     """Deliberate difference: Axolotl does not normalise the top-k entropy (and adds 1e-10 inside its log), so its
-    loss and gradient are eksft's (eaft_topk = eaft_k) times (ln k)^alpha."""
+    loss and gradient are eksft's (eaft_topk = eaft_k) times the divisor^alpha: 3.0^alpha by default, (ln k)^alpha
+    with normalizer='ln_k'."""
     compare(
-        lambda x, y, r: eaft_loss(x, y, alpha=alpha, topk=k, **normalization(num_items)).loss,
+        lambda x, y, r: eaft_loss(x, y, alpha=alpha, topk=k, normalizer=normalizer, **normalization(num_items)).loss,
         lambda x, y, r: axolotl_eaft(x, y, num_items, alpha, k),
         seed,
-        factor=math.log(k) ** alpha,
+        factor=(3.0 if normalizer == "authors" else math.log(k)) ** alpha,
         rtol=1e-7,  # Axolotl's epsilon moves the entropy by up to k * 1e-10
     )
 

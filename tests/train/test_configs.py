@@ -46,6 +46,7 @@ LOSS_FIELDS = {
     "eaft_alpha",
     "eaft_entropy",
     "eaft_topk",
+    "eaft_normalizer",
 }
 # Real-hardware fields that cannot validate on a CPU test machine (bf16 needs a GPU, deepspeed the package).
 CPU_OVERRIDES = {"bf16": False, "deepspeed": None}
@@ -128,7 +129,7 @@ def test_help_lists_every_field(capsys):
     [
         ({"loss_type": "nll"}, "loss_type"),
         ({"scope": "everywhere"}, "scope"),
-        ({"rho": 1.5}, r"rho.*EKSFTConfig\.rho"),
+        ({"rho": 1.5}, r"EKSFTConfig\.rho: must be in \[0, 1\], got 1\.5"),
         ({"loss_type": "sed_sft", "sed_k": 0}, "sed_k"),
         ({"psft_updates_per_batch": 0}, "psft_updates_per_batch"),
         ({"no_such_field": 1}, r"unknown field\(s\) \['no_such_field'\]"),
