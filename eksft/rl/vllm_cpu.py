@@ -74,6 +74,9 @@ def cpu_vllm_generation(args):
         return
     import trl.trainer.grpo_trainer as grpo
 
+    from eksft.compat import require
+
+    require("trl.generation")  # the private methods CPUColocateGeneration overrides and calls still exist
     vllm_cpu_env()
     original = grpo.VLLMGeneration
     grpo.VLLMGeneration = _generation_class()
