@@ -162,8 +162,11 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             continue
         log(f"[eval] {model}: loading ({backend} backend)")
         sampler = make_sampler(backend, model_source(model), cfg.sampling, dtype=cfg.dtype, gguf_file=cfg.gguf_file)
-        for bench in benches:
-            _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
+        try:
+            for bench in benches:
+                _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
+        finally:
+            getattr(sampler, "close", lambda: None)()  # vLLM: stop its engine process now
         del sampler  # free the model before loading the next one
     return _summarize_and_write(cfg, out, benches, done, backend, log)
 

@@ -163,6 +163,9 @@ class HFSampler:
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
 
+    def close(self) -> None:
+        """Nothing to stop (the model is freed with the sampler); :meth:`VLLMSampler.close` stops vLLM's engine."""
+
     def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
         if len(prompts) == 1:
             return [self._sample_one(prompts[0], seeds[0])]
@@ -246,6 +249,13 @@ class VLLMSampler:
 
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now. Otherwise it lives until garbage collection or the interpreter's exit,
+        where its shutdown logs to streams that may be closed by then (pytest's: ~60 lines of "Logging error")."""
+        core = getattr(getattr(getattr(self, "llm", None), "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
         from vllm import SamplingParams

@@ -31,6 +31,8 @@ def fake_vllm(monkeypatch):
         def get_tokenizer(self):
             return None
 
+        llm_engine = NS(engine_core=NS(shutdown=lambda: made.update(shutdown=True)))
+
         def generate(self, prompts, params, use_tqdm=False):
             made["params"] = params
             outs = []
@@ -65,6 +67,8 @@ def test_greedy_repeats_one_sample_and_drops_eos(fake_vllm):
     assert [p.n for p in fake_vllm["params"]] == [1, 1] and [p.seed for p in fake_vllm["params"]] == [11, 12]
     assert [[s.text for s in samples] for samples in out] == [["a-0"] * 3, ["b-0"] * 3]
     assert all(s.num_tokens == 2 and not s.truncated and s.mean_entropy is None for r in out for s in r)
+    sampler.close()  # the runner stops the engine process when a model is done
+    assert fake_vllm["shutdown"]
 
 
 def test_sampled_passes_settings_and_marks_truncation(fake_vllm):
