@@ -6,8 +6,7 @@ by :class:`CPUColocateGeneration`, which differs in two places (docs/rl.md, "vLL
 
 - the engine starts with ``enforce_eager=True`` (torch.compile made vLLM's CPU start-up minutes long for no
   throughput, docs/evaluation.md) and the policy's dtype (vLLM's ``auto`` turns a float32 model into bfloat16 on the
-  CPU, several times slower on a CPU without bf16 instructions, and the sampled tokens would no longer be the
-  policy's);
+  CPU, slower on a CPU without bf16 instructions, and the sampled tokens would no longer be the policy's);
 - weights are synced through the worker's ``reload_weights(weights_iterator=..., is_checkpoint_format=True)``
   instead of TRL's ``model.load_weights``: vLLM's CPU linear layers repack their weights after loading, and loading
   float32 weights into the repacked parameters fails (``'Parameter' object has no attribute 'weight_loader'``); the
@@ -15,8 +14,8 @@ by :class:`CPUColocateGeneration`, which differs in two places (docs/rl.md, "vLL
   does.
 
 vLLM in the trainer's process also replaces ``torch.set_num_threads`` with a no-op (its CPU worker keeps the thread
-pool it started with) and starts a one-process ``torch.distributed`` group (TRL's ``external_launcher``); both last
-until the process ends, as with TRL on a GPU, which is why the tests run it in a subprocess.
+pool it started with) and starts a one-process ``torch.distributed`` group (TRL's ``external_launcher``, on a GPU
+too); both last until the process ends, which is why the tests run ``eksft rl`` with vLLM in a subprocess.
 """
 
 from __future__ import annotations
