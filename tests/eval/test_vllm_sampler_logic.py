@@ -1,15 +1,17 @@
 """``VLLMSampler``'s own logic against a stand-in ``vllm`` module, so the default run covers it without vLLM:
 greedy draws one sample per problem and repeats it n times (vLLM refuses n > 1 at temperature 0), the eos token
 is not counted, per-problem seeds and the sampling settings reach ``SamplingParams``, and on a CPU the engine starts
-eager. The real engine is exercised by tests/eval/test_vllm_backend.py (``make test-vllm``)."""
+eager, bound to every core the process may use, with a bounded KV cache. The real engine is exercised by
+tests/eval/test_vllm_backend.py (``make test-vllm``)."""
 
+import os
 import sys
 import types
 from types import SimpleNamespace as NS
 
 import pytest
 
-from eksft.eval.sampling import SamplingConfig, VLLMSampler
+from eksft.eval.sampling import CPU_KVCACHE_GIB, SamplingConfig, VLLMSampler, cpu_id_list
 
 
 @pytest.fixture
@@ -29,6 +31,8 @@ def fake_vllm(monkeypatch):
         def get_tokenizer(self):
             return None
 
+        llm_engine = NS(engine_core=NS(shutdown=lambda: made.update(shutdown=True)))
+
         def generate(self, prompts, params, use_tqdm=False):
             made["params"] = params
             outs = []
@@ -46,6 +50,9 @@ def fake_vllm(monkeypatch):
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
     platforms = types.ModuleType("vllm.platforms")
     platforms.current_platform = NS(is_cpu=lambda: True)
+    for name in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND"):  # the teardown removes what the CPU path sets
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
     return made
@@ -54,10 +61,14 @@ def fake_vllm(monkeypatch):
 def test_greedy_repeats_one_sample_and_drops_eos(fake_vllm):
     sampler = VLLMSampler("m", SamplingConfig(n=3, temperature=0, max_new_tokens=7), dtype="float32")
     assert fake_vllm["engine"] == {"model": "m", "dtype": "float32", "seed": 0, "enforce_eager": True}
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == cpu_id_list(os.sched_getaffinity(0))  # every allowed core
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == str(CPU_KVCACHE_GIB)
     out = sampler.sample(["a", "b"], [11, 12])
     assert [p.n for p in fake_vllm["params"]] == [1, 1] and [p.seed for p in fake_vllm["params"]] == [11, 12]
     assert [[s.text for s in samples] for samples in out] == [["a-0"] * 3, ["b-0"] * 3]
     assert all(s.num_tokens == 2 and not s.truncated and s.mean_entropy is None for r in out for s in r)
+    sampler.close()  # the runner stops the engine process when a model is done
+    assert fake_vllm["shutdown"]
 
 
 def test_sampled_passes_settings_and_marks_truncation(fake_vllm):

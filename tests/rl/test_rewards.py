@@ -31,6 +31,7 @@ def rl_config(tmp_path, **kw):
 def no_vllm(monkeypatch):
     """These tests expect HF generation by default; a GPU machine with vLLM installed would choose vLLM."""
     monkeypatch.setattr("eksft.rl.config.vllm_available", lambda: False)
+    monkeypatch.setattr("eksft.rl.config.vllm_on_cpu", lambda: False)  # .venv-vllm: vLLM's CPU build is there
 
 
 def test_default_overlong_buffer_follows_max_completion_length(tmp_path):
