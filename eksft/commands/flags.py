@@ -82,3 +82,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             action = copy.copy(action)
             action.option_strings = shown
         return super()._format_action_invocation(action)
+
+
+def add_smoke_flag(p: argparse.ArgumentParser, where: str = "OUTPUT_DIR-smoke") -> None:
+    """``--smoke`` of ``eksft train`` / ``rl``: absent from the namespace unless given, like the field flags."""
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="run this config on a tiny random model of the same architecture (2 steps, capped lengths, the same "
+        f"engine on 2 CPU processes) into {where} and print a checklist (docs/training.md)",
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from eksft.commands.flags import add_smoke_flag
 from eksft.config_io import add_config_arguments, config_from_file, flag_overrides
 
 HELP = "Reinforcement learning with DAPO (TRL GRPOTrainer) from any checkpoint (YAML config + --field overrides)."
@@ -22,13 +23,7 @@ def _config_class():
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, _config_class)  # GRPOConfig's ~250 fields, added when `rl` itself is parsed
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        default=argparse.SUPPRESS,  # absent: not in the namespace, like the field flags
-        help="run this config on a tiny random model of the same architecture (2 steps, capped lengths, the same "
-        "engine on 2 CPU processes) into OUTPUT_DIR-smoke and print a checklist (docs/training.md)",
-    )
+    add_smoke_flag(p)
 
 
 def config_from(path: str | None, overrides: dict | None = None):
