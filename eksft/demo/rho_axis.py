@@ -27,7 +27,7 @@ def rho_sweep(summary: dict) -> dict[float, str]:
     ``eksft`` counts at the run's ``rho``); empty unless at least two distinct ρ were trained."""
     from eksft.methods import parse_method
 
-    default = float(summary["config"].get("rho", 0.2))
+    default = float(summary["config"]["rho"])  # the run's --rho (DemoConfig holds its default)
     found: dict[float, str] = {}
     for label in summary["seeds"][0]["runs"]:
         try:
