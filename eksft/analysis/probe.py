@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from eksft.losses.eksft import RHO
+
 
 def build_inputs(tokenizer, problem: str, solution: str, *, instruction: str, chat_template: bool):
     """``(input_ids, labels)``, both ``(1, T)``: prompt as ``eksft eval`` builds it, then the solution as response."""
@@ -38,7 +40,7 @@ def probe(
     *,
     instruction: str,
     chat_template: bool = True,
-    rho: float = 0.2,
+    rho: float = RHO,
     dtype: str = "float32",
 ) -> dict:
     """Token table of every model (see the module docstring). The first model's tokenizer is used for all."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eksft.losses.eksft import RHO
+
 HELP = "Heat map of each model's probability for every token of a reference solution (HTML + PNG + JSON)."
 
 
@@ -16,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem", required=True, help="problem text, or @FILE to read it from a file")
     p.add_argument("--solution", required=True, help="reference solution text, or @FILE")
     p.add_argument("--output-dir", required=True, help="probe.json, probe.html, probe.png go here")
-    p.add_argument("--rho", type=float, default=0.2, help="EKSFT masking ratio for the masked-token marks")
+    p.add_argument("--rho", type=float, default=RHO, help="EKSFT masking ratio for the masked-token marks")
     p.add_argument("--instruction", default=SamplingConfig().instruction, help="appended to the problem")
     p.add_argument("--no-chat-template", action="store_true", help="raw prompt text (base models)")
     p.add_argument("--dtype", default="float32", help="float32 keeps probabilities exact; bfloat16 halves memory")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from eksft.losses.eksft import LAMBDA_ENTROPY, LAMBDA_KL, RHO
+
 #: The starting model's label in every table and plot.
 BASE = "base"
 #: ``data_regime="self"``: the label of the warm-start model (SFT on the demo's records), where training continues.
@@ -62,17 +64,19 @@ class DemoConfig:
         default=1e-4, metadata={"help": "AdamW learning rate (cosine, 10% warmup)", "range": "(0, inf)"}
     )
     rho: float = field(
-        default=0.2, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)", "range": "[0, 1]"}
+        default=RHO, metadata={"help": "EKSFT top-k ratio (a method's [rho=...] overrides it)", "range": "[0, 1]"}
     )
     lambda_entropy: float = field(
-        default=0.05,
+        default=LAMBDA_ENTROPY,
         metadata={
             "help": "EKSFT entropy bonus weight, per unit of the method's entropy_unit (default H / ln V, the "
             "published unit; [entropy_unit=nats] makes it per nat)",
             "range": "[0, inf)",
         },
     )
-    lambda_kl: float = field(default=0.05, metadata={"help": "EKSFT KL penalty weight (per nat)", "range": "[0, inf)"})
+    lambda_kl: float = field(
+        default=LAMBDA_KL, metadata={"help": "EKSFT KL penalty weight (per nat)", "range": "[0, inf)"}
+    )
     eval_problems: int = field(default=32, metadata={"help": "held-out evaluation problems", "range": "[1, inf)"})
     eval_offset: int = field(
         default=0,

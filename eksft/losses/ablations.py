@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .baselines import prepare
-from .eksft import EksftPlan, empty_result, paper_statistics
+from .eksft import LAMBDA_ENTROPY, LAMBDA_KL, EksftPlan, empty_result, paper_statistics
 from .selection import random_select
 from .tokens import check_fraction, check_nonnegative, denominator, entropy_scale, mean_or_zero
 from .types import LossResult
@@ -18,8 +18,8 @@ def global_reg_loss(
     labels,
     ref_logits,
     *,
-    lambda_entropy=0.05,
-    lambda_kl=0.05,
+    lambda_entropy=LAMBDA_ENTROPY,
+    lambda_kl=LAMBDA_KL,
     entropy_unit="normalized",
     normalization="mean",
     ignore_index=-100,
@@ -87,8 +87,8 @@ def random_mask_loss(
     *,
     fraction=0.1,
     seed=0,
-    lambda_entropy=0.05,
-    lambda_kl=0.05,
+    lambda_entropy=LAMBDA_ENTROPY,
+    lambda_kl=LAMBDA_KL,
     entropy_unit="normalized",
     normalization="mean",
     ignore_index=-100,

@@ -36,6 +36,11 @@ from .tokens import (
 from .types import LossResult
 
 VARIANTS = ("paper", "official")
+#: The paper's hyper-parameters (section 4.1): the one place their defaults are written. ``EKSFTConfig``, the demo,
+#: ``eksft probe`` and the ablations read them from here.
+RHO = 0.2
+LAMBDA_ENTROPY = 0.05
+LAMBDA_KL = 0.05
 
 
 @dataclass
@@ -205,9 +210,9 @@ def eksft_loss(
     labels: torch.Tensor,
     ref_logits: torch.Tensor,
     *,
-    rho: float = 0.2,
-    lambda_entropy: float = 0.05,
-    lambda_kl: float = 0.05,
+    rho: float = RHO,
+    lambda_entropy: float = LAMBDA_ENTROPY,
+    lambda_kl: float = LAMBDA_KL,
     selection: str = "union",
     scope: str = "micro_batch",
     normalization: str = "mean",

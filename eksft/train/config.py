@@ -17,6 +17,7 @@ from trl import SFTConfig
 
 from eksft.config_io import check_fields
 from eksft.losses import LOSSES, SPECS
+from eksft.losses.eksft import LAMBDA_ENTROPY, LAMBDA_KL, RHO
 from eksft.losses.selection import SCOPES
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
@@ -160,19 +161,21 @@ class EKSFTConfig(SFTConfig):
         choices=list(LOSS_IMPLEMENTATIONS),
     )
     rho: float = _f(
-        0.2,
+        RHO,
         "EKSFT: share of valid targets selected by each statistic (Top-K, k = ceil(rho*N)); 0 = SFT.",
         range="[0, 1]",
     )
     lambda_entropy: float = _f(
-        0.05,
+        LAMBDA_ENTROPY,
         "EKSFT/global_reg/random_mask: weight of the entropy bonus on masked targets, "
         "per unit of entropy_unit (default H / ln V: 0.05 is the published strength, 0.0042 "
         "per nat at V = 151,936).",
         range="[0, inf)",
     )
     lambda_kl: float = _f(
-        0.05, "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.", range="[0, inf)"
+        LAMBDA_KL,
+        "EKSFT/global_reg/random_mask: weight of the KL(policy||reference) penalty, per nat.",
+        range="[0, inf)",
     )
     selection: str = _f("union", "EKSFT: how M_H and M_KL combine.", choices=["union", "intersection", "entropy", "kl"])
     scope: str = _f(
