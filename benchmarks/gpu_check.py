@@ -138,7 +138,7 @@ def head_step(impl: str, inputs, chunk_size: int) -> float:
     if impl == "sft_ce":
         return loss_head.step("sft_torch", *inputs, chunk_size)
     if impl == "sft_fused":
-        from eksft.losses.fused import fused_head_loss
+        from eksft.losses import fused_head_loss
 
         loss = fused_head_loss("sft", hidden, weight, labels, chunk_size=chunk_size).loss
     elif impl == "liger_flce":
@@ -283,7 +283,7 @@ def build_models(tiny: bool, device):
 def train_step_check(args, device, budget) -> dict:
     import torch
 
-    from eksft.losses.fused import eksft_head_loss, fused_head_loss
+    from eksft.losses import eksft_head_loss, fused_head_loss
     from eksft.models.head import backbone_hidden_states, lm_head_parts
 
     T = args.train_T

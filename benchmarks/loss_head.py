@@ -126,8 +126,8 @@ def step(impl: str, hidden, weight, ref_hidden, ref_weight, labels, chunk_size: 
     import torch
     import torch.nn.functional as F
 
-    from eksft.losses import eksft_loss
-    from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
+    from eksft.losses import eksft_head_loss, eksft_loss, fused_head_loss
+    from eksft.losses.fused import head_logits
 
     if impl == "eksft_logits":
         with torch.no_grad():

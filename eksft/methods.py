@@ -139,8 +139,8 @@ def check_overrides(method: Method, where: str = "methods") -> None:
     config's and the loss's own checks (so ``eksft[variant=official,entropy_unit=nats]`` fails here, not mid-run)."""
     from dataclasses import fields
 
+    from eksft.losses import BoundLoss
     from eksft.train.config import EKSFTConfig
-    from eksft.train.loss_seam import validate
 
     names = {f.name for f in fields(EKSFTConfig)}
     seen = set()
@@ -161,7 +161,7 @@ def check_overrides(method: Method, where: str = "methods") -> None:
             )
     try:
         cfg = EKSFTConfig(output_dir="/nonexistent/eksft-method-check", report_to=[], use_cpu=True, **method.fields)
-        validate(cfg)
+        BoundLoss.from_config(cfg)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {method.label!r}: {e}") from e
 

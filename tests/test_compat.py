@@ -25,7 +25,7 @@ def test_every_private_call_in_eksft_is_listed():
 
     source = "\n".join(f.read_text() for f in Path(compat.__file__).parent.rglob("*.py"))
     own = set(re.findall(r"def (_\w+)", source)) | set(re.findall(r"self\.(_\w+)\s*(?::[^=\n]*)?=[^=]", source))
-    own |= {"_run", "_debug", "_eksft_fields", "_eksft_hidden_forward"}  # eksft's argparse and model markers
+    own |= {"_run", "_debug", "_eksft_fields", "_eksft_loss_forward"}  # eksft's argparse and model markers
     overridden = set(re.findall(r"super\(\)\.(_[a-z]\w*)", source))
     read = set(re.findall(r"\b(?:self|t|trainer|config|p|HfArgumentParser)\.(_[a-z]\w*)", source))
     foreign = overridden | (read - own)

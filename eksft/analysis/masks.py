@@ -5,7 +5,7 @@ Each line of ``metrics.jsonl`` is one JSON object per logging step with a ``step
 are ignored. A key may carry a ``train/`` or ``train_`` prefix, as some loggers add one.
 
 Targets by how often they were masked: ``RUN_DIR/mask_targets.json``, written by training
-(eksft/train/mask_tracker.py: per token id, masked share, steps in which every occurrence was masked, final
+(eksft/train/step_log.py: per token id, masked share, steps in which every occurrence was masked, final
 probability); :func:`top_targets` picks the listing ``eksft masks`` and the demo report show.
 """
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eksft.losses.eksft import RHO
-
 HELP = "Heat map of each model's probability for every token of a reference solution (HTML + PNG + JSON)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from eksft.eval.sampling import SamplingConfig
+    from eksft.losses.eksft import RHO
 
     p.add_argument("models", nargs="+", metavar="MODEL", help="model folders or hub names; the first is the reference")
     p.add_argument("--problem", required=True, help="problem text, or @FILE to read it from a file")

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 
 from .baselines import prepare
+from .checks import check_fraction, check_nonnegative
 from .eksft import LAMBDA_ENTROPY, LAMBDA_KL, EksftPlan, empty_result, paper_statistics
 from .selection import random_select
-from .tokens import check_fraction, check_nonnegative, denominator, entropy_scale, mean_or_zero
-from .types import LossResult
+from .targets import LossResult, denominator, entropy_scale, mean_or_zero
 
 
 def global_reg_loss(
@@ -116,11 +116,7 @@ def random_mask_loss(
         normalization=normalization,
         num_items_in_batch=num_items_in_batch,
     )
-    loss = plan.objective(logp, h, kl)
-    plan.metrics["loss"] = float(loss.detach())
-    return LossResult(
-        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
-    )
+    return plan.result(t, logp, h, kl)
 
 
 def _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_size) -> float:
@@ -133,6 +129,7 @@ def plan_random_mask(
     logp,
     h,
     kl,
+    seq=None,
     *,
     fraction,
     seed,
@@ -145,7 +142,7 @@ def plan_random_mask(
 ) -> EksftPlan:
     """Random masking's mask and coefficients from detached ``(N,)`` statistics, as an :class:`EksftPlan` (the
     seeded mask is both the entropy and the KL set), so the logits path and the fused head share it as they share
-    :func:`plan_eksft`."""
+    :func:`plan_eksft` (whose signature it takes: ``seq`` is unused, the draw ignores sequences)."""
     scale = _check_random_mask(fraction, lambda_entropy, lambda_kl, entropy_unit, vocab_size)
     logp, h, kl = logp.detach(), h.detach(), kl.detach()
     n = logp.numel()

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from .tokens import (
+from .checks import NonFiniteError, check_choice, check_inputs, check_nonnegative
+from .targets import (
     NORMALIZATIONS,
-    NonFiniteError,
+    LossResult,
     Targets,
-    check_choice,
-    check_inputs,
-    check_nonnegative,
     denominator,
     entropy_from_logprobs,
     gather_targets,
@@ -21,7 +19,6 @@ from .tokens import (
     upcast,
     zero_loss,
 )
-from .types import LossResult
 
 
 def prepare(logits, labels, ignore_index, normalization, ref_logits=None, position_ids=None, ref_name="ref_logits"):
@@ -33,7 +30,7 @@ def prepare(logits, labels, ignore_index, normalization, ref_logits=None, positi
 def finish(
     per_token: torch.Tensor, logz: torch.Tensor, logp: torch.Tensor, t: Targets, normalization, num_items, **extra
 ):
-    """Normalise a ``(N,)`` per-token loss once (see ``tokens.denominator``) and attach the common metrics."""
+    """Normalise a ``(N,)`` per-token loss once (see ``targets.denominator``) and attach the common metrics."""
     loss = per_token.sum() / denominator(t.n, normalization, num_items, t.n)
     metrics = {
         "loss": float(loss.detach()),

@@ -14,7 +14,8 @@ import math
 import torch
 
 from .baselines import empty, finish, prepare
-from .tokens import check_choice, check_nonnegative, entropy_from_logprobs, log_probs, log_softmax32, upcast
+from .checks import check_choice, check_nonnegative
+from .targets import entropy_from_logprobs, log_probs, log_softmax32, upcast
 
 EAFT_ENTROPIES = ("topk", "full")
 #: What the top-k entropy is divided by: ``authors``, the constant of the authors' code (LLaMA-Factory's

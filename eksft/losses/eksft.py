@@ -13,15 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_choice, check_fraction, check_inputs, check_nonnegative
 from .selection import LOCAL_SCOPES, SELECTIONS, combine, iou, official_select, paper_select
-from .tokens import (
+from .targets import (
     ENTROPY_UNITS,
     NORMALIZATIONS,
+    LossResult,
     Targets,
-    check_choice,
-    check_fraction,
-    check_inputs,
-    check_nonnegative,
     denominator,
     entropy_from_logprobs,
     entropy_scale,
@@ -33,7 +31,6 @@ from .tokens import (
     upcast,
     zero_loss,
 )
-from .types import LossResult
 
 VARIANTS = ("paper", "official")
 #: The paper's hyper-parameters (section 4.1): the one place their defaults are written. ``EKSFTConfig``, the demo,
@@ -80,7 +77,7 @@ class EksftPlan:
 
     def part(self, rows: slice) -> EksftPlan:
         """The plan restricted to targets ``rows``, coefficients unchanged: under ``scope="global"`` one plan covers
-        every process's targets and each process forms the objective of its own slice (eksft/train/global_scope.py).
+        every process's targets and each process forms the objective of its own slice (eksft/losses/eksft_global.py).
         """
         return dataclasses.replace(
             self,
@@ -91,6 +88,13 @@ class EksftPlan:
             kl_set=self.kl_set[rows],
             metrics=dict(self.metrics),
         )
+
+    def result(self, t: Targets, logp: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor) -> LossResult:
+        """The :class:`LossResult` of the logits path: :meth:`objective` with ``loss`` logged, the mask and the
+        target log-probabilities scattered back to ``(B, T)`` over the targets ``t``."""
+        loss = self.objective(logp, entropy, kl)
+        self.metrics["loss"] = float(loss.detach())
+        return LossResult(loss, self.metrics, mask=t.scatter(self.mask), target_logp=t.scatter(logp.detach().float()))
 
     def objective(self, logp: torch.Tensor, entropy: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
         """The loss from per-target statistics that carry gradients. Written as masked sums so that rho = 0 gives
@@ -143,8 +147,9 @@ def plan_eksft(
     ``official``: ``entropy`` = H and ``kl`` = sum_v p_v (p_v - log q_v) of row j itself (the authors' off-by-one and
     penalty); ``kl_select`` = the true KL of that row, which selects M_KL (their ``calculate_kl_and_entropy``).
     ``entropy_unit``: ``normalized`` weights H / ln V (``vocab_size`` required), ``nats`` weights H.
+    Options are taken as given: :func:`eksft_loss`, ``fused_head_loss`` and ``BoundLoss`` check them
+    (:func:`validate_options`) before a plan is made.
     """
-    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)  # once
     logp, entropy, kl = upcast(logp.detach()), upcast(entropy.detach()), upcast(kl.detach())
     kl_sel = kl if kl_select is None else upcast(kl_select.detach())  # what M_KL is chosen by (true KL)
     n = logp.numel()
@@ -199,7 +204,7 @@ def plan_eksft(
 
 def paper_statistics(t: Targets, ref_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(logp_j, H_j, KL_j)`` of every valid target j, fp32, with gradients through the policy (docs/losses.md,
-    notation); also used by ``scope="global"`` (eksft/train/global_scope.py), so both select on the same numbers."""
+    notation); also used by ``scope="global"`` (eksft/losses/eksft_global.py), so both select on the same numbers."""
     logz, logp = log_probs(t.rows, t.tokens)  # (N, V), (N,) fp32
     ref_logz = log_softmax32(ref_logits[:, :-1][t.valid[:, 1:]]).detach()
     return logp, entropy_from_logprobs(logz), kl_from_logprobs(logz, ref_logz)
@@ -244,10 +249,10 @@ def eksft_loss(
         num_items_in_batch: valid targets in the whole optimiser step (``tokens`` normalisation only).
         position_ids: ``(B, T)``; for packed batches, sequences restart where it is 0 (used by ``scope="sequence"``).
     """
+    validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
     check_inputs(logits, labels, ignore_index, ref_logits)
     t = gather_targets(logits, labels, ignore_index, position_ids)
-    if t.n == 0:  # no plan to check the options: check them here
-        validate_options(rho, lambda_entropy, lambda_kl, selection, scope, normalization, variant, entropy_unit)
+    if t.n == 0:
         return empty_result(logits, labels)
 
     kl_select = None
@@ -280,11 +285,7 @@ def eksft_loss(
         entropy_unit=entropy_unit,
         kl_select=kl_select,
     )
-    loss = plan.objective(logp, h_stat, kl_stat)
-    plan.metrics["loss"] = float(loss.detach())
-    return LossResult(
-        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
-    )
+    return plan.result(t, logp, h_stat, kl_stat)
 
 
 EKSFT_METRICS = (

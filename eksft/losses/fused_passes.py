@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import dft_loss, sft_loss
+from .checks import NonFiniteError
 from .eaft import eaft_loss, normalized_entropy
-from .tokens import NonFiniteError, entropy_from_logprobs, kl_from_logprobs, log_softmax32, pick
+from .targets import entropy_from_logprobs, kl_from_logprobs, log_softmax32, pick
 
 #: True: closed-form block gradients on reused buffers. False: the plain twin (autograd on the logits-path functions).
 #: A module switch, not a parameter, on purpose: the plain twin exists to be compared with (the tests flip it, and so

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .baselines import empty, finish, prepare
-from .tokens import check_fraction, check_nonnegative, gather_targets, log_probs, upcast
-from .types import LossResult
+from .checks import check_fraction, check_nonnegative
+from .targets import LossResult, gather_targets, log_probs, upcast
 
 
 def topk_mass(rows: torch.Tensor, k: int) -> torch.Tensor:

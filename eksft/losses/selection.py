@@ -12,7 +12,7 @@ import torch
 
 SELECTIONS = ("union", "intersection", "entropy", "kl")
 #: Where the Top-K runs: over a micro-batch's valid targets, per sequence, or over every data-parallel process's
-#: targets ("global": the trainer's eksft.train.global_scope, which needs the process group).
+#: targets ("global": eksft.losses.eksft_global, which needs the process group).
 SCOPES = ("micro_batch", "sequence", "global")
 #: The scopes one loss call computes by itself.
 LOCAL_SCOPES = SCOPES[:2]

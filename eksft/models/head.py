@@ -1,5 +1,6 @@
 """What the fused loss head (``eksft.losses.fused``) needs from a Hugging Face causal LM: the output
-projection and its logit transforms, and the backbone's final hidden states.
+projection and its logit transforms, the backbone's final hidden states, and (for training) a forward that ends in
+the loss instead of the logits.
 
     parts = lm_head_parts(model)
     hidden = backbone_hidden_states(model, input_ids=..., attention_mask=...)          # (B, T, d), after the norm
@@ -11,9 +12,14 @@ projection and its logit transforms, and the backbone's final hidden states.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import types
 from dataclasses import dataclass
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,67 @@ def backbone_hidden_states(model: torch.nn.Module, **inputs) -> torch.Tensor:
         raise ValueError(f"Cannot find the backbone of {type(base).__name__} (get_decoder() / base_model_prefix).")
     inputs.pop("labels", None)  # the backbone computes no loss
     return decoder(**inputs, use_cache=False).last_hidden_state
+
+
+# --------------------------------------------------------------------------------------------- the training forward
+@contextlib.contextmanager
+def gathered(head: LMHead | None):
+    """``head`` with full (unsharded) weight and bias while the context lasts (a no-op on one device)."""
+    if head is None:
+        yield None
+        return
+    from torch.distributed.tensor import DTensor
+    from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+    weight, bias = head.weight, head.bias
+    if isinstance(weight, DTensor):  # FSDP2 shards parameters as DTensors
+        weight = weight.full_tensor()
+        bias = bias.full_tensor() if isinstance(bias, DTensor) else bias
+    with maybe_gather_lm_head_ctx(weight, bias):  # DeepSpeed ZeRO-3: all-gather for the direct read
+        yield dataclasses.replace(head, weight=weight, bias=bias)
+
+
+@dataclass
+class LossOutput(ModelOutput):
+    """What the loss forward returns: the loss (the tensor the wrappers' hooks see) and the loss's whole result."""
+
+    loss: torch.Tensor | None = None
+    result: object = None  # eksft.losses.LossResult
+
+
+def add_loss_forward(model) -> None:
+    """Patch ``model.forward`` (the transformers model; under PEFT the base model; idempotent) the way TRL's
+    ``add_fused_lm_head`` patches it for its chunked NLL, so the call still goes through every wrapper (PEFT, DDP,
+    DeepSpeed, FSDP, accelerate's autocast) and their hooks fire:
+
+    - ``model(..., eksft_hidden=True)`` runs the backbone only and returns ``BaseModelOutput(last_hidden_state)``
+      (the reference's forward; no ``(B, T, V)`` logits);
+    - ``model(..., labels=..., eksft_loss=bound, eksft_reference=(ref_hidden, ref_head), eksft_batch={...})`` runs
+      the backbone and returns ``LossOutput`` of ``bound.on_hidden(hidden, head, labels, ...)`` (an
+      ``eksft.losses.BoundLoss``), with the lm head (policy and reference) gathered (ZeRO-3 / FSDP2) for the call:
+      the head runs inside the loss, inside the model's forward, where its full weight exists;
+    - without these keywords the forward is the one it wraps (generation, evaluation metrics, PSFT, SED calibration).
+    """
+    if getattr(model, "_eksft_loss_forward", False):
+        return
+    original_forward = model.forward
+
+    @functools.wraps(type(model).forward)  # keep the signature: generate() validates kwargs against it
+    def forward(self, *args, eksft_hidden=False, eksft_loss=None, eksft_reference=None, eksft_batch=None, **kwargs):
+        if not eksft_hidden and eksft_loss is None:
+            return original_forward(*args, **kwargs)
+        if args:
+            raise TypeError("the eksft loss forward takes keyword inputs only (input_ids=..., ...).")
+        labels = kwargs.pop("labels", None)
+        for k in ("use_cache", "shift_labels", "num_items_in_batch", "logits_to_keep"):
+            kwargs.pop(k, None)
+        hidden = backbone_hidden_states(self, **kwargs)
+        if eksft_hidden:
+            return BaseModelOutput(last_hidden_state=hidden)
+        ref_hidden, ref_head = eksft_reference or (None, None)
+        with gathered(lm_head_parts(self)) as head, gathered(ref_head) as ref:
+            result = eksft_loss.on_hidden(hidden, head, labels, ref_hidden=ref_hidden, ref_head=ref, **eksft_batch)
+        return LossOutput(loss=result.loss, result=result)
+
+    model.forward = types.MethodType(forward, model)
+    model._eksft_loss_forward = True

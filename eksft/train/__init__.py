@@ -1,6 +1,7 @@
 """``eksft.train``: ``EKSFTConfig`` / ``EKSFTTrainer`` on TRL's SFT stack, and ``train(config)`` behind
-``eksft train``. Files: config (fields), trainer (the step), loss_seam (config -> loss call), reference, psft, sed,
-global_scope, metrics, models (policy and tokenizer from a config; loading is eksft.models.loading), run (the job).
+``eksft train``. Files: config (fields), trainer (the step), step_log (metric sums, masked targets), reference
+(loading it), psft, sed, divergence, interval (resume mid-interval), sft_data (dataset preparation), metrics
+(metrics.jsonl), models (policy and tokenizer from a config; loading is eksft.models.loading), run (the job).
 Usage: docs/training.md.
 """
 

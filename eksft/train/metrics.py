@@ -1,10 +1,4 @@
-"""Loss metrics over a logging interval, and ``metrics.jsonl`` in the output folder.
-
-Every ``LossResult.metrics`` value is a mean over its micro-batch's ``num_targets`` valid targets, so the interval's
-value is the ``num_targets``-weighted mean over its micro-batches (and over processes): averaging micro-batch means
-with equal weights would over-weight short batches (a known trap of custom losses). ``num_targets`` itself is summed.
-The loss functions' own ``loss`` metric is dropped: transformers' ``loss`` (the optimised objective, as scaled for
-the step) is the one logged.
+"""``metrics.jsonl`` in the output folder (how the metrics of an interval are summed: ``step_log.MetricAccumulator``).
 
 ``metrics.jsonl``: one JSON object per ``log`` call, ``{"step": global_step, ...}`` with the metric names exactly as
 the loss functions return them plus ``loss``, ``learning_rate``, ``epoch`` (train) or ``eval_*`` (evaluation). The
@@ -17,55 +11,13 @@ import json
 import logging
 import math
 import os
-from collections import defaultdict
 
 import torch
-import torch.distributed as dist
 from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-SUMMED = ("num_targets",)
-DROPPED = ("loss",)
-
-
-class MetricAccumulator:
-    def __init__(self):
-        self.sums: dict[str, float] = defaultdict(float)
-        self.weight = 0.0
-        self.count = 0
-
-    def add(self, metrics: dict[str, float]) -> None:
-        w = float(metrics.get("num_targets", 1.0))
-        for k, v in metrics.items():
-            if k in DROPPED:
-                continue
-            self.sums[k] += float(v) if k in SUMMED else w * float(v)
-        self.weight += w
-        self.count += 1
-
-    def summary(self) -> dict[str, float]:
-        """Weighted means over the interval, reduced over processes when a process group exists."""
-        if not self.count:
-            return {}
-        keys = sorted(self.sums)
-        values = [self.sums[k] for k in keys] + [self.weight]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = torch.tensor(values, dtype=torch.float64, device=_device())
-            dist.all_reduce(t)
-            values = t.tolist()
-        weight = values[-1]
-        return {k: (v if k in SUMMED else (v / weight if weight > 0 else 0.0)) for k, v in zip(keys, values[:-1])}
-
-    def clear(self) -> None:
-        self.sums.clear()
-        self.weight = 0.0
-        self.count = 0
-
-
-def _device():
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def _plain(v):

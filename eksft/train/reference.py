@@ -1,4 +1,5 @@
-"""The frozen reference model of the KL / importance-weight losses (``SPECS[name].needs_reference``).
+"""Loading the frozen reference model of the KL / importance-weight losses (``SPECS[name].needs_reference``); the
+trainer runs it on each batch (``EKSFTTrainer._reference``).
 
 - Full fine-tuning: a second model, the starting checkpoint (``ref_model`` when set; else reloaded from the path the
   trainer was given, like TRL's DPO trainer; a deep copy taken before any step when it was given a model object),
@@ -6,8 +7,8 @@
   dropout off, and prepared like TRL prepares references (DeepSpeed / FSDP / ``evaluation_mode=True``).
 - PEFT: no second copy. The reference is the policy inside ``disable_adapter()``: exactly the starting weights.
 - A reference with another vocabulary size or tokenizer is refused: per-token KL needs the same token space.
-- ``loss_implementation: fused``: :func:`reference_hidden` runs the reference's backbone only (its forward is patched
-  by ``fused_forward.add_hidden_forward`` before it is prepared) and returns its final hidden states and lm head.
+- Fused head: the reference's forward is patched (``eksft.models.head.add_loss_forward``) before it is prepared, so
+  ``ref(..., eksft_hidden=True)`` runs its backbone only and returns its final hidden states.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from accelerate.utils import is_peft_model
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import disable_dropout_in_model
 
-from eksft.models.head import lm_head_parts
+from eksft.models.head import add_loss_forward, lm_head_parts
 from eksft.models.loading import load_causal_lm, load_tokenizer
-
-from .fused_forward import add_hidden_forward
 
 
 def vocab_size(model) -> int:
@@ -77,7 +76,7 @@ def load_reference(trainer, model_path: str | None, ref_path: str | None, start_
     check_compatible(policy, ref, getattr(trainer, "processing_class", None), ref_tok, ref_path or "<start>")
     if hidden_forward:
         lm_head_parts(ref)  # refuse an unsupported head now, not at the first step
-        add_hidden_forward(ref)
+        add_loss_forward(ref)
     return prepare(trainer, ref)
 
 
@@ -90,30 +89,3 @@ def prepare(trainer, ref: torch.nn.Module) -> torch.nn.Module:
     if trainer.is_fsdp_enabled:
         return prepare_fsdp(ref, trainer.accelerator)
     return trainer.accelerator.prepare_model(ref, evaluation_mode=True)
-
-
-@torch.no_grad()
-def reference_logits(trainer, model, inputs: dict) -> torch.Tensor:
-    """``(B, T, V)`` reference logits for the batch the policy just saw; no graph is kept."""
-    if trainer.ref_model is not None:
-        return trainer.ref_model(**inputs).logits.detach()
-    unwrapped = trainer.accelerator.unwrap_model(model)
-    if not is_peft_model(unwrapped):
-        raise RuntimeError("no reference model and the policy has no adapters to disable (trainer bug).")
-    with unwrapped.disable_adapter():
-        return unwrapped(**inputs).logits.detach()
-
-
-@torch.no_grad()
-def reference_hidden(trainer, model, inputs: dict):
-    """``((B, T, d) final hidden states, LMHead)`` of the reference for the batch (fused path); no graph is kept.
-    The head's weight is read later, inside the policy's forward, where it is gathered (fused_forward.gathered)."""
-    if trainer.ref_model is not None:
-        hidden = trainer.ref_model(**inputs, eksft_hidden=True).last_hidden_state
-        return hidden.detach(), lm_head_parts(trainer.accelerator.unwrap_model(trainer.ref_model))
-    unwrapped = trainer.accelerator.unwrap_model(model)
-    if not is_peft_model(unwrapped):
-        raise RuntimeError("no reference model and the policy has no adapters to disable (trainer bug).")
-    with unwrapped.disable_adapter():  # lm_head carries no adapter (lm_head_parts refuses it): same head
-        hidden = unwrapped(**inputs, eksft_hidden=True).last_hidden_state
-    return hidden.detach(), lm_head_parts(unwrapped)

@@ -1,79 +1,64 @@
 """``EKSFTTrainer``: TRL's ``SFTTrainer`` with the loss of ``eksft.losses`` (config ``loss_type``).
 
-A training step, top to bottom (one policy forward per micro-batch):
+A training step, top to bottom (one policy forward per micro-batch); every file it runs is named:
 
-1. ``get_batch_samples``: for PSFT, old-policy log-probs are attached when a data batch is drawn (psft.py).
-2. ``compute_loss``, logits path: policy forward -> full logits (with graph); the reference's logits (reference.py)
-   when the loss needs them; ``loss_seam.compute`` calls the loss function, which takes its statistics from the
-   detached logits of this same forward.
-   Fused path (``loss_implementation`` fused, or auto where it applies; ``loss_seam.implementation``): the
-   reference's backbone gives final hidden states (no logits); the policy is called with ``eksft_head_loss=`` a
-   closure, so inside its own forward (fused_forward.py) the backbone's hidden states and the gathered lm head go
-   to ``loss_seam.compute_fused`` (``eksft.losses.fused.fused_head_loss``, same options). No ``(B, T, V)`` logits.
-3. Normalisation: the loss function divides by ``tokens.denominator``; ``_scale`` multiplies by
-   ``tokens.step_scale`` (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
-4. Metrics: ``LossResult.metrics`` accumulate (metrics.py) and go out with every ``log``.
-5. Masks: where the loss returns one (``LossResult.mask``), mask_tracker.py counts per token id what it kept out of
-   cross-entropy, logs ``persistently_masked_fraction``, warns once when targets stay masked step after step, and
-   writes ``OUTPUT_DIR/mask_targets.json`` at the end.
+1. ``__init__``: ``self.loss = BoundLoss.from_config(args, model)`` (losses/spec.py) resolves the loss once: its
+   function, its options (``rho``, ``lambda_entropy``, ... from the config, checked), and the path (fused head or full
+   logits). For the fused path the policy's and the reference's ``forward`` are patched (models/head.py).
+2. ``compute_loss`` (here), fused path: the reference's backbone gives final hidden states (no logits); the policy is
+   called with the labels, the bound loss and the reference's states, and its patched forward (models/head.py) runs
+   the backbone and ``BoundLoss.on_hidden`` -> ``fused_loss`` (losses/fused.py, chunked passes in
+   losses/fused_passes.py): per-target log p, H and KL (losses/targets.py), ``plan_eksft`` picks the masked targets
+   (losses/eksft.py, Top-K in losses/selection.py) and the gradient is formed. No ``(B, T, V)`` logits.
+   Logits path: ``model(**inputs).logits`` and the reference's, then ``BoundLoss.on_logits`` (the loss function).
+3. Normalisation: the loss divides by ``targets.denominator``; :meth:`_scale` multiplies by ``targets.step_scale``
+   (accumulation steps and process count), so ``loss_is_scaled_for_ga`` is always True.
+4. Logs (train/step_log.py): ``LossResult.metrics`` accumulate and go out with every ``log``; where the loss returns a
+   mask, the mask tracker counts per token id what it kept out of cross-entropy, logs
+   ``persistently_masked_fraction``, warns once when targets stay masked step after step, and writes
+   ``OUTPUT_DIR/mask_targets.json`` at the end.
 
-Divergence: :class:`TrainingDiverged` (never a match on an error's text) when the logits fed to the loss (the loss's
-own input check, ``NonFiniteError``), the hidden states fed to the fused head, the loss, or the gradient norm
-(checked before ``optimizer.step``) is NaN/inf; so the step that would write NaN into the weights never runs. A
-checkpoint (and the final model) is written only when every weight is finite, and the message names the newest
-checkpoint whose saved weights were read back finite (output_dir.py). The trainer holds no loss maths.
-
-Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (newest *complete* checkpoint, output_dir.py). Each
-checkpoint also stores the unlogged part of the current logging interval (``eksft_interval.json``: the summed loss and
-metric sums since the last log), so the first line logged after a resume covers the same steps as without the stop.
+Divergence (divergence.py): ``TrainingDiverged`` when the logits or hidden states fed to the loss (the loss's own
+``NonFiniteError``), the loss, or the gradient norm (checked before ``optimizer.step``) is NaN/inf, so the step that
+would write NaN into the weights never runs; a checkpoint (and the final model) is written only when every weight is
+finite. Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (output_dir.py); each checkpoint stores the
+unlogged part of the logging interval (interval.py). Data: sft_data.py. The trainer holds no loss maths.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import os
 
 import torch
 from accelerate.utils import is_peft_model
-from datasets import Dataset
 from transformers import TrainerCallback
-from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
 from eksft.compat import require
-from eksft.losses.tokens import NonFiniteError, step_scale
+from eksft.losses import BoundLoss
+from eksft.losses.checks import NonFiniteError
+from eksft.losses.targets import step_scale
+from eksft.models.head import add_loss_forward, lm_head_parts
 
-from . import loss_seam
 from .config import EKSFTConfig
-from .fused_forward import add_hidden_forward, gathered
-from .mask_tracker import METRIC as PERSISTENT_METRIC
-from .mask_tracker import MaskTracker
-from .metrics import MetricAccumulator, MetricsJsonlCallback
-from .output_dir import last_finite_checkpoint, resolve_resume
+from .divergence import TrainingDiverged, diverged
+from .interval import RestoreInterval, write_interval
+from .metrics import MetricsJsonlCallback
+from .output_dir import resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
-from .reference import load_reference, reference_hidden, reference_logits
+from .reference import load_reference
 from .sed import resolve_tau
+from .sft_data import prepare_checked
+from .step_log import METRIC as PERSISTENT_METRIC
+from .step_log import MaskTracker, MetricAccumulator
 
 logger = logging.getLogger(__name__)
 
-
-INTERVAL_FILE = "eksft_interval.json"
-
-
-class TrainingDiverged(RuntimeError):
-    """A quantity of the optimiser step went NaN/inf; raised before that step changes the weights. ``step`` (the
-    optimiser step that was stopped), ``quantity`` (what went non-finite) and ``checkpoint`` (the newest checkpoint
-    with finite weights, or None) are attributes; the message names them and the fix. ``eksft train`` exits 1."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, step: int, quantity: str, checkpoint: str | None):
-        super().__init__(message)
-        self.step, self.quantity, self.checkpoint = step, quantity, checkpoint
+__all__ = ["EKSFTTrainer", "TrainingDiverged"]
 
 
 def _finite(t) -> bool:
@@ -98,19 +83,17 @@ def _trl_loss_type(args):
 class EKSFTTrainer(SFTTrainer):
     _tag_names = ["trl", "sft", "eksft"]
 
-    def __init__(
-        self, model, args: EKSFTConfig | None = None, *, sed_calibration_dataset: Dataset | None = None, **kwargs
-    ):
+    def __init__(self, model, args: EKSFTConfig | None = None, *, sed_calibration_dataset=None, **kwargs):
         if args is None or not isinstance(args, EKSFTConfig):
             raise ValueError("EKSFTTrainer needs an EKSFTConfig as `args` (it carries loss_type and the loss options).")
-        loss_seam.validate(args)
+        self.loss = BoundLoss.from_config(args)  # options checked before any model loads; the path is final below
         require("transformers.", "trl.trainer.sft")  # the private methods overridden below still exist
         # The default reference of an in-memory policy is a copy of its starting weights. Take it before
         # SFTTrainer.__init__: TRL patches `model.forward` with a closure over the policy (fused lm head), and a
         # later deep copy would keep calling the policy's forward.
         start_copy = None
         if (
-            loss_seam.needs_reference(args)
+            self.loss.needs_reference
             and not isinstance(model, str)
             and not args.ref_model
             and kwargs.get("peft_config") is None
@@ -120,7 +103,17 @@ class EKSFTTrainer(SFTTrainer):
         with _trl_loss_type(args):
             super().__init__(model, args=args, **kwargs)
         self.loss_is_scaled_for_ga = True  # compute_loss scales for accumulation itself (step 3 above)
-        self.loss_implementation = self._resolve_implementation(args)
+        self.loss = BoundLoss.from_config(args, self.model)  # now with the model: its head may rule out the fused path
+        if self.loss.fused:
+            add_loss_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model)
+        elif args.loss_implementation == "auto":
+            logger.info("loss_implementation=auto: using the logits path (%s).", self.loss.why_not_fused)
+        # PSFT's clipped ratio has no meaning without an old policy: evaluation reports the SFT NLL.
+        self.eval_loss = (
+            BoundLoss.from_config(args, loss_type="sft", implementation="logits")
+            if args.loss_type == "psft"
+            else self.loss
+        )
         self._loss_metrics = {"train": MetricAccumulator(), "eval": MetricAccumulator()}
         self._psft = OldPolicyQueue(args.psft_updates_per_batch) if args.loss_type == "psft" else None
         self._micro = (-1, 0)  # (global_step, micro-batch index in it): random_mask's per-step seed
@@ -131,13 +124,9 @@ class EKSFTTrainer(SFTTrainer):
                 sed_calibration_dataset, self.processing_class, args, False, None, "sed_calibration"
             )
         self.ref_model = None
-        if loss_seam.needs_reference(args):  # losses without a reference never load one
+        if self.loss.needs_reference:  # losses without a reference never load one
             self.ref_model = load_reference(
-                self,
-                model if isinstance(model, str) else None,
-                args.ref_model,
-                start_copy,
-                hidden_forward=self.loss_implementation == "fused",
+                self, model if isinstance(model, str) else None, args.ref_model, start_copy, self.loss.fused
             )
         self.mask_tracker = (
             MaskTracker(args.mask_persistence_steps, args.mask_persistence_share)
@@ -145,76 +134,19 @@ class EKSFTTrainer(SFTTrainer):
             else None
         )
         self.add_callback(MetricsJsonlCallback(args.output_dir))
-        self.add_callback(_RestoreInterval(self))
+        self.add_callback(RestoreInterval(self))
         self.add_callback(_TrackMasks(self))
         self._resumed_from = None
 
-    def _resolve_implementation(self, args) -> str:
-        """'fused' or 'logits' (``loss_seam.implementation``, decided once here); patches the forward for fused."""
-        impl, reason = loss_seam.implementation(args, self.model)
-        if impl == "fused":
-            add_hidden_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model)
-        elif args.loss_implementation == "auto":
-            logger.info("loss_implementation=auto: using the logits path (%s).", reason)
-        return impl
+    @property
+    def loss_implementation(self) -> str:
+        """``fused`` or ``logits``: the path ``BoundLoss`` chose."""
+        return "fused" if self.loss.fused else "logits"
 
     # ------------------------------------------------------------------------------------------------------ data
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        if not isinstance(dataset, Dataset) or "input_ids" in dataset.column_names:
-            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
-        before = len(dataset)
-        # A whitespace-only completion teaches nothing but an end of turn: dropped like an empty one (files read by
-        # eksft.data.formats refuse such records; this covers datasets passed in Python).
-        dataset = dataset.filter(_has_completion)
-        empty = before - len(dataset)
-        out = (  # TRL's preparation of an empty dataset ends in a StopIteration: none is prepared
-            super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
-            if len(dataset)
-            else dataset
-        )
-        truncated = len(dataset) - len(out) if not packing else 0
-        if len(out) == 0:
-            raise ValueError(
-                self._nothing_left(
-                    dataset, processing_class, args, packing, formatting_func, dataset_name, before, empty
-                )
-            )
-        # TRL drops records left with no response token by truncation, silently; count them in ONE warning.
-        if empty or truncated:
-            parts = (
-                [
-                    f"{truncated} have no response token left after truncation to max_length={args.max_length} "
-                    "(raise max_length or shorten the prompts to keep them)"
-                ]
-                if truncated
-                else []
-            ) + ([f"{empty} have an empty or whitespace-only completion"] if empty else [])
-            logger.warning(
-                "%d of %d %s records were dropped: %s.", empty + truncated, before, dataset_name, "; ".join(parts)
-            )
-        return out
-
-    def _nothing_left(self, dataset, processing_class, args, packing, formatting_func, name, before, empty) -> str:
-        """The error when every record was dropped: why, with the prompt lengths in tokens and the fix."""
-        if len(dataset) == 0:
-            return (
-                f"all {before} {name} records have an empty or whitespace-only completion: there is nothing "
-                "to train on; check the completion column (completion_column / the last assistant turn)."
-            )
-        sample = dataset.select(range(min(len(dataset), 2000)))
-        max_length = args.max_length
-        try:  # the same tokenisation without truncation: a prompt's length is its run of leading masked labels
-            args.max_length = None
-            full = super()._prepare_dataset(sample, processing_class, args, packing, formatting_func, f"{name}-probe")
-        finally:
-            args.max_length = max_length
-        lengths = [next((i for i, t in enumerate(r["labels"]) if t != -100), len(r["labels"])) for r in full]
-        of = f" (of the first {len(sample)})" if len(sample) < len(dataset) else ""
-        return (
-            f"all {before} {name} records were dropped: after truncation to max_length={max_length} none has "
-            f"a response token left. Prompts{of} are {min(lengths)} to {max(lengths)} tokens long (the longest: "
-            f"{max(lengths)}); set max_length above {max(lengths)} (at least above {min(lengths)}) or shorten "
-            "the prompts."
+        return prepare_checked(
+            super()._prepare_dataset, dataset, processing_class, args, packing, formatting_func, dataset_name
         )
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -235,35 +167,27 @@ class EKSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         training = model.training
-        labels = inputs["labels"]
-        old_logps = inputs.get(OLD_LOGPS)
+        labels, old_logps = inputs["labels"], inputs.get(OLD_LOGPS)
         fwd = {k: v for k, v in inputs.items() if k not in ("labels", OLD_LOGPS)}
         fwd["use_cache"] = False
-        # PSFT's clipped ratio has no meaning without an old policy: evaluation reports the SFT NLL.
-        loss_type = "sft" if (self.args.loss_type == "psft" and old_logps is None) else None
-        kw = dict(
-            tau=self.sed_tau,
+        loss_fn = self.loss if training or old_logps is not None else self.eval_loss
+        batch = dict(  # what the loss takes per micro-batch besides the tensors
             num_items_in_batch=num_items_in_batch if training else None,
             position_ids=inputs.get("position_ids"),
+            tau=self.sed_tau,
             seed=self._random_mask_seed() if training else self.args.seed,
         )
         try:
-            if self.loss_implementation == "fused":
-                outputs, result = self._fused_forward(model, fwd, labels, training=training, **kw)
+            if loss_fn.fused:  # the policy's forward ends in the loss (models/head.py): its lm head is gathered there
+                ref = self._reference(model, fwd, hidden=True) if loss_fn.needs_reference else None
+                outputs = model(**fwd, labels=labels, eksft_loss=loss_fn, eksft_reference=ref, eksft_batch=batch)
+                result = outputs.result
+                result.loss = outputs.loss  # the tensor that came out through the wrappers (DDP, autocast)
             else:
                 outputs = model(**fwd)  # the one policy forward: logits (B, T, V) with graph
-                ref_logits = reference_logits(self, model, fwd) if loss_seam.needs_reference(self.args) else None
-                # NaN/inf in either logits: the loss's own input check raises NonFiniteError (caught below)
-                result = loss_seam.compute(
-                    self.args,
-                    outputs.logits,
-                    labels,
-                    ref_logits=ref_logits,
-                    old_logps=old_logps,
-                    loss_type=loss_type,
-                    **kw,
-                )
-        except NonFiniteError as e:  # the loss's own checks (logits, fused statistics, PSFT's old log-probs, ...)
+                ref_logits = self._reference(model, fwd) if loss_fn.needs_reference else None
+                result = loss_fn.on_logits(outputs.logits, labels, ref_logits=ref_logits, old_logps=old_logps, **batch)
+        except NonFiniteError as e:  # the loss's own input checks (logits, hidden states, PSFT's old log-probs, ...)
             if not training:
                 raise
             self._diverged(e.quantity, None)
@@ -276,34 +200,24 @@ class EKSFTTrainer(SFTTrainer):
             self.mask_tracker.add(labels, result.mask, result.target_logp)
         return (loss, outputs) if return_outputs else loss
 
-    def _fused_forward(self, model, fwd, labels, training=True, **kw):
-        """Reference hidden states first (no grad), then the one policy forward, which ends in the loss."""
-        ref_hidden = ref_head = None
-        if loss_seam.needs_reference(self.args):
-            ref_hidden, ref_head = reference_hidden(self, model, fwd)
-        # The loss runs inside the policy's forward (a closure, its result passed back in `box`) rather than after
-        # it on returned hidden states: under DeepSpeed ZeRO-3 and FSDP the lm head's full weight exists only while
-        # the model's forward runs (fused_forward.gathered), and the loss must come out of that forward for
-        # DDP/FSDP's backward hooks and accelerate's autocast wrapper to see it.
-        box = {}
-
-        def head_loss(hidden, head):  # runs inside the policy's forward, lm head gathered (fused_forward.py)
-            if training:
-                self._check_finite("final hidden states", hidden)
-                self._check_finite("reference hidden states", ref_hidden)
-            with gathered(ref_head) as ref:
-                box["result"] = loss_seam.compute_fused(
-                    self.args, hidden, head, labels, ref_hidden=ref_hidden, ref_head=ref, **kw
-                )
-            return CausalLMOutput(loss=box["result"].loss)
-
-        outputs = model(**fwd, eksft_head_loss=head_loss)
-        result = box["result"]
-        result.loss = outputs.loss  # the tensor that came out through the wrappers (DDP, autocast)
-        return outputs, result
+    @torch.no_grad()
+    def _reference(self, model, fwd: dict, hidden: bool = False):
+        """The frozen reference on the batch the policy sees, no graph kept: ``(B, T, V)`` logits, or with ``hidden``
+        ``(final hidden states, LMHead)`` (the head's weight is gathered later, inside the policy's forward). Without
+        a reference model (LoRA) it is the policy with its adapters disabled (lm_head carries no adapter)."""
+        ref = self.ref_model
+        if ref is None:
+            ref = self.accelerator.unwrap_model(model)
+            if not is_peft_model(ref):
+                raise RuntimeError("no reference model and the policy has no adapters to disable (trainer bug).")
+        with ref.disable_adapter() if self.ref_model is None else contextlib.nullcontext():
+            if not hidden:
+                return ref(**fwd).logits.detach()
+            states = ref(**fwd, eksft_hidden=True).last_hidden_state.detach()
+        return states, lm_head_parts(self.accelerator.unwrap_model(ref))
 
     def _scale(self, loss, num_items_in_batch):
-        """This micro-batch's share of the optimiser step's loss: the whole rule is ``tokens.step_scale``."""
+        """This micro-batch's share of the optimiser step's loss: the whole rule is ``targets.step_scale``."""
         a = self.args
         return loss * step_scale(
             a.normalization,
@@ -351,77 +265,15 @@ class EKSFTTrainer(SFTTrainer):
 
     def _diverged(self, quantity: str, value, after_step: bool = False):
         step = self.state.global_step + (0 if after_step else 1)
-        shown = (
-            "NaN/inf"
-            if value is None or isinstance(value, torch.Tensor) and value.numel() > 1
-            else f"{float(value.detach() if isinstance(value, torch.Tensor) else value)}"
-        )
-        last = last_finite_checkpoint(self.args.output_dir)
-        when = (
-            f"after optimiser step {step}: non-finite {quantity} ({shown}), so they were not saved"
-            if after_step
-            else f"at optimiser step {step}: non-finite {quantity} ({shown}); training stopped before that step "
-            "could change the weights"
-        )
-        a = self.args
-        fix = (
-            f"lower learning_rate (now {a.learning_rate:g})"
-            + (f" or clip gradients with max_grad_norm (now {a.max_grad_norm:g})" if not a.max_grad_norm else "")
-            + ", or check the data of that step"
-        )
-        if last:
-            where = (
-                f"Last checkpoint with finite weights (checked): {last}. Fix: {fix}; then retrain with "
-                f"--overwrite_output_dir true, or continue from those weights with --model_name_or_path {last} "
-                "and a new output_dir (--resume_from_checkpoint would restore the saved optimiser and "
-                "learning-rate schedule, so it would not lower the learning rate)."
-            )
-        else:
-            where = (
-                f"No checkpoint with finite weights in {a.output_dir}. Fix: {fix}; then retrain with "
-                "--overwrite_output_dir true."
-            )
-        raise TrainingDiverged(f"training diverged {when}. {where}", step=step, quantity=quantity, checkpoint=last)
+        raise diverged(self.args, step, quantity, value, after_step)
 
     # ------------------------------------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial):
         """Refuse non-finite weights; store the unlogged part of the logging interval (restored on resume), then
         transformers' checkpoint, whose trainer_state.json is written last (a checkpoint is complete with it)."""
         self.check_weights_finite()
-        interval = self._interval_state()
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, INTERVAL_FILE), "w", encoding="utf-8") as f:
-                json.dump(interval, f)
+        write_interval(self, os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}"))
         return super()._save_checkpoint(model, trial)
-
-    def _interval_state(self) -> dict:
-        """The loss and metric sums since the last log, summed over processes (process 0 restores them all)."""
-        acc = self._loss_metrics["train"]
-        keys = sorted(acc.sums)
-        tr_loss = getattr(self, "_tr_loss", None)  # set by transformers' training loop
-        values = [
-            float(tr_loss) if tr_loss is not None else 0.0,
-            *(acc.sums[k] for k in keys),
-            acc.weight,
-            float(acc.count),
-        ]
-        if self.accelerator.num_processes > 1:
-            import torch.distributed as dist
-
-            t = torch.tensor(values, dtype=torch.float64, device=self.args.device)
-            dist.all_reduce(t)
-            values = t.tolist()
-        return {
-            "global_step": self.state.global_step,
-            "last_logged": getattr(self, "_globalstep_last_logged", self.state.global_step),
-            "processes": self.accelerator.num_processes,
-            "tr_loss": values[0],
-            "sums": dict(zip(keys, values[1:-2])),
-            "weight": values[-2],
-            "count": int(values[-1]),
-        }
 
     # ------------------------------------------------------------------------------------------------------ logs
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -439,48 +291,9 @@ class EKSFTTrainer(SFTTrainer):
         super().log(logs, start_time)
 
 
-def _has_completion(record: dict) -> bool:
-    return not _empty_completion(record)
-
-
-def _empty_completion(record: dict) -> bool:
-    """A completion (or the last assistant turn of ``messages``) that is empty or only whitespace."""
-    value = record.get("completion", record.get("messages"))
-    if isinstance(value, list):
-        value = value[-1].get("content") if value and isinstance(value[-1], dict) else value
-    return isinstance(value, str) and not value.strip()
-
-
-class _RestoreInterval(TrainerCallback):
-    """On resume, put the checkpoint's unlogged interval (``INTERVAL_FILE``) back into the trainer, so the first log
-    after the resume covers the same steps as an uninterrupted run. Process 0 takes the sums of all processes."""
-
-    def __init__(self, trainer: EKSFTTrainer):
-        self.trainer = trainer
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        t = self.trainer
-        path = os.path.join(t._resumed_from, INTERVAL_FILE) if t._resumed_from else None
-        if not path or not os.path.isfile(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved.get("global_step") != state.global_step:
-            return
-        t._globalstep_last_logged = saved["last_logged"]
-        if not state.is_world_process_zero:
-            return
-        t._tr_loss += saved["tr_loss"]
-        acc = t._loss_metrics["train"]
-        for k, v in saved["sums"].items():
-            acc.sums[k] += v
-        acc.weight += saved["weight"]
-        acc.count += saved["count"]
-
-
 class _TrackMasks(TrainerCallback):
     """Folds each optimiser step's masks into the trainer's :class:`MaskTracker` (before that step is logged) and
-    writes ``OUTPUT_DIR/mask_targets.json`` when training ends (mask_tracker.py)."""
+    writes ``OUTPUT_DIR/mask_targets.json`` when training ends (step_log.py)."""
 
     def __init__(self, trainer: EKSFTTrainer):
         self.trainer = trainer

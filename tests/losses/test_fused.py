@@ -28,9 +28,9 @@ import eksft.losses.baselines
 import eksft.losses.eaft
 import eksft.losses.eksft
 import eksft.losses.fused_passes as fused_passes
-import eksft.losses.tokens
-from eksft.losses import LOSSES, SPECS
-from eksft.losses.fused import eksft_head_loss, fused_head_loss, head_logits
+import eksft.losses.targets
+from eksft.losses import LOSSES, SPECS, eksft_head_loss, fused_head_loss
+from eksft.losses.fused import head_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -251,7 +251,7 @@ def test_frozen_head_gets_no_gradient():
 @contextlib.contextmanager
 def float64_statistics():
     """Run the logits-path losses with float64 log-softmax: the 'exact' computation for the tolerance rule."""
-    modules = (eksft.losses.tokens, eksft.losses.eksft, eksft.losses.baselines, eksft.losses.eaft)  # every caller
+    modules = (eksft.losses.targets, eksft.losses.eksft, eksft.losses.baselines, eksft.losses.eaft)  # every caller
     saved = [m.log_softmax32 for m in modules]
     for m in modules:
         m.log_softmax32 = lambda rows: torch.log_softmax(rows.double(), dim=-1)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import eksft.losses.fused_passes as fused_passes
-import eksft.losses.tokens
-from eksft.losses.types import LossResult
+import eksft.losses.targets
+from eksft.losses.targets import LossResult
 
 from .test_fused import assert_same, grads, make_head_batch, run_fused, run_logits
 
@@ -50,11 +50,11 @@ def autograd_block_grad(proj, rows, ref_proj, ref_rows, tokens, ce_w, ent_w, kl_
     """The plain twin's maths in the block's own dtype: autograd through logit_transform and the logits-path
     statistics, w.r.t. the linear output."""
     lin = torch.nn.functional.linear(rows, proj.weight, proj.bias).requires_grad_()
-    logz = eksft.losses.tokens.log_softmax32(fused_passes.logit_transform(lin, proj.logit_scale, proj.softcap))
+    logz = eksft.losses.targets.log_softmax32(fused_passes.logit_transform(lin, proj.logit_scale, proj.softcap))
     ref_logz = None
     if ref_rows is not None:
         ref_lin = torch.nn.functional.linear(ref_rows, ref_proj.weight, ref_proj.bias)
-        ref_logz = eksft.losses.tokens.log_softmax32(
+        ref_logz = eksft.losses.targets.log_softmax32(
             fused_passes.logit_transform(ref_lin, ref_proj.logit_scale, ref_proj.softcap)
         )
     logp, h, kl = fused_passes.row_stats(logz, ref_logz, tokens)
@@ -89,8 +89,8 @@ def test_fast_block_gradient_matches_chunk_grad(head, dtype):
     for ref in (ref_rows, None):
 
         def loss(z, ref=ref):
-            ref_logz = None if ref is None else eksft.losses.tokens.log_softmax32(q.logits(ref))
-            logp, h, kl = fused_passes.row_stats(eksft.losses.tokens.log_softmax32(z), ref_logz, tokens)
+            ref_logz = None if ref is None else eksft.losses.targets.log_softmax32(q.logits(ref))
+            logp, h, kl = fused_passes.row_stats(eksft.losses.targets.log_softmax32(z), ref_logz, tokens)
             return fused_passes.weighted_objective(logp, h, kl, ce_w, *((ent_w, kl_w) if ref is not None else (0, 0)))
 
         _, plain = fused_passes.chunk_grad(p, rows, loss, True)

@@ -80,10 +80,10 @@ def test_loss_table_is_complete():
 
 
 def test_step_scale_is_the_whole_rule():
-    """``tokens.step_scale``, the trainer's half of the normalisation (tests/train/test_trainer_loss.py and
+    """``targets.step_scale``, the trainer's half of the normalisation (tests/train/test_trainer_loss.py and
     tests/train/test_multiprocess.py check it end to end): per case, the factor that makes the accumulated,
     DDP-averaged gradient the step's gradient."""
-    from eksft.losses.tokens import step_scale
+    from eksft.losses.targets import step_scale
 
     kw = dict(accumulation_steps=4, processes=2)
     # tokens with a step-wide count: micro-batch losses already sum to the step's loss; DDP's mean is undone

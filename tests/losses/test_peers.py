@@ -36,8 +36,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eksft.losses import LOSSES, asft_loss, dft_loss, eaft_loss, sft_loss
-from eksft.losses.fused import fused_head_loss
+from eksft.losses import LOSSES, asft_loss, dft_loss, eaft_loss, fused_head_loss, sft_loss
 
 from .conftest import make_batch
 

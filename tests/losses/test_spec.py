@@ -8,8 +8,7 @@ import inspect
 import pytest
 import torch
 
-from eksft.losses import LOSSES, SPECS, fused_refusal
-from eksft.losses.fused import FUSED_LOSSES, fused_head_loss
+from eksft.losses import FUSED_LOSSES, LOSSES, SPECS, fused_head_loss, fused_refusal
 from eksft.train.config import EKSFTConfig
 
 from .conftest import make_batch

@@ -12,8 +12,8 @@ import pytest
 import torch
 import transformers
 
-from eksft.losses import eksft_loss
-from eksft.losses.fused import eksft_head_loss, head_logits
+from eksft.losses import eksft_head_loss, eksft_loss
+from eksft.losses.fused import head_logits
 from eksft.models import backbone_hidden_states, lm_head_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ What the test needs to see from inside the processes is written next to each run
 
 - ``engine-RANK.json``: the engine accelerate built (``distributed_type``), the lm head weight as each process holds
   it between steps (class, local element count, full element count), and how many times the fused head's gather
-  (``eksft.train.fused_forward.gathered``) turned a sharded weight into the full one, for the policy's head and for
+  (``eksft.models.head.gathered``) turned a sharded weight into the full one, for the policy's head and for
   the reference's;
 - ``rounds-RANK.jsonl`` (``eksft rl``): one line per scored generation batch of dynamic sampling: the optimiser step
   and the has-variance flag of every process's groups.
@@ -53,26 +53,25 @@ def _numel(t) -> tuple[str, int, int]:
 
 
 def probe_engines() -> None:
+    from eksft.models import head
     from eksft.models.head import lm_head_parts
-    from eksft.train import fused_forward, trainer
+    from eksft.train import trainer
 
     counts = {"policy": 0, "reference": 0}
+    original = head.gathered
+    calls = [0]
 
-    def counting(role):
-        original = fused_forward.gathered
+    @contextlib.contextmanager
+    def gathered(lm_head):  # the loss forward gathers the policy's head, then the reference's (or None)
+        role = ("policy", "reference")[calls[0] % 2]
+        calls[0] += 1
+        before = None if lm_head is None else _numel(lm_head.weight)[1]  # ZeRO-3 gathers into the same Parameter
+        with original(lm_head) as full:
+            if lm_head is not None and full.weight.numel() > before:
+                counts[role] += 1
+            yield full
 
-        @contextlib.contextmanager
-        def gathered(head):
-            before = None if head is None else _numel(head.weight)[1]  # ZeRO-3 gathers into the same Parameter
-            with original(head) as full:
-                if head is not None and full.weight.numel() > before:
-                    counts[role] += 1
-                yield full
-
-        return gathered
-
-    trainer.gathered = counting("reference")  # the reference's head, inside the loss
-    fused_forward.gathered = counting("policy")  # the policy's patched forward looks it up here
+    head.gathered = gathered  # the patched forward looks it up in its module
     original_train = trainer.EKSFTTrainer.train
 
     def train(self, *args, **kwargs):

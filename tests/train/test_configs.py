@@ -136,8 +136,8 @@ def test_help_lists_every_field(capsys):
     ],
 )
 def test_invalid_fields_fail_naming_the_field(tmp_path, values, match):
-    from eksft.train import loss_seam
+    from eksft.losses import BoundLoss
 
     with pytest.raises(ValueError, match=match):
         cfg = train_cmd.config_from(None, {"output_dir": str(tmp_path), **values})
-        loss_seam.validate(cfg)
+        BoundLoss.from_config(cfg)

@@ -13,8 +13,9 @@ import pytest
 import torch
 from datasets import Dataset
 
+from eksft.losses import BoundLoss
 from eksft.models.tiny import save_tiny
-from eksft.train import build_trainer, loss_seam
+from eksft.train import build_trainer
 
 from .conftest import params
 
@@ -37,16 +38,16 @@ def fused_only():
     """Inside (a training step, not trainer construction, whose config check calls the logits loss on a dummy
     batch): the logits-path loss call fails, and the fused one must run (no silent fallback)."""
     calls = []
-    real = loss_seam.compute_fused
+    real = BoundLoss.on_hidden
 
     def no_logits(*a, **k):
         raise AssertionError("the logits path ran under loss_implementation='fused'")
 
-    def counted(*a, **k):
+    def counted(self, *a, **k):
         calls.append(1)
-        return real(*a, **k)
+        return real(self, *a, **k)
 
-    with mock.patch.object(loss_seam, "compute", no_logits), mock.patch.object(loss_seam, "compute_fused", counted):
+    with mock.patch.object(BoundLoss, "on_logits", no_logits), mock.patch.object(BoundLoss, "on_hidden", counted):
         yield
     assert calls
 

@@ -13,7 +13,8 @@ from transformers import TrainerCallback
 
 from eksft.losses.eksft import EKSFT_METRICS
 from eksft.train import TrainingDiverged, build_trainer
-from eksft.train.metrics import MetricAccumulator, read_metrics
+from eksft.train.metrics import read_metrics
+from eksft.train.step_log import MetricAccumulator
 from tests.helpers import StopAt
 
 

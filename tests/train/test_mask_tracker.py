@@ -1,4 +1,4 @@
-"""Persistently masked targets (eksft/train/mask_tracker.py): per-token-id counts of what the loss's mask held, the
+"""Persistently masked targets (eksft/train/step_log.py): per-token-id counts of what the loss's mask held, the
 ``persistently_masked_fraction`` metric, the one warning, ``OUTPUT_DIR/mask_targets.json``.
 
 Built to trigger: a token masked at every occurrence for the window of steps (synthetic masks), and EKSFT with
@@ -17,11 +17,11 @@ import torch
 
 from eksft.analysis.masks import TARGETS_FILE, read_targets
 from eksft.train import build_trainer
-from eksft.train.mask_tracker import METRIC, MaskTracker
 from eksft.train.metrics import read_metrics
+from eksft.train.step_log import METRIC, MaskTracker
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-LOGGER = "eksft.train.mask_tracker"
+LOGGER = "eksft.train.step_log"
 
 
 def batch(tokens, masked, prob=0.5):

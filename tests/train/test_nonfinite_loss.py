@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eksft.losses import eksft_loss, psft_loss
-from eksft.losses.tokens import NonFiniteError
-from eksft.train import TrainingDiverged, build_trainer, loss_seam
+from eksft.losses import BoundLoss, eksft_loss, psft_loss
+from eksft.losses.checks import NonFiniteError
+from eksft.train import TrainingDiverged, build_trainer
 
 
 def test_losses_raise_nonfinite_error_naming_the_quantity():
@@ -29,8 +29,8 @@ def test_trainer_stops_on_a_loss_nonfinite_error(make_config, monkeypatch, imple
         raise NonFiniteError("statistics went non-finite", "fused-head statistics")
 
     trainer = build_trainer(make_config(loss_implementation=implementation, max_steps=2))
-    monkeypatch.setattr(loss_seam, "compute", boom)  # after construction, which runs the loss once to validate
-    monkeypatch.setattr(loss_seam, "compute_fused", boom)
+    monkeypatch.setattr(BoundLoss, "on_logits", boom)  # after construction, which runs the loss once to validate
+    monkeypatch.setattr(BoundLoss, "on_hidden", boom)
     with pytest.raises(TrainingDiverged) as err:
         trainer.train()
     assert err.value.quantity == "fused-head statistics" and err.value.step == 1

@@ -22,7 +22,7 @@ def test_peft_reference_is_policy_with_adapters_disabled(make_config):
     trainer.train()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    ref_logits = reference.reference_logits(trainer, trainer.model, fwd)
+    ref_logits = trainer._reference(trainer.model, fwd)
     start, _ = tiny_random_llama(seed=0)
     with torch.no_grad():
         torch.testing.assert_close(ref_logits, start(**fwd).logits)  # = the starting checkpoint
@@ -74,7 +74,7 @@ def test_losses_without_reference_never_load_one(make_config, monkeypatch):
         raise AssertionError("reference loaded for a loss that needs none")
 
     monkeypatch.setattr("eksft.train.trainer.load_reference", boom)
-    monkeypatch.setattr(reference, "reference_logits", boom)
+    monkeypatch.setattr("eksft.train.trainer.EKSFTTrainer._reference", boom)
     for loss_type in ("sft", "dft", "gem"):
         trainer = build_trainer(make_config(loss_type=loss_type, max_steps=1))
         trainer.train()

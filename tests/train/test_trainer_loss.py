@@ -24,8 +24,8 @@ from eksft.losses import (
     sft_loss,
     target_logprobs,
 )
+from eksft.losses.eksft_global import all_gather_cat, global_eksft_loss
 from eksft.train import build_trainer
-from eksft.train.global_scope import all_gather_cat, global_eksft_loss
 
 from .conftest import params
 

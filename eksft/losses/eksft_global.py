@@ -6,7 +6,7 @@
 all-gathered (variable lengths, padded), :func:`eksft.losses.plan_eksft` selects on the concatenation exactly as
 ``scope="micro_batch"`` does on one process, and each process forms ``EksftPlan.objective`` on its own slice
 (``EksftPlan.part``). No formula lives here: only the gather. (The process-count factor of ``mean``, whose
-denominators count every process's targets, is applied with the rest of the normalisation: ``tokens.step_scale``.)
+denominators count every process's targets, is applied with the rest of the normalisation: ``targets.step_scale``.)
 
 Metrics: every process logs the plan's values, which are over all processes, with ``num_targets`` = its own count,
 so the trainer's ``num_targets``-weighted reduction over processes (metrics.py) gives the global values back and
@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from eksft.losses import LossResult, eksft_loss, plan_eksft
-from eksft.losses.eksft import empty_result, paper_statistics
-from eksft.losses.tokens import check_inputs, gather_targets
+from .checks import check_inputs
+from .eksft import eksft_loss, empty_result, paper_statistics, plan_eksft
+from .targets import LossResult, gather_targets
 
 
 def distributed() -> bool:
@@ -63,7 +63,7 @@ def global_eksft_loss(
 ) -> LossResult:
     """``eksft_loss`` (``variant="paper"``; EKSFTConfig refuses ``scope="global"`` with any other) with one Top-K over
     the targets of every process. With ``mean`` the returned loss is this process's share: the losses of all
-    processes *sum* to the step's loss (the trainer's ``tokens.step_scale`` undoes DDP's average)."""
+    processes *sum* to the step's loss (the trainer's ``targets.step_scale`` undoes DDP's average)."""
     kw = dict(
         rho=rho,
         lambda_entropy=lambda_entropy,
@@ -100,9 +100,5 @@ def global_eksft_loss(
         vocab_size=logits.shape[-1],
         **kw,
     ).part(slice(offset, offset + t.n))
-    loss = plan.objective(logp, h, kl)
-    plan.metrics["loss"] = float(loss.detach())
     plan.metrics["num_targets"] = float(t.n)  # this process's share: the trainer sums it over processes
-    return LossResult(
-        loss=loss, metrics=plan.metrics, mask=t.scatter(plan.mask), target_logp=t.scatter(logp.detach().float())
-    )
+    return plan.result(t, logp, h, kl)

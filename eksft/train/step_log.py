@@ -1,4 +1,13 @@
-"""Targets EKSFT keeps out of cross-entropy step after step: counts, the warning, ``OUTPUT_DIR/mask_targets.json``.
+"""What each micro-batch's loss leaves for the logs: its metrics, summed over a logging interval
+(:class:`MetricAccumulator`), and the targets its mask kept out of cross-entropy (:class:`MaskTracker`).
+
+**Metrics.** Every ``LossResult.metrics`` value is a mean over its micro-batch's ``num_targets`` valid targets, so the
+interval's value is the ``num_targets``-weighted mean over its micro-batches (and over processes): averaging
+micro-batch means with equal weights would over-weight short batches (a known trap of custom losses).
+``num_targets`` itself is summed. The loss functions' own ``loss`` metric is dropped: transformers' ``loss`` (the
+optimised objective, as scaled for the step) is the one logged.
+
+**Masks.** Targets EKSFT keeps out of cross-entropy step after step: counts, the warning, ``mask_targets.json``.
 
 A target taken out of cross-entropy at every step never gets its likelihood raised; under EKSFT its KL penalty pulls
 it back towards the reference (docs/losses.md, "Targets that are never learned"). The unit is the **token id**:
@@ -23,16 +32,57 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import defaultdict
 
 import torch
 import torch.distributed as dist
 
 from eksft.analysis.masks import TARGETS_FILE
-from eksft.losses.tokens import valid_label_mask
+from eksft.losses.targets import valid_label_mask
 
 logger = logging.getLogger(__name__)
 
 METRIC = "persistently_masked_fraction"
+SUMMED = ("num_targets",)
+DROPPED = ("loss",)
+
+
+class MetricAccumulator:
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.weight = 0.0
+        self.count = 0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        w = float(metrics.get("num_targets", 1.0))
+        for k, v in metrics.items():
+            if k in DROPPED:
+                continue
+            self.sums[k] += float(v) if k in SUMMED else w * float(v)
+        self.weight += w
+        self.count += 1
+
+    def summary(self) -> dict[str, float]:
+        """Weighted means over the interval, reduced over processes when a process group exists."""
+        if not self.count:
+            return {}
+        keys = sorted(self.sums)
+        values = [self.sums[k] for k in keys] + [self.weight]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = torch.tensor(values, dtype=torch.float64, device=_device())
+            dist.all_reduce(t)
+            values = t.tolist()
+        weight = values[-1]
+        return {k: (v if k in SUMMED else (v / weight if weight > 0 else 0.0)) for k, v in zip(keys, values[:-1])}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.weight = 0.0
+        self.count = 0
+
+
+def _device():
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 class MaskTracker:
@@ -164,7 +214,6 @@ def _distributed() -> bool:
 
 
 def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = t.to(device)
+    t = t.to(_device())
     dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
     return t.cpu()

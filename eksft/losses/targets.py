@@ -1,5 +1,5 @@
-"""Shared plumbing for the logits-path losses: argument checks, the shift to valid targets, fp32 token statistics,
-and the one place where token losses are normalised.
+"""What every loss shares: the scored targets of a batch, their fp32 statistics, the one rule that turns token sums
+into losses (:func:`denominator`, :func:`step_scale`), and the result type every loss returns (:class:`LossResult`).
 
 Conventions (``docs/losses.md``): logits ``(B, T, V)`` and labels ``(B, T)`` are *unshifted*, as in Hugging Face
 causal LMs; row ``t`` predicts token ``t + 1``, so target ``j`` (``labels[:, j] != ignore_index``, ``j >= 1``) is
@@ -9,100 +9,32 @@ scored by row ``j - 1``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 NORMALIZATIONS = ("mean", "tokens")
 
 
-# ----------------------------------------------------------------------------------------------------------- checks
-class NonFiniteError(ValueError):
-    """A loss input or statistic is NaN or inf: a diverged run or an overflow, not a bad argument. ``quantity``
-    names it; the trainer turns this into its divergence stop (eksft.train.trainer.TrainingDiverged)."""
+@dataclass
+class LossResult:
+    """What a loss function returns.
 
-    def __init__(self, message: str, quantity: str):
-        super().__init__(message)
-        self.quantity = quantity
+    Attributes:
+        loss: scalar tensor, differentiable with respect to the policy logits (or hidden states on the fused path).
+        metrics: plain Python floats, ready for any logger. Means are over the micro-batch; ``num_targets``
+            says how many valid targets they were taken over, so callers can weight them when aggregating.
+        mask: ``(B, T)`` bool aligned with ``labels``; True where the target was taken out of cross-entropy.
+            ``None`` for methods that never mask.
+        target_logp: ``(B, T)`` float32, detached, aligned with ``labels``: the policy's log-probability of each
+            target (0 where no target is scored); set by the losses that return a mask (what was masked, and how
+            well the policy predicts it: the trainer's persistent-mask listing). ``None`` otherwise.
+    """
 
-
-def check_logits(name: str, logits: torch.Tensor) -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor of shape (B, T, V), got {type(logits).__name__}.")
-    if logits.dim() != 3:
-        raise ValueError(f"`{name}` must have shape (B, T, V); got {tuple(logits.shape)}.")
-    if not logits.is_floating_point():
-        raise ValueError(f"`{name}` must be a floating-point tensor; got dtype {logits.dtype}.")
-    if logits.numel() and not bool(torch.isfinite(logits).all()):
-        raise NonFiniteError(
-            f"`{name}` contains NaN or inf values. Check the model's forward pass (overflow in fp16/bf16, "
-            "a diverged run) before computing the loss.",
-            name,
-        )
-
-
-def check_inputs(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    ignore_index: int,
-    ref_logits: torch.Tensor | None = None,
-    *,
-    ref_name: str = "ref_logits",
-) -> None:
-    check_logits("logits", logits)
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError("`labels` must be an integer tensor of shape (B, T).")
-    if labels.shape != logits.shape[:2]:
-        raise ValueError(
-            f"`labels` has shape {tuple(labels.shape)} but `logits` has shape {tuple(logits.shape)}; "
-            "labels must be (B, T) matching the first two dimensions of logits (unshifted, HF convention)."
-        )
-    valid = labels != ignore_index
-    if valid.any():
-        lv = labels[valid]
-        if int(lv.min()) < 0 or int(lv.max()) >= logits.shape[-1]:
-            raise ValueError(
-                f"`labels` contains ids outside [0, {logits.shape[-1]}) that are not ignore_index={ignore_index}; "
-                "the tokenizer and the model's vocabulary disagree."
-            )
-    if ref_logits is not None:
-        check_logits(ref_name, ref_logits)
-        if ref_logits.shape != logits.shape:
-            raise ValueError(
-                f"`{ref_name}` has shape {tuple(ref_logits.shape)} but `logits` has shape {tuple(logits.shape)}; "
-                "the reference must see the same batch and have the same vocabulary as the policy."
-            )
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
-
-
-def check_nonnegative(**values: float) -> None:
-    for name, value in values.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-
-
-ENTROPY_UNITS = ("normalized", "nats")
-
-
-def entropy_scale(entropy_unit: str, vocab_size: int) -> float:
-    """Per-nat factor of the entropy weight lambda_H: ``normalized`` (default) weights H / ln V, the unit of the
-    authors' code, in which the published lambda_H = 0.05 was run; ``nats`` weights H itself (the paper's equations
-    read literally: ln V times stronger at the same lambda_H). The effective per-nat weight is lambda_H * this."""
-    check_choice("entropy_unit", entropy_unit, ENTROPY_UNITS)
-    if entropy_unit == "nats":
-        return 1.0
-    if not (isinstance(vocab_size, int) and vocab_size >= 2):
-        raise ValueError(f"entropy_unit='normalized' needs the vocabulary size V >= 2, got {vocab_size!r}.")
-    return 1.0 / math.log(vocab_size)
-
-
-def check_fraction(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    target_logp: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- valid targets
@@ -207,6 +139,22 @@ def target_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
 
 
 # ----------------------------------------------------------------------------------------------------- normalising
+ENTROPY_UNITS = ("normalized", "nats")
+
+
+def entropy_scale(entropy_unit: str, vocab_size: int) -> float:
+    """Per-nat factor of the entropy weight lambda_H: ``normalized`` (default) weights H / ln V, the unit of the
+    authors' code, in which the published lambda_H = 0.05 was run; ``nats`` weights H itself (the paper's equations
+    read literally: ln V times stronger at the same lambda_H). The effective per-nat weight is lambda_H * this."""
+    if entropy_unit not in ENTROPY_UNITS:
+        raise ValueError(f"`entropy_unit` must be one of {list(ENTROPY_UNITS)}, got {entropy_unit!r}.")
+    if entropy_unit == "nats":
+        return 1.0
+    if not (isinstance(vocab_size, int) and vocab_size >= 2):
+        raise ValueError(f"entropy_unit='normalized' needs the vocabulary size V >= 2, got {vocab_size!r}.")
+    return 1.0 / math.log(vocab_size)
+
+
 def denominator(count: int, normalization: str, num_items_in_batch, n_local: int) -> float:
     """The one place token sums become losses.
 
