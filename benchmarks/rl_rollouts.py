@@ -24,6 +24,7 @@ import yaml
 
 def main(argv: list[str]) -> dict:
     from eksft.commands.rl import config_from
+    from eksft.rl.dynamic_sampling import GENERATION_BATCHES
     from eksft.rl.run import build_rl_trainer
     from eksft.train.metrics import read_metrics
 
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> dict:
         "tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1),
         "train_s": round(time.time() - t1, 1),
-        "generation_batches": [r.get("dynamic_sampling/generation_batches") for r in rows],
+        "generation_batches": [r.get(GENERATION_BATCHES) for r in rows],
         "omp_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
         "load_avg_1m": os.getloadavg()[0],
     }

@@ -140,6 +140,8 @@ def scale_path(work: Path, budget, skip: str | None = None) -> dict:
     out["rl_vllm"] = _run("rl_vllm", [*cli, "rl", str(rl_config)], budget)
     metrics = work / "rl_vllm" / "metrics.jsonl"
     if metrics.is_file():
+        from eksft.rl.dynamic_sampling import GENERATION_BATCHES
+
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        out["rl_vllm"]["steps"] = [r for r in rows if "dynamic_sampling/generation_batches" in r]
+        out["rl_vllm"]["steps"] = [r for r in rows if GENERATION_BATCHES in r]
     return out

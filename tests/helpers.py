@@ -14,3 +14,15 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+#: The training arguments every tiny CPU test run shares: a metrics line per step, no checkpoints, no reporters, no
+#: progress bar, no activation checkpointing, no pinned memory.
+QUIET_RUN = dict(
+    logging_steps=1,
+    save_strategy="no",
+    report_to=[],
+    gradient_checkpointing=False,
+    disable_tqdm=True,
+    dataloader_pin_memory=False,
+)

@@ -35,8 +35,7 @@ import yaml
 
 from eksft.cli import main
 from eksft.config_io import declared_ranges, parse_range, range_text
-from tests.train.conftest import arithmetic_records, write_jsonl
-from tests.train.test_bad_input import earlier_run, snapshot
+from tests.train.test_bad_input import snapshot, user_folder
 
 #: inherited transformers / TRL fields with choices or a bool type that this repository's configs set
 COMMON_INHERITED = (
@@ -199,12 +198,7 @@ OUTPUT = {
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("EKSFT_DEBUG", raising=False)
-    write_jsonl(tmp_path / "train.jsonl", arithmetic_records(4))
-    earlier_run(tmp_path / "run")
-    return tmp_path
+    return user_folder(tmp_path, monkeypatch, records=4)
 
 
 def refused_in_one_line(command, argv, capsys, run) -> str:

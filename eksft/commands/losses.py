@@ -54,20 +54,13 @@ def train_one(method: str, steps: int, seed: int) -> dict:
     """``steps`` AdamW steps of a fresh tiny random Llama on one batch with loss ``method``; its last-step metrics.
     The extra inputs each loss takes come from its row of ``eksft.losses.SPECS``."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from eksft.losses import SPECS, calibrate_sed_tau, target_logprobs
+    from eksft.models.tiny import tiny_config
 
     spec = SPECS[method]
-    config = LlamaConfig(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
+    config = tiny_config(vocab_size=256, hidden_size=64, intermediate_size=128, max_position_embeddings=128)
     input_ids, labels = tiny_batch(config.vocab_size, seed)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .claims import claim_difference
 from .stats import mean_ci
+from .tables import ROWS, single_seed_interval, values
 
 #: (panel title, report row name, unit shown on the axis)
 PANELS = [
@@ -43,8 +44,6 @@ def rho_sweep(summary: dict) -> dict[float, str]:
 
 def _point(summary: dict, row: str, model: str) -> tuple[float, float, float] | None:
     """(value, low, high) of a report row for one model: t-interval over seeds, or the one seed's interval."""
-    from .report import ROWS, single_seed_interval, values
-
     getter = dict((name, g) for name, g, _ in ROWS)[row]
     xs = values(summary, getter, model)
     if not xs:

@@ -23,6 +23,8 @@ from pathlib import Path
 from eksft.data.synthetic import INSTRUCTION, TRAIN_SEED, problem_key, training_records
 
 from .config import DemoConfig
+from .stages import log_stage
+from .training import train_method
 
 #: Seed of the new problems' stream: far from the demo's training stream (``TRAIN_SEED`` and its top-ups, which
 #: step by 9,999,991) and from the evaluation stream; :func:`new_problems` also drops any repeat explicitly.
@@ -117,8 +119,6 @@ def warm_start_and_traces(
 ) -> tuple[str, Path, dict, dict]:
     """Stages 1 and 2 for one seed: ``(warm model folder, traces file, warm training record, trace statistics)``."""
     from eksft.methods import Method
-
-    from .run import log_stage, train_method
 
     log_stage(log, f"seed {seed}: warm start, SFT on the demo's records ({cfg.lengths[0]} steps x {cfg.batch_size})")
     warm = train_method(cfg, base, Method("sft"), seed, sd / "warm", train_file, log)

@@ -43,6 +43,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config(**overrides) -> LlamaConfig:
+    """The tiny Llama's sizes (2 layers, hidden 32, 4 heads, untied head), any field overridden: the one place a
+    tiny ``LlamaConfig`` is written (``eksft losses`` and the tests pass their own sizes)."""
     kw = dict(
         hidden_size=32,
         intermediate_size=64,

@@ -75,11 +75,32 @@ def _pct_iv(cell: dict, key: str) -> str:
     return f"{100 * value:.1f} [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
 
 
+def paired_differences(pc, bench: str, base: dict | None, summary: dict, names: tuple[str, str], pair: str, key: dict):
+    """pass@1 and pass@K of ``summary`` minus ``base`` on one benchmark, paired bootstrap over the problems both were
+    evaluated on: the JSON records (``benchmark``, then ``key``, then the difference) and one sentence each, where
+    ``names`` are (base, summary) as the sentences say them. Nothing when either lacks per-problem counts; one
+    "``pair`` not compared" sentence when the problems differ or there are too few samples."""
+    from eksft.eval.compare import difference_sentence, paired_difference
+
+    records, text = [], []
+    if not base or "per_problem" not in base or "per_problem" not in summary:
+        return records, text
+    a = {p["id"]: (p["n"], p["c"]) for p in base["per_problem"]}
+    b = {p["id"]: (p["n"], p["c"]) for p in summary["per_problem"]}
+    for k in sorted({1, pc.eval.table_k}):
+        try:
+            d = paired_difference(a, b, k)
+        except ValueError as e:  # different problems or too few samples: say so instead of comparing
+            text.append(f"{bench}: {pair} not compared ({e}).")
+            break
+        records.append({"benchmark": bench, **key, **d.to_dict()})
+        text.append(f"{bench}: " + difference_sentence(d, *names))
+    return records, text
+
+
 def comparisons(pc, results: dict) -> tuple[list[dict], list[str]]:
     """Each method against SFT (or the first method) on every benchmark, pass@1 and pass@K: paired bootstrap over
     the problems both were evaluated on. Returns the JSON records and one sentence each."""
-    from eksft.eval.compare import difference_sentence, paired_difference
-
     ref = "sft" if "sft" in results else next(iter(results), None)
     records, text = [], []
     if ref is None:
@@ -88,42 +109,25 @@ def comparisons(pc, results: dict) -> tuple[list[dict], list[str]]:
         if method == ref:
             continue
         for bench, summary in per_bench.items():
-            base = results[ref].get(bench)
-            if not base or "per_problem" not in base or "per_problem" not in summary:
-                continue
-            a = {p["id"]: (p["n"], p["c"]) for p in base["per_problem"]}
-            b = {p["id"]: (p["n"], p["c"]) for p in summary["per_problem"]}
-            for k in sorted({1, pc.eval.table_k}):
-                try:
-                    d = paired_difference(a, b, k)
-                except ValueError as e:  # different problems or too few samples: say so instead of comparing
-                    text.append(f"{bench}: {method} vs {ref} not compared ({e}).")
-                    break
-                records.append({"benchmark": bench, "method": method, "reference": ref, **d.to_dict()})
-                text.append(f"{bench}: " + difference_sentence(d, ref, method))
+            key = {"method": method, "reference": ref}
+            pair = f"{method} vs {ref}"
+            r, t = paired_differences(pc, bench, results[ref].get(bench), summary, (ref, method), pair, key)
+            records += r
+            text += t
     return records, text
 
 
 def rl_effects(pc, before: dict, after: dict) -> tuple[list[dict], list[str]]:
     """Each method after SFT -> RL against itself after SFT, pass@1 and pass@K, paired over the same problems."""
-    from eksft.eval.compare import difference_sentence, paired_difference
-
     records, text = [], []
     for method, per_bench in after.items():
         for bench, summary in per_bench.items():
             base = before.get(method, {}).get(bench)
-            if not base or "per_problem" not in base or "per_problem" not in summary:
-                continue
-            a = {p["id"]: (p["n"], p["c"]) for p in base["per_problem"]}
-            b = {p["id"]: (p["n"], p["c"]) for p in summary["per_problem"]}
-            for k in sorted({1, pc.eval.table_k}):
-                try:
-                    d = paired_difference(a, b, k)
-                except ValueError as e:
-                    text.append(f"{bench}: {method} after RL vs after SFT not compared ({e}).")
-                    break
-                records.append({"benchmark": bench, "method": method, **d.to_dict()})
-                text.append(f"{bench}: " + difference_sentence(d, f"{method} (SFT)", f"{method} (SFT -> RL)"))
+            names = (f"{method} (SFT)", f"{method} (SFT -> RL)")
+            pair = f"{method} after RL vs after SFT"
+            r, t = paired_differences(pc, bench, base, summary, names, pair, {"method": method})
+            records += r
+            text += t
     return records, text
 
 
@@ -131,16 +135,16 @@ def rl_effects(pc, before: dict, after: dict) -> tuple[list[dict], list[str]]:
 RL_PANELS = (
     ("accuracy reward (batch mean)", "share correct", lambda r: r.get("rewards/accuracy/mean")),
     ("policy entropy", "nats/token", lambda r: r.get("entropy")),
-    (
-        "dynamic sampling: groups with variance / drawn",
-        "share",
-        lambda r: (
-            r["dynamic_sampling/groups_with_variance"] / r["dynamic_sampling/groups_drawn"]
-            if r.get("dynamic_sampling/groups_drawn")
-            else None
-        ),
-    ),
+    ("dynamic sampling: groups with variance / drawn", "share", lambda r: variance_share(r)),
 )
+
+
+def variance_share(record: dict) -> float | None:
+    """The share of drawn groups with reward variance (the groups dynamic sampling can keep) in one metrics record;
+    None where the record has no dynamic-sampling metrics."""
+    from eksft.rl.dynamic_sampling import GROUPS_DRAWN, GROUPS_WITH_VARIANCE  # imports torch: only when read
+
+    return record[GROUPS_WITH_VARIANCE] / record[GROUPS_DRAWN] if record.get(GROUPS_DRAWN) else None
 
 
 def rl_curves(pc) -> dict:

@@ -20,6 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: The metrics DAPOTrainer logs once per rollout batch (docs/rl.md, "Dynamic sampling"): generation batches drawn,
+#: groups drawn, groups with reward variance, groups kept, and zero-variance groups that filled the batch.
+METRIC_PREFIX = "dynamic_sampling/"
+GENERATION_BATCHES = METRIC_PREFIX + "generation_batches"
+GROUPS_DRAWN = METRIC_PREFIX + "groups_drawn"
+GROUPS_WITH_VARIANCE = METRIC_PREFIX + "groups_with_variance"
+GROUPS_KEPT = METRIC_PREFIX + "groups_kept"
+GROUPS_FILLED = METRIC_PREFIX + "groups_filled"
+
 #: Per-row tensors of GRPOTrainer's scored batch and how they pad when batches of different widths are joined:
 #: (side, value). Sequence-level importance ratios have width 1 in every batch, so padding never touches them.
 PADDED_KEYS = {

@@ -179,13 +179,14 @@ def smoke_job(kind: str, path: str | None, overrides: dict, single_process: bool
 
 def rl_lines(ck: Checklist, run_dir: str) -> None:
     """Dynamic sampling's own metrics, from the RL run's metrics.jsonl."""
+    from eksft.rl.dynamic_sampling import GENERATION_BATCHES, METRIC_PREFIX
     from eksft.train.metrics import read_metrics
 
-    rows = [r for r in read_metrics(run_dir) if "dynamic_sampling/generation_batches" in r]
+    rows = [r for r in read_metrics(run_dir) if GENERATION_BATCHES in r]
     if not rows:
-        ck.add("failed", "dynamic sampling", f"no dynamic_sampling/* metrics in {run_dir}/metrics.jsonl")
+        ck.add("failed", "dynamic sampling", f"no {METRIC_PREFIX}* metrics in {run_dir}/metrics.jsonl")
         return
-    batches = [int(r["dynamic_sampling/generation_batches"]) for r in rows]
+    batches = [int(r[GENERATION_BATCHES]) for r in rows]
     ck.add("ran", "dynamic sampling", f"generation batches per step {batches} (refills where > 1)")
 
 

@@ -196,3 +196,14 @@ def test_masks_lists_the_most_masked_targets(tmp_path, capsys):
     assert "the persistent-mask warning fired at step 3" in printed and "'rare'" not in printed
     lines = [ln.split() for ln in printed.splitlines() if ln.strip().startswith("'")]
     assert lines == [["'Left'", "100%", "4/4", "0.030"], ["'The'", "90%", "3/4", "0.050"]]
+
+
+def test_masks_reads_only_metrics_training_logs():
+    """Every metric ``eksft masks`` plots is one training logs: the EKSFT loss's own metrics or the mask tracker's
+    (a renamed metric would otherwise leave its panel empty without an error)."""
+    from eksft.analysis.masks import MASK_METRICS, TITLES
+    from eksft.losses.eksft import EKSFT_METRICS
+    from eksft.train.mask_tracker import METRIC
+
+    assert set(MASK_METRICS) <= set(EKSFT_METRICS) | {METRIC}
+    assert set(TITLES) == set(MASK_METRICS)

@@ -5,8 +5,10 @@ import math
 import pytest
 
 from eksft.demo.config import DemoConfig, with_quick
-from eksft.demo.report import inline, results_table, sentences, to_html, to_markdown
+from eksft.demo.render import inline, to_html, to_markdown
+from eksft.demo.report import sentences
 from eksft.demo.stats import compare, fmt, mean_ci
+from eksft.demo.tables import results_table
 
 
 def test_mean_ci_matches_the_t_formula():
@@ -184,7 +186,7 @@ def test_rerun_with_other_training_settings_is_refused(tmp_path):
     report would otherwise show old models under the new settings)."""
     import json
 
-    from eksft.demo.run import train_method
+    from eksft.demo.training import train_method
     from eksft.methods import Method
 
     cfg = DemoConfig(output_dir=str(tmp_path))

@@ -1,4 +1,4 @@
-"""Each loss against an independent per-token loop (tests/losses/reference.py): loss and gradient w.r.t. logits,
+"""Each loss against an independent per-token loop (tests/losses/brute_force.py): loss and gradient w.r.t. logits,
 random inputs with random ignored positions. CPU, fp64, a few seconds."""
 
 import pytest
@@ -19,7 +19,7 @@ from eksft.losses import (
     target_logprobs,
 )
 
-from . import reference as R
+from . import brute_force as R
 from .conftest import make_batch
 
 

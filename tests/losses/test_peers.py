@@ -211,18 +211,12 @@ def test_sft_and_dft_are_trl_loss_type(seed, num_items, loss_type):
 
 # --------------------------------------------------------------------------------------------------- TRL itself
 def tiny_trl_model(seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
+    from eksft.models.tiny import tiny_config
+
+    config = tiny_config(vocab_size=97, max_position_embeddings=64)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     add_fused_lm_head(model, outputs=("log_probs", "entropy"))

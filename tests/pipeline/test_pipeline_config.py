@@ -139,3 +139,20 @@ def test_report_cells_carry_intervals_and_methods_are_compared_paired(tmp_path):
     assert [r["metric"] for r in records] == ["pass@1", "pass@4"]
     assert first["low"] == first["high"] == first["difference"] == 1.0
     assert "b1: eksft − sft on pass@1: +100.0 points" in md and "eksft higher" in md
+
+
+def test_results_on_other_problems_are_not_compared(tmp_path):
+    """Both paired comparisons (method vs sft, and a method after RL vs after SFT) refuse results on different
+    problems with one sentence each, and record nothing."""
+    from eksft.pipeline.report import comparisons, rl_effects
+
+    pc = pipeline_config_from(base(output_dir=str(tmp_path), methods=["sft", "eksft"], eval={"benchmarks": ["b1"]}))
+
+    def summary(ids):
+        return {"per_problem": [{"id": i, "n": 4, "c": 2} for i in ids]}
+
+    results = {"sft": {"b1": summary("abc")}, "eksft": {"b1": summary("xyz")}}
+    records, text = comparisons(pc, results)
+    assert records == [] and len(text) == 1 and text[0].startswith("b1: eksft vs sft not compared (")
+    records, text = rl_effects(pc, {"eksft": {"b1": summary("abc")}}, {"eksft": {"b1": summary("xyz")}})
+    assert records == [] and len(text) == 1 and text[0].startswith("b1: eksft after RL vs after SFT not compared (")

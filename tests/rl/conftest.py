@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import QUIET_RUN
+
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):  # every test here on one torch thread (tests/conftest.py)
@@ -28,13 +30,8 @@ def make_rl_config(tmp_path):
             max_completion_length=16,
             overlong_buffer_len=4,
             learning_rate=1e-3,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            gradient_checkpointing=False,
-            disable_tqdm=True,
             seed=0,
-            dataloader_pin_memory=False,
+            **QUIET_RUN,
         )
         kw.update(overrides)
         return RLConfig(**kw)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from eksft.train import EKSFTConfig
+from tests.helpers import QUIET_RUN
 
 
 def arithmetic_records(n: int = 24, seed: int = 0) -> list[dict]:
@@ -46,15 +47,10 @@ def make_config(tmp_path, data_file):
             per_device_train_batch_size=2,
             gradient_accumulation_steps=1,
             learning_rate=1e-2,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            gradient_checkpointing=False,
             max_length=64,
             seed=0,
-            disable_tqdm=True,
-            dataloader_pin_memory=False,
             dataset_num_proc=None,
+            **QUIET_RUN,
         )
         kw.update(overrides)
         return EKSFTConfig(**kw)

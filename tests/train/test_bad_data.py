@@ -12,21 +12,14 @@ import os
 
 import pytest
 
-from .conftest import arithmetic_records, write_jsonl
-from .test_bad_input import FAST, OVERWRITE, cli, earlier_run, good, snapshot, write_lines
+from .test_bad_input import FAST, OVERWRITE, cli, good, snapshot, user_folder, write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """tmp_path as the working folder, offline, with a good data file and an earlier run in `run/`."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("EKSFT_DEBUG", raising=False)
-    write_jsonl(tmp_path / "train.jsonl", arithmetic_records(8))
-    earlier_run(tmp_path / "run")
-    return tmp_path
+    return user_folder(tmp_path, monkeypatch, records=8)
 
 
 def blank_completion(tmp):  # some records

@@ -100,15 +100,20 @@ def cli(argv, capsys) -> tuple[int, list[str], float]:
     return rc, [line for line in err.splitlines() if line.startswith("eksft ")], seconds
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """tmp_path as the working folder, offline, with the data file and an earlier run in `run/`."""
+def user_folder(tmp_path, monkeypatch, records: int):
+    """tmp_path as the working folder, offline, with ``records`` arithmetic records in `train.jsonl` and an earlier
+    run in `run/`: where a new user types the command."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("EKSFT_DEBUG", raising=False)
-    write_jsonl(tmp_path / "train.jsonl", arithmetic_records(8))
+    write_jsonl(tmp_path / "train.jsonl", arithmetic_records(records))
     earlier_run(tmp_path / "run")
     return tmp_path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return user_folder(tmp_path, monkeypatch, records=8)
 
 
 def write_lines(path, lines: list[str], mode="w") -> str:

@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 from eksft.models.loading import load_causal_lm
 from eksft.models.tiny import save_tiny
 from eksft.train.metrics import read_metrics
+from tests.helpers import QUIET_RUN
 
 from .conftest import arithmetic_records, write_jsonl
 from .test_multiprocess import ROOT, flags, free_port
@@ -57,15 +58,10 @@ BASE = dict(
     learning_rate=0.5,
     max_grad_norm=1.0,
     train_sampling_strategy="sequential",
-    logging_steps=1,
-    save_strategy="no",
-    report_to=[],
-    gradient_checkpointing=False,
     max_length=64,
     seed=0,
-    disable_tqdm=True,
-    dataloader_pin_memory=False,
     use_cpu=True,
+    **QUIET_RUN,
 )
 #: name -> options over BASE. Compared with DDP step by step.
 CASES = {
@@ -105,14 +101,9 @@ RL = dict(
     max_generation_batches=6,
     dynamic_sampling=True,
     learning_rate=1e-3,
-    logging_steps=1,
-    save_strategy="no",
-    report_to=[],
-    gradient_checkpointing=False,
-    disable_tqdm=True,
     seed=0,
-    dataloader_pin_memory=False,
     use_cpu=True,
+    **QUIET_RUN,
 )
 ENGINES = {"zero3": ("zero3_cpu.yaml", "DEEPSPEED"), "fsdp2": ("fsdp2_cpu.yaml", "FSDP")}
 

@@ -32,6 +32,7 @@ from eksft.commands.train import config_from
 from eksft.models.tiny import save_tiny
 from eksft.train import build_trainer
 from eksft.train.metrics import read_metrics
+from tests.helpers import QUIET_RUN
 
 from .conftest import arithmetic_records, write_jsonl
 
@@ -49,15 +50,10 @@ BASE = dict(
     learning_rate=0.5,
     max_grad_norm=0.0,
     train_sampling_strategy="sequential",
-    logging_steps=1,
-    save_strategy="no",
-    report_to=[],
-    gradient_checkpointing=False,
     max_length=64,
     seed=0,
-    disable_tqdm=True,
-    dataloader_pin_memory=False,
     use_cpu=True,
+    **QUIET_RUN,
 )
 #: name -> (options of both runs, one process, each of two processes); the global batch is 4 sequences in all.
 CASES = {

@@ -39,6 +39,25 @@ def grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def eksft_kwargs(c):
+    """eksft_loss's keywords from an EKSFTConfig (both variants take the same ones; CASES below)."""
+    return dict(
+        rho=c.rho,
+        lambda_entropy=c.lambda_entropy,
+        lambda_kl=c.lambda_kl,
+        selection=c.selection,
+        scope=c.scope,
+        variant=c.variant,
+        entropy_unit=c.entropy_unit,
+        normalization=c.normalization,
+    )
+
+
+def eaft_kwargs(c):
+    """eaft_loss's keywords from an EKSFTConfig (full and top-k entropy; CASES below)."""
+    return dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization)
+
+
 # What the trainer must pass to each loss, written out here (not read from eksft.train.loss_seam or
 # eksft.losses.SPECS) so a wrong entry in the library's table fails this test. Per case: the loss function, the
 # config overrides, and the expected keyword arguments built from the config (EKSFTConfig field -> loss keyword).
@@ -57,32 +76,14 @@ CASES = {
             scope="sequence",
             entropy_unit="nats",
         ),
-        lambda c: dict(
-            rho=c.rho,
-            lambda_entropy=c.lambda_entropy,
-            lambda_kl=c.lambda_kl,
-            selection=c.selection,
-            scope=c.scope,
-            variant=c.variant,
-            entropy_unit=c.entropy_unit,
-            normalization=c.normalization,
-        ),
+        eksft_kwargs,
     ),
     "eksft_official": (
         eksft_loss,
         dict(
             loss_type="eksft", variant="official", rho=0.4, lambda_entropy=0.2, lambda_kl=0.5, selection="intersection"
         ),
-        lambda c: dict(
-            rho=c.rho,
-            lambda_entropy=c.lambda_entropy,
-            lambda_kl=c.lambda_kl,
-            selection=c.selection,
-            scope=c.scope,
-            variant=c.variant,
-            entropy_unit=c.entropy_unit,
-            normalization=c.normalization,
-        ),
+        eksft_kwargs,
     ),
     "sft": (sft_loss, dict(loss_type="sft"), lambda c: dict(normalization=c.normalization)),
     "dft": (dft_loss, dict(loss_type="dft"), lambda c: dict(normalization=c.normalization)),
@@ -114,12 +115,12 @@ CASES = {
     "eaft": (
         eaft_loss,
         dict(loss_type="eaft", eaft_alpha=0.6, eaft_entropy="full", eaft_topk=3),
-        lambda c: dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization),
+        eaft_kwargs,
     ),
     "eaft_topk": (
         eaft_loss,
         dict(loss_type="eaft", eaft_alpha=1.5, eaft_topk=4),
-        lambda c: dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization),
+        eaft_kwargs,
     ),
     "global_reg": (
         global_reg_loss,

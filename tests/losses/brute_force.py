@@ -1,7 +1,7 @@
-"""Brute-force, per-token reference implementations written independently of eksft.losses.
+"""Brute-force, per-token implementations of every loss written independently of eksft.losses.
 
 Everything is an explicit Python loop over (batch, position) with textbook formulas, so a shared bug between the
-library and these references would need the same mistake written twice in different styles.
+library and these loops would need the same mistake written twice in different styles.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def random_mask_targets(labels, fraction, seed):
 
 
 def random_mask(logits, labels, ref, fraction, seed, lam_h=0.05, lam_kl=0.05, entropy_unit="normalized"):
-    """Random masking: the EKSFT objective on the reference's own seeded mask; returns (loss, mask)."""
+    """Random masking: the EKSFT objective on this module's own seeded mask; returns (loss, mask)."""
     mask = random_mask_targets(labels, fraction, seed)
     return masked(logits, labels, ref, mask, lam_h=lam_h, lam_kl=lam_kl, entropy_unit=entropy_unit), mask
 
