@@ -36,7 +36,7 @@ def run(args) -> int:
         from eksft.smoke import check_ok, smoke_job
 
         return check_ok(smoke_job("rl", args.config, flag_overrides(args, CLI_ONLY)))
+    from eksft.jobs.command import run_job
     from eksft.rl import train_rl
-    from eksft.train.run import run_job
 
     return run_job(config_from(args.config, flag_overrides(args, CLI_ONLY)), train_rl)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from eksft.eval.intervals import RESAMPLES
-from eksft.train.metrics import METRICS_FILE, read_metrics
+from eksft.jobs.metrics import METRICS_FILE, read_metrics
 
 from .claims import claim_sentences, weighted_interval
 from .config import BASE, WARM

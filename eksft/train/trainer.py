@@ -45,6 +45,8 @@ from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
 from eksft.compat import require
+from eksft.jobs.metrics import MetricAccumulator, MetricsJsonlCallback
+from eksft.jobs.output_dir import last_finite_checkpoint, resolve_resume
 from eksft.losses.tokens import NonFiniteError, step_scale
 
 from . import loss_seam
@@ -52,8 +54,6 @@ from .config import EKSFTConfig
 from .fused_forward import add_hidden_forward, gathered
 from .mask_tracker import METRIC as PERSISTENT_METRIC
 from .mask_tracker import MaskTracker
-from .metrics import MetricAccumulator, MetricsJsonlCallback
-from .output_dir import last_finite_checkpoint, resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
 from .reference import load_reference, reference_hidden, reference_logits
 from .sed import resolve_tau

@@ -135,7 +135,7 @@ def test_masks_reads_runs_and_plots(tmp_path):
 def test_masks_without_output_dir_writes_into_the_first_run(tmp_path, capsys):
     """`eksft masks RUN_DIR` alone: masks.json and masks.png in RUN_DIR/masks (not a run file for training's
     output-folder checks); a missing run is one line and creates nothing."""
-    from eksft.train.output_dir import run_contents
+    from eksft.jobs.output_dir import run_contents
 
     write_metrics(tmp_path / "eksft", [0.4, 0.5])
     write_metrics(tmp_path / "sft", [0.0, 0.0])

@@ -11,9 +11,9 @@ import math
 import pytest
 from transformers import TrainerCallback
 
+from eksft.jobs.metrics import MetricAccumulator, read_metrics
 from eksft.losses.eksft import EKSFT_METRICS
 from eksft.train import TrainingDiverged, build_trainer
-from eksft.train.metrics import MetricAccumulator, read_metrics
 from tests.helpers import StopAt
 
 

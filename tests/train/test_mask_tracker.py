@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from eksft.analysis.masks import TARGETS_FILE, read_targets
+from eksft.jobs.metrics import read_metrics
 from eksft.train import build_trainer
 from eksft.train.mask_tracker import METRIC, MaskTracker
-from eksft.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LOGGER = "eksft.train.mask_tracker"

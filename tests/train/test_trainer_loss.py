@@ -283,7 +283,7 @@ def test_psft_old_logps_snapshot_per_data_batch(make_config):
     the draw, so the ratio moves away from 1; with 1 update it is exactly 1."""
     trainer = build_trainer(make_config(loss_type="psft", psft_updates_per_batch=3, max_steps=3))
     trainer.train()
-    from eksft.train.metrics import read_metrics
+    from eksft.jobs.metrics import read_metrics
 
     ratios = [r["ratio_mean"] for r in read_metrics(trainer.args.output_dir) if "ratio_mean" in r]
     assert len(ratios) == 3
