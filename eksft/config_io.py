@@ -15,16 +15,6 @@ import types
 import typing
 from typing import get_type_hints
 
-#: Fields every training config accepts, set as plain attributes on a config class that does not declare them
-#: (TRL's GRPOConfig has no overwrite_output_dir since transformers 5): name -> (default, help).
-EXTRA_FIELDS = {
-    "overwrite_output_dir": (
-        False,
-        "Start a new run in an output_dir that already holds one: its files "
-        "are removed first. Without it such a folder is refused unless "
-        "resume_from_checkpoint is set.",
-    )
-}
 #: What people carry over from other trainers that transformers 5 does not have, and what to write instead.
 RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: warmup_steps takes a fraction < 1"}
 
@@ -113,6 +103,14 @@ def declared_ranges(cls) -> dict[str, str]:
     return {**getattr(cls, "INHERITED_RANGES", {}), **own}
 
 
+def own_fields(cls) -> list[str]:
+    """The fields eksft's classes declare in config dataclass ``cls`` (itself and its eksft bases, such as
+    ``eksft.jobs.config.RunConfig``), in field order; not the ones it inherits from transformers / TRL, which check
+    their own choices."""
+    declared = {n for k in cls.__mro__ if k.__module__.startswith("eksft") for n in vars(k).get("__annotations__", {})}
+    return [f.name for f in dataclasses.fields(cls) if f.name in declared]
+
+
 @functools.cache
 def _nullable(cls) -> frozenset[str]:
     """The fields of ``cls`` annotated ``X | None`` (SFTConfig's ``max_length``: None = no truncation)."""
@@ -126,8 +124,8 @@ def check_fields(cfg, owner: str | None = None) -> None:
     ``__post_init__`` / ``validate``."""
     owner = owner or type(cfg).__name__
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    own = set(getattr(type(cfg), "__annotations__", {}))
-    check_choices(cfg, *(n for n, f in fields.items() if "choices" in f.metadata and n in own), owner=owner)
+    own = own_fields(type(cfg))
+    check_choices(cfg, *(n for n in own if "choices" in fields[n].metadata), owner=owner)
     for name, interval in declared_ranges(type(cfg)).items():
         value, nullable = getattr(cfg, name), fields[name].default is None or name in _nullable(type(cfg))
         if not (value is None and nullable) and not in_range(value, interval):
@@ -240,16 +238,6 @@ def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
         if f.init:
             f.type = hints[f.name]
             HfArgumentParser._parse_dataclass_field(p, _flag_field(f, ranges.get(f.name)))
-    if "overwrite_output_dir" not in {f.name for f in dataclasses.fields(cls)}:  # RLConfig: see EXTRA_FIELDS
-        from transformers.hf_argparser import string_to_bool
-
-        p.add_argument(
-            "--overwrite_output_dir",
-            type=string_to_bool,
-            nargs="?",
-            const=True,
-            help=EXTRA_FIELDS["overwrite_output_dir"][1],
-        )
     # Flags only override what they name: defaults move into the help text and argparse leaves absent flags out
     # of the namespace, so the YAML's values survive.
     for action in p._actions[first:]:
@@ -288,22 +276,13 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
 def config_from_values(values: dict, cls, where: str = "config", command: str = "eksft train"):
     """A mapping of field: value -> ``cls``; unknown keys are an error naming them (and ``command --help``)."""
     known = {f.name for f in dataclasses.fields(cls) if f.init}
-    extra = {k: values[k] if k in values else default for k, (default, _) in EXTRA_FIELDS.items() if k not in known}
-    values = {k: v for k, v in values.items() if k not in extra}
     unknown = sorted(set(values) - known)
     if unknown:
         hints = "".join(f" ({RENAMED[k]})" for k in unknown if k in RENAMED)
         raise ValueError(
             f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists every field."
         )
-    cfg = cls(**_numbers(values, cls))  # what HfArgumentParser.parse_dict does once the keys are known
-    for k, v in extra.items():
-        if isinstance(v, str):
-            from transformers.hf_argparser import string_to_bool
-
-            v = string_to_bool(v)
-        setattr(cfg, k, bool(v))
-    return cfg
+    return cls(**_numbers(values, cls))  # what HfArgumentParser.parse_dict does once the keys are known
 
 
 def _numbers(values: dict, cls) -> dict:
