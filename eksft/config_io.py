@@ -1,6 +1,7 @@
 """Config files and flags shared by the commands that take a TRL-style config (``eksft train``, ``eksft rl``, and the
-stages of ``eksft pipeline``): YAML with ``include:``, one ``--flag`` per dataclass field, and the mapping -> config
-step whose error names unknown keys. No heavy import at module level: ``eksft --help`` stays fast.
+stages of ``eksft pipeline``): YAML with ``include:``, each field's choices / range / type checked in one line, one
+``--flag`` per dataclass field, and the mapping -> config step whose error names unknown keys. Reading the files
+themselves (UTF-8, JSON Lines) is eksft.text_files'. No heavy import at module level: ``eksft --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
     """A YAML mapping; ``include: base.yaml`` (relative to the file) is read first and overridden by the file."""
     import yaml
 
+    from eksft.text_files import read_utf8
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path!r} does not exist.")
     if os.path.abspath(path) in seen:
@@ -43,23 +46,6 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
         return data
     base_path = os.path.join(os.path.dirname(path), base)
     return {**load_yaml(base_path, (*seen, os.path.abspath(path))), **data}
-
-
-def not_utf8(path: str, raw: bytes, e: UnicodeDecodeError) -> str:
-    """``FILE line L (byte B): not valid UTF-8 (0x..)`` for a decode error of the bytes ``raw`` of ``path``."""
-    line = raw.count(b"\n", 0, e.start) + 1
-    return f"{path} line {line} (byte offset {e.start}): not valid UTF-8 (byte 0x{raw[e.start]:02x})"
-
-
-def read_utf8(path: str, where: str = "") -> str:
-    """The text of ``path``; bytes that are not UTF-8 raise one ValueError naming the line and byte offset
-    (``where`` is appended to the fix, e.g. the field the file came from)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8{where}.") from None
 
 
 def check_choices(cfg, *names: str, owner: str | None = None) -> None:
@@ -178,29 +164,6 @@ def check_types(cfg, owner: str | None = None) -> None:
         value = getattr(cfg, f.name)
         if not _has_type(value, hints[f.name]):
             raise ValueError(f"{owner}.{f.name}: must be {_type_text(hints[f.name])}, got {value!r}.")
-
-
-def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError, on_torn_last=None):
-    """``(line number, object)`` for each non-blank line of JSON Lines ``text``; a line that is not a JSON object
-    raises ``error`` naming ``where`` and the line. ``on_torn_last(line number)``: a last line that is not valid
-    JSON (cut short by a crash while it was appended) is skipped and reported to it instead."""
-    import json
-
-    lines = text.splitlines()
-    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if on_torn_last is not None and lineno == last:
-                on_torn_last(lineno)
-                continue
-            raise error(f"{where} line {lineno}: invalid JSON ({e.msg}); fix or delete the line.") from None
-        if not isinstance(obj, dict):
-            raise error(f"{where} line {lineno}: expected a JSON object, got {type(obj).__name__}.")
-        yield lineno, obj
 
 
 @functools.cache

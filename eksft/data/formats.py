@@ -85,7 +85,7 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
-    from eksft.config_io import jsonl_objects, read_utf8
+    from eksft.text_files import jsonl_objects, read_utf8
 
     try:
         text = read_utf8(path, f" ({field})")
