@@ -1,6 +1,6 @@
-"""``RLConfig``: one typed config for ``eksft rl``: TRL's ``GRPOConfig`` with DAPO defaults plus the data, reward
-and model fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text
-and the field table of docs/rl.md.
+"""``RLConfig``: one typed config for ``eksft rl``: TRL's ``GRPOConfig`` with DAPO defaults, the model / data / output
+fields ``eksft train`` has too (:class:`eksft.jobs.config.RunConfig`) and the reward fields. The same names work in
+YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text and the field table of docs/rl.md.
 
 DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/rl.md): token-level loss
 (``loss_type="dapo"``), clip-higher (``epsilon_high=0.28``), truncated completions left out of the loss
@@ -91,8 +91,8 @@ class RLConfig(RunConfig, GRPOConfig):
     )
     verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).", range="[1, inf)")
     # ------------------------------------------------------------------------------------------------ data
-    # RunConfig's data fields, but these read differently in RL: records are prompts with gold answers (or built-in
-    # sets), counted after skip_samples, and their completions are never targets.
+    # Three of RunConfig's data fields are redeclared (same default, type and range) because RL reads them differently.
+    # redeclared: RL's records are prompts with gold answers, and synthetic:NAME sets are read here
     train_file: str | None = _f(
         None,
         "Prompts with gold answers: a .json/.jsonl/.parquet file (same formats as "
@@ -105,7 +105,9 @@ class RLConfig(RunConfig, GRPOConfig):
         "(the paper's split: 3k SFT / 43k RL).",
         range="[0, inf)",
     )
+    # redeclared: counted after skip_samples, and RL has no evaluation records
     max_samples: int | None = _f(None, "Use at most N records after skip_samples.", range="[1, inf)")
+    # redeclared: RL reads a completion only for its gold answer, never as a training target
     completion_column: str = _f(
         "completion",
         "Column holding the worked solution; only read for the gold answer "
