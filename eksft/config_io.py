@@ -249,9 +249,9 @@ def config_from_values(values: dict, cls, where: str = "config", command: str = 
 
 
 def _numbers(values: dict, cls) -> dict:
-    """``values`` with each string given to an ``int`` / ``float`` field converted as its flag would be: YAML 1.1
-    reads ``1e-5`` (no dot) as a string, which nothing else converts. A string that is no number stays, and the
-    field's range check names it."""
+    """``values`` with each string given to an ``int`` / ``float`` / ``bool`` field converted as its flag would be:
+    YAML 1.1 reads ``1e-5`` (no dot) as a string, which nothing else converts. A string that is no number stays, and
+    the field's range check names it; one that is no bool (``"false"`` would be true) is an error naming the field."""
     hints, out = get_type_hints(cls), dict(values)
     for key, value in values.items():
         kind = hints.get(key)
@@ -261,6 +261,13 @@ def _numbers(values: dict, cls) -> dict:
                 out[key] = kind(value)
             except ValueError:
                 pass
+        elif isinstance(value, str) and kind is bool:
+            from transformers.hf_argparser import string_to_bool
+
+            try:
+                out[key] = string_to_bool(value)
+            except argparse.ArgumentTypeError:
+                raise ValueError(f"{cls.__name__}.{key}: must be true or false, got {value!r}.") from None
     return out
 
 

@@ -111,3 +111,21 @@ def test_shared_validation_names_each_config():
             cls(output_dir="out", data_format="csv")
         with pytest.raises(ValueError, match=rf"^{cls.__name__}\.max_samples: must be >= 1 or unset"):
             cls(output_dir="out", max_samples=0)
+
+
+@pytest.mark.parametrize("command", ["train", "rl"])
+def test_a_yaml_string_for_a_bool_field_reads_as_its_flag(command, tmp_path):
+    """``overwrite_output_dir: "false"`` (quoted in YAML) is False for both commands, as ``--overwrite_output_dir
+    false`` is (RLConfig got this from a special case in config_io before the field was shared; EKSFTConfig took
+    the string, which is true); a word that is no bool is one error naming the field."""
+    import importlib
+
+    module = importlib.import_module(f"eksft.commands.{command}")
+    base = {"output_dir": str(tmp_path / "out"), "use_vllm": False} if command == "rl" else {"output_dir": "out"}
+    (tmp_path / "c.yaml").write_text('overwrite_output_dir: "false"\n')
+    assert module.config_from(str(tmp_path / "c.yaml"), base).overwrite_output_dir is False
+    (tmp_path / "c.yaml").write_text("overwrite_output_dir: 'yes'\n")
+    assert module.config_from(str(tmp_path / "c.yaml"), base).overwrite_output_dir is True
+    (tmp_path / "c.yaml").write_text("overwrite_output_dir: maybe\n")
+    with pytest.raises(ValueError, match=r"Config\.overwrite_output_dir: must be true or false, got 'maybe'\.$"):
+        module.config_from(str(tmp_path / "c.yaml"), base)
