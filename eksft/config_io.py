@@ -261,7 +261,7 @@ def _numbers(values: dict, cls) -> dict:
                 out[key] = kind(value)
             except ValueError:
                 pass
-        elif isinstance(value, str) and kind is bool:
+        elif isinstance(value, str) and kind is bool and str not in typing.get_args(hints[key]):
             from transformers.hf_argparser import string_to_bool
 
             try:
