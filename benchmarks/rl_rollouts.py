@@ -24,9 +24,9 @@ import yaml
 
 def main(argv: list[str]) -> dict:
     from eksft.commands.rl import config_from
+    from eksft.jobs.metrics import read_metrics
     from eksft.rl.dynamic_sampling import GENERATION_BATCHES
     from eksft.rl.run import build_rl_trainer
-    from eksft.train.metrics import read_metrics
 
     path, rest = argv[0], argv[1:]
     overrides = {k.removeprefix("--"): yaml.safe_load(v) for k, v in zip(rest[::2], rest[1::2])}  # typed as in YAML

@@ -67,8 +67,8 @@ def build(method: str, args, path: str, data_file: str, out_dir: str):
     """The trainer of ``method`` (``ref_forward``: the frozen reference model alone)."""
     import torch
 
+    from eksft.jobs.policy import training_tokenizer as load_tokenizer
     from eksft.models.loading import is_special, load_causal_lm
-    from eksft.train.models import training_tokenizer as load_tokenizer
 
     if method == "ref_forward":
         ref = load_causal_lm(path)  # fp32 like the trainers' policies (TRL's create_model_from_path default)

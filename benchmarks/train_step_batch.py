@@ -43,7 +43,7 @@ def the_batch(runners: dict, args, path: str, data_file: str) -> dict:
     trainer = next((r.trainer for r in runners.values() if r.trainer is not None), None)
     if trainer is not None:
         return fixed_batch(trainer.train_dataset, args.batch, args.seq_len)
-    from eksft.train.models import training_tokenizer as load_tokenizer
+    from eksft.jobs.policy import training_tokenizer as load_tokenizer
 
     tok, ids, labels = load_tokenizer(path), [], []
     with open(data_file, encoding="utf-8") as f:

@@ -1,6 +1,7 @@
 """Config files and flags shared by the commands that take a TRL-style config (``eksft train``, ``eksft rl``, and the
-stages of ``eksft pipeline``): YAML with ``include:``, one ``--flag`` per dataclass field, and the mapping -> config
-step whose error names unknown keys. No heavy import at module level: ``eksft --help`` stays fast.
+stages of ``eksft pipeline``): YAML with ``include:``, each field's choices / range / type checked in one line, one
+``--flag`` per dataclass field, and the mapping -> config step whose error names unknown keys. Reading the files
+themselves (UTF-8, JSON Lines) is eksft.text_files'. No heavy import at module level: ``eksft --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,16 +16,6 @@ import types
 import typing
 from typing import get_type_hints
 
-#: Fields every training config accepts, set as plain attributes on a config class that does not declare them
-#: (TRL's GRPOConfig has no overwrite_output_dir since transformers 5): name -> (default, help).
-EXTRA_FIELDS = {
-    "overwrite_output_dir": (
-        False,
-        "Start a new run in an output_dir that already holds one: its files "
-        "are removed first. Without it such a folder is refused unless "
-        "resume_from_checkpoint is set.",
-    )
-}
 #: What people carry over from other trainers that transformers 5 does not have, and what to write instead.
 RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: warmup_steps takes a fraction < 1"}
 
@@ -32,6 +23,8 @@ RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: warmup_steps tak
 def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
     """A YAML mapping; ``include: base.yaml`` (relative to the file) is read first and overridden by the file."""
     import yaml
+
+    from eksft.text_files import read_utf8
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path!r} does not exist.")
@@ -53,23 +46,6 @@ def load_yaml(path: str, seen: tuple[str, ...] = ()) -> dict:
         return data
     base_path = os.path.join(os.path.dirname(path), base)
     return {**load_yaml(base_path, (*seen, os.path.abspath(path))), **data}
-
-
-def not_utf8(path: str, raw: bytes, e: UnicodeDecodeError) -> str:
-    """``FILE line L (byte B): not valid UTF-8 (0x..)`` for a decode error of the bytes ``raw`` of ``path``."""
-    line = raw.count(b"\n", 0, e.start) + 1
-    return f"{path} line {line} (byte offset {e.start}): not valid UTF-8 (byte 0x{raw[e.start]:02x})"
-
-
-def read_utf8(path: str, where: str = "") -> str:
-    """The text of ``path``; bytes that are not UTF-8 raise one ValueError naming the line and byte offset
-    (``where`` is appended to the fix, e.g. the field the file came from)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{not_utf8(path, raw, e)}; save the file as UTF-8{where}.") from None
 
 
 def check_choices(cfg, *names: str, owner: str | None = None) -> None:
@@ -113,6 +89,14 @@ def declared_ranges(cls) -> dict[str, str]:
     return {**getattr(cls, "INHERITED_RANGES", {}), **own}
 
 
+def own_fields(cls) -> list[str]:
+    """The fields eksft's classes declare in config dataclass ``cls`` (itself and its eksft bases, such as
+    ``eksft.jobs.config.RunConfig``), in field order; not the ones it inherits from transformers / TRL, which check
+    their own choices."""
+    declared = {n for k in cls.__mro__ if k.__module__.startswith("eksft") for n in vars(k).get("__annotations__", {})}
+    return [f.name for f in dataclasses.fields(cls) if f.name in declared]
+
+
 @functools.cache
 def _nullable(cls) -> frozenset[str]:
     """The fields of ``cls`` annotated ``X | None`` (SFTConfig's ``max_length``: None = no truncation)."""
@@ -126,8 +110,8 @@ def check_fields(cfg, owner: str | None = None) -> None:
     ``__post_init__`` / ``validate``."""
     owner = owner or type(cfg).__name__
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    own = set(getattr(type(cfg), "__annotations__", {}))
-    check_choices(cfg, *(n for n, f in fields.items() if "choices" in f.metadata and n in own), owner=owner)
+    own = own_fields(type(cfg))
+    check_choices(cfg, *(n for n in own if "choices" in fields[n].metadata), owner=owner)
     for name, interval in declared_ranges(type(cfg)).items():
         value, nullable = getattr(cfg, name), fields[name].default is None or name in _nullable(type(cfg))
         if not (value is None and nullable) and not in_range(value, interval):
@@ -182,29 +166,6 @@ def check_types(cfg, owner: str | None = None) -> None:
             raise ValueError(f"{owner}.{f.name}: must be {_type_text(hints[f.name])}, got {value!r}.")
 
 
-def jsonl_objects(text: str, where: str, error: type[Exception] = ValueError, on_torn_last=None):
-    """``(line number, object)`` for each non-blank line of JSON Lines ``text``; a line that is not a JSON object
-    raises ``error`` naming ``where`` and the line. ``on_torn_last(line number)``: a last line that is not valid
-    JSON (cut short by a crash while it was appended) is skipped and reported to it instead."""
-    import json
-
-    lines = text.splitlines()
-    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if on_torn_last is not None and lineno == last:
-                on_torn_last(lineno)
-                continue
-            raise error(f"{where} line {lineno}: invalid JSON ({e.msg}); fix or delete the line.") from None
-        if not isinstance(obj, dict):
-            raise error(f"{where} line {lineno}: expected a JSON object, got {type(obj).__name__}.")
-        yield lineno, obj
-
-
 @functools.cache
 def _unique_key_loader():
     import yaml
@@ -240,16 +201,6 @@ def add_field_arguments(p: argparse.ArgumentParser, cls) -> None:
         if f.init:
             f.type = hints[f.name]
             HfArgumentParser._parse_dataclass_field(p, _flag_field(f, ranges.get(f.name)))
-    if "overwrite_output_dir" not in {f.name for f in dataclasses.fields(cls)}:  # RLConfig: see EXTRA_FIELDS
-        from transformers.hf_argparser import string_to_bool
-
-        p.add_argument(
-            "--overwrite_output_dir",
-            type=string_to_bool,
-            nargs="?",
-            const=True,
-            help=EXTRA_FIELDS["overwrite_output_dir"][1],
-        )
     # Flags only override what they name: defaults move into the help text and argparse leaves absent flags out
     # of the namespace, so the YAML's values survive.
     for action in p._actions[first:]:
@@ -288,28 +239,19 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
 def config_from_values(values: dict, cls, where: str = "config", command: str = "eksft train"):
     """A mapping of field: value -> ``cls``; unknown keys are an error naming them (and ``command --help``)."""
     known = {f.name for f in dataclasses.fields(cls) if f.init}
-    extra = {k: values[k] if k in values else default for k, (default, _) in EXTRA_FIELDS.items() if k not in known}
-    values = {k: v for k, v in values.items() if k not in extra}
     unknown = sorted(set(values) - known)
     if unknown:
         hints = "".join(f" ({RENAMED[k]})" for k in unknown if k in RENAMED)
         raise ValueError(
             f"{where}: unknown field(s) {unknown} for {cls.__name__}{hints}; `{command} --help` lists every field."
         )
-    cfg = cls(**_numbers(values, cls))  # what HfArgumentParser.parse_dict does once the keys are known
-    for k, v in extra.items():
-        if isinstance(v, str):
-            from transformers.hf_argparser import string_to_bool
-
-            v = string_to_bool(v)
-        setattr(cfg, k, bool(v))
-    return cfg
+    return cls(**_numbers(values, cls))  # what HfArgumentParser.parse_dict does once the keys are known
 
 
 def _numbers(values: dict, cls) -> dict:
-    """``values`` with each string given to an ``int`` / ``float`` field converted as its flag would be: YAML 1.1
-    reads ``1e-5`` (no dot) as a string, which nothing else converts. A string that is no number stays, and the
-    field's range check names it."""
+    """``values`` with each string given to an ``int`` / ``float`` / ``bool`` field converted as its flag would be:
+    YAML 1.1 reads ``1e-5`` (no dot) as a string, which nothing else converts. A string that is no number stays, and
+    the field's range check names it; one that is no bool (``"false"`` would be true) is an error naming the field."""
     hints, out = get_type_hints(cls), dict(values)
     for key, value in values.items():
         kind = hints.get(key)
@@ -319,6 +261,13 @@ def _numbers(values: dict, cls) -> dict:
                 out[key] = kind(value)
             except ValueError:
                 pass
+        elif isinstance(value, str) and kind is bool and str not in typing.get_args(hints[key]):
+            from transformers.hf_argparser import string_to_bool
+
+            try:
+                out[key] = string_to_bool(value)
+            except argparse.ArgumentTypeError:
+                raise ValueError(f"{cls.__name__}.{key}: must be true or false, got {value!r}.") from None
     return out
 
 

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from eksft.cli import main
-from eksft.config_io import declared_ranges, parse_range, range_text
+from eksft.config_io import declared_ranges, own_fields, parse_range, range_text
 from tests.train.test_bad_input import snapshot, user_folder
 
 #: inherited transformers / TRL fields with choices or a bool type that this repository's configs set
@@ -107,7 +107,7 @@ def config_cases(command: str) -> list[tuple]:
     from eksft.train import EKSFTConfig
 
     cls = {"train": EKSFTConfig, "rl": RLConfig}[command]
-    own = [n for n in cls.__annotations__ if n in {f.name for f in dataclasses.fields(cls)}]
+    own = own_fields(cls)  # with RunConfig's, declared once for both configs
     inherited = [n for n in (*cls.INHERITED_RANGES, *COMMON_INHERITED) if n not in own]
     enums = {  # transformers' enum fields: argparse's choices
         f.name: [e.value for e in typing.get_type_hints(TrainingArguments)[f.name]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eksft.config_io import jsonl_objects
+from eksft.text_files import jsonl_objects
 
 MASK_METRICS = (
     "masked_fraction",

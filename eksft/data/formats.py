@@ -85,7 +85,7 @@ def read_local(path: str, field: str = "train_file") -> tuple[list[dict], list[s
     if path.endswith(".parquet"):
         rows = Dataset.from_parquet(path).to_list()
         return rows, [f"{path} row {i + 1}" for i in range(len(rows))]
-    from eksft.config_io import jsonl_objects, read_utf8
+    from eksft.text_files import jsonl_objects, read_utf8
 
     try:
         text = read_utf8(path, f" ({field})")
@@ -216,6 +216,17 @@ def turns(value, where: str, name: str, fmt: str = "messages") -> list[dict]:
     return out
 
 
+def conversation(row: dict, fmt: str, cols: Columns, where: str) -> tuple[str, list[dict]]:
+    """(column, turns) of a ``messages`` / ``sharegpt`` record: its ``messages_column`` / ``conversations_column``
+    as ``{role, content}`` turns (:func:`turns`); a missing column is a RecordError naming the field."""
+    name = cols.messages if fmt == "messages" else cols.conversations
+    if name not in row:
+        raise RecordError(
+            f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column)."
+        )
+    return name, turns(row[name], where, name, fmt)
+
+
 def _system(row: dict, cols: Columns, where: str) -> str | None:
     if cols.system and row.get(cols.system) is not None:
         return _text(row[cols.system], where, cols.system)
@@ -254,12 +265,7 @@ def normalise(row: dict, fmt: str, cols: Columns, where: str, keep_messages: boo
             c = turns(completion, where, cols.completion)
             messages = ([{"role": "system", "content": system}] if system and p[0]["role"] != "system" else []) + p + c
     elif fmt in ("messages", "sharegpt"):
-        name = cols.messages if fmt == "messages" else cols.conversations
-        if name not in row:
-            raise RecordError(
-                f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column)."
-            )
-        messages = turns(row[name], where, name, fmt)
+        _, messages = conversation(row, fmt, cols, where)
         system = _system(row, cols, where)
         if system and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system}, *messages]

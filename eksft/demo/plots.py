@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eksft.train.metrics import METRICS_FILE, read_metrics
+from eksft.jobs.metrics import METRICS_FILE, read_metrics
 
 from .stats import mean_ci
 

@@ -67,7 +67,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
     """``(where, record)`` pairs; ``where`` names the record for error messages (``file line N`` / ``file row N``)."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        from eksft.config_io import jsonl_objects
+        from eksft.text_files import jsonl_objects
 
         return [(f"{path} line {i}", rec) for i, rec in jsonl_objects(path.read_text(), str(path))]
     if suffix == ".json":

@@ -191,7 +191,7 @@ def _from_samples(folder: Path, model: str) -> dict:
     path = folder / "samples.jsonl"
     if not path.exists():
         raise ValueError(f"{folder}: results.json has no per-problem counts and there is no samples.jsonl")
-    from eksft.config_io import jsonl_objects
+    from eksft.text_files import jsonl_objects
 
     for _, r in jsonl_objects(path.read_text(), str(path), on_torn_last=lambda _: None):  # a torn line: not counted
         if r["model"] == model:

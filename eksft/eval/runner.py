@@ -140,7 +140,7 @@ def read_samples(path: Path, n: int) -> dict:
     """``(model, benchmark, problem_id) -> lines`` of problems with all ``n`` samples; rewrites away partial ones."""
     if not path.exists():
         return {}
-    from eksft.config_io import jsonl_objects
+    from eksft.text_files import jsonl_objects
 
     groups, text = {}, path.read_text()
     lines = text.splitlines()

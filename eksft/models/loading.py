@@ -5,7 +5,7 @@ Sources: a ``save_pretrained`` folder (opened with ``local_files_only``), a hub 
 ``gguf_file``), ``tiny-random-llama`` (:mod:`eksft.models.tiny`, always the seed-0 model) and
 ``smollm2-135m-instruct`` (:func:`eksft.models.smollm.resolve_model_path`, the converted GGUF). Generation (``eksft
 eval``, ``probe``, the demo) goes through :func:`load_model_and_tokenizer` / :func:`load_model`: eval mode, on a
-device. Training (eksft.train.models) goes through :func:`load_causal_lm` (TRL's dtype and device handling). Both
+device. Training (eksft.jobs.policy) goes through :func:`load_causal_lm` (TRL's dtype and device handling). Both
 take their tokenizer from :func:`load_tokenizer`, whose ``padding_side`` is the one difference: ``"left"`` for
 generation, ``None`` (as saved) for training.
 """

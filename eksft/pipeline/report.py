@@ -149,7 +149,7 @@ def variance_share(record: dict) -> float | None:
 
 def rl_curves(pc) -> dict:
     """``{method: {panel title: [(step, value), ...]}}`` from each finished or running RL stage's metrics.jsonl."""
-    from eksft.train.metrics import METRICS_FILE, read_metrics
+    from eksft.jobs.metrics import METRICS_FILE, read_metrics
 
     out = {}
     for method in pc.methods:

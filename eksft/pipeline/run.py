@@ -80,7 +80,7 @@ def rl_values(pc: PipelineConfig, method: str, train_file: str | None) -> dict:
 
 def _train(kind: str, values: dict, out: str, pc: PipelineConfig, log) -> None:
     """One training stage (kind 'train' or 'rl'), in this process or through ``pc.launcher``."""
-    from eksft.train.output_dir import latest_complete
+    from eksft.jobs.output_dir import latest_complete
 
     os.makedirs(out, exist_ok=True)
     config_path = os.path.join(out, "config.yaml")
@@ -259,7 +259,7 @@ def check_stage_folders(pc, log=print) -> None:
     holding a run that this pipeline did not start, or one trained with other settings (its ``config.yaml``), is
     refused; the pipeline's own unfinished stage with the same settings resumes from its newest *complete*
     checkpoint (incomplete ones, cut short by a crash, are removed) or, with none, starts again from a clean folder."""
-    from eksft.train.output_dir import checkpoints, incomplete_reason, latest_complete, remove_run, run_contents
+    from eksft.jobs.output_dir import checkpoints, incomplete_reason, latest_complete, remove_run, run_contents
 
     train_file = data_file(pc) if any(s in pc.stages for s in ("sft", "rl")) else None
     for method in pc.methods:

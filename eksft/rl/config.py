@@ -1,6 +1,6 @@
-"""``RLConfig``: one typed config for ``eksft rl``: TRL's ``GRPOConfig`` with DAPO defaults plus the data, reward
-and model fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text
-and the field table of docs/rl.md.
+"""``RLConfig``: one typed config for ``eksft rl``: TRL's ``GRPOConfig`` with DAPO defaults, the model / data / output
+fields ``eksft train`` has too (:class:`eksft.jobs.config.RunConfig`) and the reward fields. The same names work in
+YAML, as ``--flags`` and in Python; each ``help`` is the ``--help`` text and the field table of docs/rl.md.
 
 DAPO (Yu et al. 2025, arXiv 2503.14476) in TRL's ``GRPOTrainer`` (docs/rl.md): token-level loss
 (``loss_type="dapo"``), clip-higher (``epsilon_high=0.28``), truncated completions left out of the loss
@@ -11,26 +11,21 @@ temperature 1.0. Dynamic sampling (DAPO's filtering of all-right / all-wrong gro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from trl import GRPOConfig
 
-from eksft.config_io import check_fields
 from eksft.eval.sampling import vllm_available, vllm_on_cpu
 from eksft.eval.verify import EXTRACTIONS
-from eksft.train.config import DATA_FORMATS, TRAINING_RANGES, quiet_defaults
+from eksft.jobs.config import RunConfig
+from eksft.jobs.config import config_field as _f
 
 #: ``train_file: synthetic:NAME`` draws prompts from eksft.data.synthetic.training_records(NAME, ...).
 SYNTHETIC_PREFIX = "synthetic:"
 
 
-def _f(default, help_text, **kw):
-    return field(default=default, metadata={"help": help_text, **kw})
-
-
 @dataclass
-class RLConfig(GRPOConfig):
+class RLConfig(RunConfig, GRPOConfig):
     # ------------------------------------------------------------------------------------------------ DAPO
     # TRL's defaults already give dapo loss, temperature 1.0, beta 0 and lr 1e-6; these two differ from TRL's.
     epsilon_high: float | None = _f(
@@ -95,46 +90,29 @@ class RLConfig(GRPOConfig):
         choices=list(EXTRACTIONS),
     )
     verify_timeout: int = _f(5, "Seconds per math-verify parse / comparison (main thread only).", range="[1, inf)")
-    # ------------------------------------------------------------------------------------------------ model
-    model_name_or_path: str | None = _f(
-        None,
-        "Policy to start from: an SFT output folder, a hub name, "
-        "'tiny-random-llama', 'smollm2-135m-instruct' or a .gguf file.",
-    )
-    dtype: str = _f(
-        "auto", "Weights dtype when loading: auto, float32 or bfloat16.", choices=["auto", "float32", "bfloat16"]
-    )
     # ------------------------------------------------------------------------------------------------ data
+    # Three of RunConfig's data fields are redeclared (same default, type and range) because RL reads them differently.
+    # redeclared: RL's records are prompts with gold answers, and synthetic:NAME sets are read here
     train_file: str | None = _f(
         None,
         "Prompts with gold answers: a .json/.jsonl/.parquet file (same formats as "
         "eksft train), a hub dataset name, or 'synthetic:NAME' (a built-in set of "
         "eksft.data.synthetic, disjoint from the evaluation sets).",
     )
-    train_split: str = _f("train", "Split of a hub dataset.")
     skip_samples: int = _f(
         0,
         "Skip the first N records: with SFT on the first N, RL gets the disjoint rest "
         "(the paper's split: 3k SFT / 43k RL).",
         range="[0, inf)",
     )
+    # redeclared: counted after skip_samples, and RL has no evaluation records
     max_samples: int | None = _f(None, "Use at most N records after skip_samples.", range="[1, inf)")
-    data_format: str = _f(
-        "auto",
-        "Record format: prompt_completion, messages, sharegpt, or auto (by columns). "
-        "Records with a prompt column and no completion are prompt-only.",
-        choices=list(DATA_FORMATS),
-    )
-    prompt_column: str = _f("prompt", "Column holding the prompt (text or messages).")
+    # redeclared: RL reads a completion only for its gold answer, never as a training target
     completion_column: str = _f(
         "completion",
         "Column holding the worked solution; only read for the gold answer "
         "when answer_column is missing (its last \\boxed{}).",
     )
-    messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
-    conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
-    system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
-    system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
     answer_column: str = _f("answer", "Column holding the gold answer (checked with math-verify, gold first).")
     instruction: str | None = _f(
         None,
@@ -148,12 +126,9 @@ class RLConfig(GRPOConfig):
         "(as eksft eval prompts). false: raw text, for base models.",
     )
 
-    # TRL defaults bf16 to True, which fails on CPU; as in EKSFTConfig, default it to "where available".
-    bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
-
-    #: GRPOConfig's own fields with a range; with TRAINING_RANGES, checked by config_io.check_fields
+    #: GRPOConfig's own fields with a range, after RunConfig's (TRAINING_RANGES); checked by config_io.check_fields
     INHERITED_RANGES = {
-        **TRAINING_RANGES,
+        **RunConfig.INHERITED_RANGES,
         "num_generations": "[2, inf)",  # a group's advantages need two completions to differ
         "max_completion_length": "[1, inf)",
         "temperature": "(0, inf)",
@@ -163,9 +138,7 @@ class RLConfig(GRPOConfig):
     }
 
     def __post_init__(self):
-        check_fields(self)  # every choice and range before TRL, transformers or torch read a value
-        if self.bf16 is None:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+        self.resolve_shared_defaults()  # every choice and range before TRL, transformers or torch read a value
         if self.use_vllm is None:
             self.use_vllm = vllm_available()
         elif self.use_vllm and not vllm_available():
@@ -191,12 +164,11 @@ class RLConfig(GRPOConfig):
             self.generation_batch_size = self.prompts_per_generation * (self.num_generations or 1)
         if self.reward_weights is None:
             self.reward_weights = [1.0, self.overlong_penalty_factor] if self.overlong_buffer_len > 0 else [1.0]
-        quiet_defaults(self)
         super().__post_init__()
 
     def validate_rl(self) -> None:
-        """Fail early, naming the field and the fix: what one field's choices and range (``check_fields``, first in
-        ``__post_init__``) cannot say."""
+        """Fail early, naming the field and the fix: what one field's choices and range (``check_fields``, in
+        ``resolve_shared_defaults``) cannot say."""
 
         def bad(name, msg):
             raise ValueError(f"RLConfig.{name}: {msg}")

@@ -24,6 +24,7 @@ from eksft.data.formats import (
     _system,
     _text,
     blank,
+    conversation,
     detect_format,
     read_source,
     turns,
@@ -74,12 +75,7 @@ def to_prompt(row: dict, cfg: RLConfig, cols: Columns, where: str) -> dict:
     )
     completion = None
     if fmt in ("messages", "sharegpt"):
-        name = cols.messages if fmt == "messages" else cols.conversations
-        if name not in row:
-            raise RecordError(
-                f"{where}: missing field {name!r} ({'messages' if fmt == 'messages' else 'conversations'}_column)."
-            )
-        messages = turns(row[name], where, name, fmt)
+        name, messages = conversation(row, fmt, cols, where)
         if messages[-1]["role"] == "assistant":  # a training conversation: its last answer is the worked solution
             completion, messages = messages[-1]["content"], messages[:-1]
         if not messages:

@@ -4,14 +4,14 @@ build :class:`~eksft.rl.trainer.DAPOTrainer` (TRL's ``GRPOTrainer`` + dynamic sa
 
 Metrics: GRPOTrainer logs ``reward``, ``rewards/accuracy/mean``, ``entropy``, ``clip_ratio/*``,
 ``completions/mean_length``, ``completions/clipped_ratio`` … to ``report_to``; the trainer's
-:class:`~eksft.train.metrics.MetricsJsonlCallback` writes the same dicts to ``OUTPUT_DIR/metrics.jsonl``.
+:class:`~eksft.jobs.metrics.MetricsJsonlCallback` writes the same dicts to ``OUTPUT_DIR/metrics.jsonl``.
 """
 
 from __future__ import annotations
 
-from eksft.train.metrics import MetricsJsonlCallback
-from eksft.train.models import check_model_sources, policy_and_tokenizer
-from eksft.train.output_dir import with_previous_run_remover
+from eksft.jobs.metrics import MetricsJsonlCallback
+from eksft.jobs.output_dir import with_previous_run_remover
+from eksft.jobs.policy import check_model_sources, policy_and_tokenizer
 
 from .config import RLConfig
 from .data import load_prompts

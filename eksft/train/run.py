@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 from eksft.data.formats import Columns, load_records
+from eksft.jobs.output_dir import check_writable, with_previous_run_remover
+from eksft.jobs.policy import check_model_sources, policy_and_tokenizer
 
 from .config import EKSFTConfig
-from .models import check_model_sources, policy_and_tokenizer
-from .output_dir import check_output_dir, check_writable, resolve_resume, with_previous_run_remover
 from .trainer import EKSFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def train(
     """Build, train (``resume_from_checkpoint`` / ``cfg.resume_from_checkpoint``: a checkpoint folder or ``latest``)
     and save the final model, only when its weights are finite. With ``overwrite_output_dir`` the files of the run
     already in output_dir are removed when training starts. ``eksft train`` first checks the output folder
-    (:func:`run_job`); this function does not, so callers that manage their folders (demo) keep theirs."""
+    (eksft.jobs.command.run_job); this function does not, so callers that manage their folders (demo) keep theirs."""
     resume = resume_from_checkpoint or cfg.resume_from_checkpoint
     trainer = build_trainer(cfg, with_previous_run_remover(cfg, resume, callbacks))
     if progress is not None:  # a caller's own per-step line (the demo's) instead of transformers' bar and log dicts
@@ -107,35 +107,3 @@ def train(
     trainer.check_weights_finite()
     trainer.save_model(cfg.output_dir)
     return trainer
-
-
-def run_job(cfg, job) -> int:
-    """What ``eksft train`` and ``eksft rl`` do around ``job(cfg) -> trainer`` (:func:`train`, ``train_rl``): before
-    any model loads, resolve ``resume_from_checkpoint`` and apply the output-folder rule (a folder holding a run needs
-    resume or ``overwrite_output_dir``; output_dir.py); shut the process group down cleanly at exit (under
-    ``accelerate launch``); one "done" line, from the main process, once every process has finished."""
-    import atexit
-
-    cfg.resume_from_checkpoint = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
-    check_output_dir(
-        cfg.output_dir,
-        resume=cfg.resume_from_checkpoint,
-        overwrite=getattr(cfg, "overwrite_output_dir", False),
-        config=type(cfg).__name__,
-    )
-    atexit.register(shut_down_process_group)
-    trainer = job(cfg)  # TrainingDiverged: one line from eksft.cli, exit code 1
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():  # one line, not one per process
-        print(f"done: model and metrics.jsonl in {cfg.output_dir} ({trainer.state.global_step} steps)", flush=True)
-    return 0
-
-
-def shut_down_process_group() -> None:
-    """Destroy the torch.distributed process group, if one exists: left to interpreter exit, gloo's threads can
-    abort the process ("terminate called without an active exception") after the run has finished. Registered with
-    ``atexit`` by ``eksft train`` / ``eksft rl``; idempotent."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -39,6 +39,8 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from eksft.compat import require
+from eksft.jobs.metrics import MetricsJsonlCallback
+from eksft.jobs.output_dir import resolve_resume
 from eksft.losses import BoundLoss
 from eksft.losses.checks import NonFiniteError
 from eksft.losses.targets import step_scale
@@ -47,8 +49,6 @@ from eksft.models.head import add_loss_forward, lm_head_parts
 from .config import EKSFTConfig
 from .divergence import TrainingDiverged, diverged
 from .interval import RestoreInterval, write_interval
-from .metrics import MetricsJsonlCallback
-from .output_dir import resolve_resume
 from .psft import OLD_LOGPS, OldPolicyQueue
 from .reference import load_reference
 from .sed import resolve_tau

@@ -135,7 +135,7 @@ def test_masks_reads_runs_and_plots(tmp_path):
 def test_masks_without_output_dir_writes_into_the_first_run(tmp_path, capsys):
     """`eksft masks RUN_DIR` alone: masks.json and masks.png in RUN_DIR/masks (not a run file for training's
     output-folder checks); a missing run is one line and creates nothing."""
-    from eksft.train.output_dir import run_contents
+    from eksft.jobs.output_dir import run_contents
 
     write_metrics(tmp_path / "eksft", [0.4, 0.5])
     write_metrics(tmp_path / "sft", [0.0, 0.0])
@@ -203,7 +203,7 @@ def test_masks_reads_only_metrics_training_logs():
     (a renamed metric would otherwise leave its panel empty without an error)."""
     from eksft.analysis.masks import MASK_METRICS, TITLES
     from eksft.losses.eksft import EKSFT_METRICS
-    from eksft.train.mask_tracker import METRIC
+    from eksft.train.step_log import METRIC
 
     assert set(MASK_METRICS) <= set(EKSFT_METRICS) | {METRIC}
     assert set(TITLES) == set(MASK_METRICS)

@@ -19,9 +19,9 @@ import json
 import pytest
 import torch
 
+from eksft.jobs.metrics import read_metrics
 from eksft.models.tiny import tiny_tokenizer
 from eksft.rl import build_rl_trainer
-from eksft.train.metrics import read_metrics
 
 G = 4  # completions per prompt
 START = 0.10  # the random policy's mean reward: 10 digit tokens of 101, near-uniform logits

@@ -13,6 +13,7 @@ import logging
 import pytest
 import torch
 
+from eksft.jobs.metrics import read_metrics
 from eksft.rl import RLConfig, build_rl_trainer
 from eksft.rl.dynamic_sampling import (
     choose_groups,
@@ -22,7 +23,6 @@ from eksft.rl.dynamic_sampling import (
     needs_more,
     refill_indices,
 )
-from eksft.train.metrics import read_metrics
 from tests.helpers import StopAt
 
 G = 4  # completions per prompt
@@ -118,8 +118,8 @@ def test_matches_trls_grpo_step(ds_config, case):
     """Off (or on with every group varied, so nothing is dropped) = TRL's GRPOTrainer, number for number."""
     from trl import GRPOTrainer
 
+    from eksft.jobs.policy import policy_and_tokenizer
     from eksft.rl.data import load_prompts
-    from eksft.train.models import policy_and_tokenizer
 
     kw = dict(max_steps=2, mask_truncated_completions=False, dynamic_sampling=case == "nothing_to_filter")
     ours = build_rl_trainer(ds_config(**kw), reward_funcs=[ScriptedReward(everything_varies=case != "filter_off")])

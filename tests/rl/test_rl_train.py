@@ -10,8 +10,8 @@ import os
 import pytest
 
 from eksft.cli import main
+from eksft.jobs.metrics import read_metrics
 from eksft.rl import build_rl_trainer, train_rl
-from eksft.train.metrics import read_metrics
 from tests.helpers import StopAt
 
 KEYS = (

@@ -114,7 +114,7 @@ def rl_run(tmp_path_factory):
     cmd = [sys.executable, "-c", f"from tests.rl.test_vllm_rollouts import run_rl; run_rl({str(root)!r})"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    from eksft.train.metrics import read_metrics
+    from eksft.jobs.metrics import read_metrics
 
     rows = [r for r in read_metrics(str(root / "run")) if "reward" in r]
     return rows, json.loads((root / "result.json").read_text())

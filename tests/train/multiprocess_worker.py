@@ -23,7 +23,7 @@ if __name__ == "__main__":
             sys.exit(rc)
     # Both processes leave together and tear the gloo group down before interpreter exit: a group left to the
     # interpreter's teardown can abort a process after all runs finished ("terminate called without an active
-    # exception"). `eksft train` also registers this at exit (eksft.train.run.shut_down_process_group).
+    # exception"). `eksft train` also registers this at exit (eksft.jobs.command.shut_down_process_group).
     import torch.distributed as dist
 
     if dist.is_initialized():

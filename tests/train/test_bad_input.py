@@ -24,10 +24,10 @@ import torch
 import yaml
 
 from eksft.cli import main
+from eksft.jobs.metrics import read_metrics
+from eksft.jobs.output_dir import checkpoints, weights_finite
 from eksft.models.tiny import save_tiny
 from eksft.train import build_trainer
-from eksft.train.metrics import read_metrics
-from eksft.train.output_dir import checkpoints, weights_finite
 from tests.helpers import StopAt
 
 from .conftest import arithmetic_records, write_jsonl
@@ -390,8 +390,8 @@ def test_whitespace_completion_in_a_dataset_is_dropped_in_the_one_warning(make_c
     warning; all blank is one error, not TRL's StopIteration."""
     from datasets import Dataset
 
+    from eksft.jobs.policy import policy_and_tokenizer
     from eksft.train import EKSFTTrainer
-    from eksft.train.models import policy_and_tokenizer
 
     cfg = make_config()
     model, tokenizer = policy_and_tokenizer(cfg)

@@ -10,8 +10,8 @@ import math
 
 import pytest
 
+from eksft.jobs.metrics import read_metrics
 from eksft.train import build_trainer
-from eksft.train.metrics import read_metrics
 
 
 def run(make_config, tmp_path, name, **overrides):

@@ -32,9 +32,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from eksft.jobs.metrics import read_metrics
 from eksft.models.loading import load_causal_lm
 from eksft.models.tiny import save_tiny
-from eksft.train.metrics import read_metrics
 from tests.helpers import QUIET_RUN
 
 from .conftest import arithmetic_records, write_jsonl

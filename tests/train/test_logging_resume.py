@@ -11,9 +11,9 @@ import math
 import pytest
 from transformers import TrainerCallback
 
+from eksft.jobs.metrics import read_metrics
 from eksft.losses.eksft import EKSFT_METRICS
 from eksft.train import TrainingDiverged, build_trainer
-from eksft.train.metrics import read_metrics
 from eksft.train.step_log import MetricAccumulator
 from tests.helpers import StopAt
 

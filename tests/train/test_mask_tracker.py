@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from eksft.analysis.masks import TARGETS_FILE, read_targets
+from eksft.jobs.metrics import read_metrics
 from eksft.train import build_trainer
-from eksft.train.metrics import read_metrics
 from eksft.train.step_log import METRIC, MaskTracker
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,10 +10,10 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
+from eksft.jobs.metrics import read_metrics
 from eksft.losses import calibrate_sed_tau
 from eksft.models.tiny import tiny_random_llama
 from eksft.train import build_trainer
-from eksft.train.metrics import read_metrics
 
 from .conftest import params
 

@@ -29,9 +29,9 @@ import torch
 from safetensors.torch import load_file
 
 from eksft.commands.train import config_from
+from eksft.jobs.metrics import read_metrics
 from eksft.models.tiny import save_tiny
 from eksft.train import build_trainer
-from eksft.train.metrics import read_metrics
 from tests.helpers import QUIET_RUN
 
 from .conftest import arithmetic_records, write_jsonl

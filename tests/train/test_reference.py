@@ -27,7 +27,7 @@ def test_peft_reference_is_policy_with_adapters_disabled(make_config):
     with torch.no_grad():
         torch.testing.assert_close(ref_logits, start(**fwd).logits)  # = the starting checkpoint
         assert not torch.allclose(trainer.model(**fwd).logits, ref_logits)  # the adapters did train
-    from eksft.train.metrics import read_metrics
+    from eksft.jobs.metrics import read_metrics
 
     kl = [r["kl_mean"] for r in read_metrics(trainer.args.output_dir) if "kl_mean" in r]
     assert kl[0] == 0.0 and kl[-1] > 0.0  # KL to the reference starts at 0 and grows

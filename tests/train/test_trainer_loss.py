@@ -58,7 +58,7 @@ def eaft_kwargs(c):
     return dict(alpha=c.eaft_alpha, entropy=c.eaft_entropy, topk=c.eaft_topk, normalization=c.normalization)
 
 
-# What the trainer must pass to each loss, written out here (not read from eksft.train.loss_seam or
+# What the trainer must pass to each loss, written out here (not read from eksft.losses.spec.BoundLoss or
 # eksft.losses.SPECS) so a wrong entry in the library's table fails this test. Per case: the loss function, the
 # config overrides, and the expected keyword arguments built from the config (EKSFTConfig field -> loss keyword).
 # Every overridden field differs from both the EKSFTConfig default and the loss function's default, and the values
@@ -284,7 +284,7 @@ def test_psft_old_logps_snapshot_per_data_batch(make_config):
     the draw, so the ratio moves away from 1; with 1 update it is exactly 1."""
     trainer = build_trainer(make_config(loss_type="psft", psft_updates_per_batch=3, max_steps=3))
     trainer.train()
-    from eksft.train.metrics import read_metrics
+    from eksft.jobs.metrics import read_metrics
 
     ratios = [r["ratio_mean"] for r in read_metrics(trainer.args.output_dir) if "ratio_mean" in r]
     assert len(ratios) == 3

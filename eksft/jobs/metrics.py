@@ -59,7 +59,7 @@ class MetricsJsonlCallback(TrainerCallback):
 def _records(path: str) -> list[dict]:
     """The JSON lines of ``path``; a last line cut short (a crash while appending) is skipped, any other bad line is
     an error naming the file and the line."""
-    from eksft.config_io import jsonl_objects
+    from eksft.text_files import jsonl_objects
 
     def torn(lineno: int) -> None:  # the step it logged is logged again after the resume
         logger.warning("%s line %d is cut short (the run stopped while writing it); skipped.", path, lineno)
