@@ -357,3 +357,20 @@ def test_rl_rollouts_times_every_generation_call(tmp_path, one_thread):
     assert line["generate_calls"] == sum(line["generation_batches"]) >= 2  # one call per (re)fill batch
     assert 0 < line["tokens"] <= line["generate_calls"] * 8 * line["max_completion_length"]
     json.dumps(line)  # one JSON line
+
+
+def test_train_step_trees_compares_two_checkouts(capsys):
+    """``train_step_trees.py`` with this checkout on both sides: one round, each tree's train_step.py as its own
+    subprocess, a row per method with both trees' step times and their ratio, then the summary."""
+    trees = load("train_step_trees")
+    repo = str(BENCH.parent)
+    trees.main(
+        ["--old", repo, "--new", repo, "--model", "tiny-random-llama", "--batch", "2", "--seq-len", "32"]
+        + ["--rounds", "1", "--repeats", "1", "--warmup", "0"]
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    row, summary = rows
+    assert row["method"] == "eksft_fused" and len(row["old_times_s"]) == len(row["new_times_s"]) == 1
+    assert row["old_time_s"] > 0 and row["new_time_s"] > 0
+    assert row["ratio_new_over_old"] == pytest.approx(row["new_time_s"] / row["old_time_s"], rel=1e-2)
+    assert summary["summary"] and summary["ratio_new_over_old"] == {"eksft_fused": row["ratio_new_over_old"]}

@@ -46,3 +46,17 @@ def test_config_docstring_names_every_eksft_field():
     named = set(re.findall(r"\b([a-z][a-z0-9_]+)\b", EKSFTConfig.__doc__))
     missing = [f.name for f in dataclasses.fields(EKSFTConfig) if f.name not in inherited and f.name not in named]
     assert not missing, f"add to EKSFTConfig's docstring: {missing}"
+
+
+def test_config_docstring_defaults_are_the_fields_defaults():
+    """Each "defaults to `X`" in EKSFTConfig's docstring is that field's default (RHO, LAMBDA_* ... are written once,
+    in eksft.losses.eksft; the docstring repeats them for readers and this keeps it true)."""
+    import ast
+
+    from eksft.train import EKSFTConfig
+
+    stated = re.findall(r"(\w+) \(`\w+`, \*optional\*,\s+defaults to `([^`]+)`\)", EKSFTConfig.__doc__)
+    defaults = {f.name: f.default for f in dataclasses.fields(EKSFTConfig)}
+    assert {"rho", "lambda_entropy", "lambda_kl", "loss_type"} <= {name for name, _ in stated}
+    for name, text in stated:
+        assert ast.literal_eval(text) == defaults[name], f"EKSFTConfig docstring: {name} defaults to {defaults[name]!r}"

@@ -9,8 +9,8 @@ all-gathered (variable lengths, padded), :func:`eksft.losses.plan_eksft` selects
 denominators count every process's targets, is applied with the rest of the normalisation: ``targets.step_scale``.)
 
 Metrics: every process logs the plan's values, which are over all processes, with ``num_targets`` = its own count,
-so the trainer's ``num_targets``-weighted reduction over processes (metrics.py) gives the global values back and
-counts each target once.
+so the trainer's ``num_targets``-weighted reduction over processes (eksft/train/step_log.py) gives the global
+values back and counts each target once.
 
 Without an initialised process group this is ``eksft_loss(scope="micro_batch")`` (the same set on one process).
 """

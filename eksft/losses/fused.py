@@ -87,20 +87,22 @@ def fused_loss(
     ref_hidden: torch.Tensor | None = None,
     ref_lm_head_weight: torch.Tensor | None = None,
     *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    lm_head_bias: torch.Tensor | None = None,
-    ref_lm_head_bias: torch.Tensor | None = None,
-    logit_scale: float | None = None,
-    final_logit_softcapping: float | None = None,
-    normalization: str = "mean",
+    chunk_size: int,
+    normalization: str,
     ignore_index: int = -100,
     num_items_in_batch=None,
     position_ids: torch.Tensor | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+    ref_lm_head_bias: torch.Tensor | None = None,
+    **transforms,
 ) -> LossResult:
     """The loss of ``spec`` (an ``eksft.losses.spec.LossSpec`` the fused head serves) with ``options`` (complete and
     valid: ``BoundLoss`` and ``fused_head_loss`` check them) from final hidden states, without ``(B, T, V)`` logits.
-    Arguments as ``eksft.losses.fused_head_loss`` takes them."""
-    head = dict(logit_scale=logit_scale, final_logit_softcapping=final_logit_softcapping)
+    ``transforms``: ``logit_scale``, ``final_logit_softcapping``. Arguments as ``eksft.losses.fused_head_loss``
+    takes them."""
+    head = dict(
+        logit_scale=transforms.get("logit_scale"), final_logit_softcapping=transforms.get("final_logit_softcapping")
+    )
     valid = valid_label_mask(labels, ignore_index)  # (B, T) label positions j >= 1 that are scored
     tokens = labels[valid].long()
     _check_token_ids(tokens, lm_head_weight.shape[0], ignore_index)
@@ -125,8 +127,8 @@ def fused_loss(
     proj = Projection(
         lm_head_weight.detach(),
         None if lm_head_bias is None else lm_head_bias.detach(),
-        logit_scale,
-        final_logit_softcapping,
+        head["logit_scale"],
+        head["final_logit_softcapping"],
     )
     ref_rows = ref_proj = None
     if spec.needs_reference:
@@ -134,8 +136,8 @@ def fused_loss(
         ref_proj = Projection(
             ref_lm_head_weight.detach(),
             None if ref_lm_head_bias is None else ref_lm_head_bias.detach(),
-            logit_scale,
-            final_logit_softcapping,
+            head["logit_scale"],
+            head["final_logit_softcapping"],
         )
     grads = None
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, lm_head_weight, lm_head_bias)):

@@ -208,51 +208,24 @@ class BoundLoss:
             options = {k: v for k, v in options.items() if k not in ("scope", "variant")}
         return cls(name, spec, options, normalization, why is None, why, fn)
 
-    def _batch_options(self, tau, seed) -> dict:
-        """The options plus the per-batch inputs the spec names (SED-SFT's ``tau``, random_mask's ``seed``)."""
-        return {**self.options, **{k: v for k, v in (("tau", tau), ("seed", seed)) if k in self.spec.per_batch}}
+    def _options(self, tau=None, seed=0, **batch) -> dict:
+        """The call's keyword arguments: the bound options, ``normalization``, the per-batch inputs the spec names
+        (SED-SFT's ``tau``, random_mask's ``seed``) and ``num_items_in_batch`` / ``position_ids`` from ``batch``."""
+        per_batch = {k: v for k, v in (("tau", tau), ("seed", seed)) if k in self.spec.per_batch}
+        return {**self.options, **per_batch, "normalization": self.normalization, **batch}
 
-    def on_logits(
-        self,
-        logits,
-        labels,
-        *,
-        ref_logits=None,
-        old_logps=None,
-        num_items_in_batch=None,
-        position_ids=None,
-        tau=None,
-        seed=0,
-    ) -> LossResult:
-        """The loss on full ``(B, T, V)`` logits (and the reference's, or PSFT's old log-probs, as the spec needs)."""
+    def on_logits(self, logits, labels, *, ref_logits=None, old_logps=None, **batch) -> LossResult:
+        """The loss on full ``(B, T, V)`` logits (and the reference's, or PSFT's old log-probs, as the spec needs).
+        ``batch``: ``num_items_in_batch``, ``position_ids``, ``tau``, ``seed`` (those the loss takes are passed)."""
         third = {"ref_logits": (ref_logits,), "old_logps": (old_logps,), None: ()}[self.spec.third]
         if third and third[0] is None:
             raise RuntimeError(f"loss_type={self.name!r} needs {self.spec.third} but none were computed (trainer bug).")
-        return self.fn(
-            logits,
-            labels,
-            *third,
-            normalization=self.normalization,
-            num_items_in_batch=num_items_in_batch,
-            position_ids=position_ids,
-            **self._batch_options(tau, seed),
-        )
+        return self.fn(logits, labels, *third, **self._options(**batch))
 
-    def on_hidden(
-        self,
-        hidden,
-        head,
-        labels,
-        *,
-        ref_hidden=None,
-        ref_head=None,
-        num_items_in_batch=None,
-        position_ids=None,
-        tau=None,
-        seed=0,
-    ) -> LossResult:
+    def on_hidden(self, hidden, head, labels, *, ref_hidden=None, ref_head=None, **batch) -> LossResult:
         """The loss from final hidden states and the output head (``eksft.models.head.LMHead``, weight gathered),
-        and the reference's, without ``(B, T, V)`` logits. Runs inside the policy's forward (models/head.py)."""
+        and the reference's, without ``(B, T, V)`` logits; ``batch`` as in :meth:`on_logits`. Runs inside the
+        policy's forward (models/head.py)."""
         for what, states in (("final hidden states", hidden), ("reference hidden states", ref_hidden)):
             if states is not None and not bool(torch.isfinite(states.detach()).all()):
                 raise NonFiniteError(f"{what} contain NaN or inf values", what)
@@ -261,17 +234,17 @@ class BoundLoss:
             if ref_hidden is None or ref_head is None:
                 raise RuntimeError(f"loss_type={self.name!r} needs reference hidden states (trainer bug).")
             ref = (ref_hidden, ref_head.weight)
+        options = self._options(**batch)
+        shared = {k: options.pop(k) for k in ("normalization", "num_items_in_batch", "position_ids") if k in options}
         return fused_loss(
             self.spec,
-            self._batch_options(tau, seed),
+            options,
             hidden,
             head.weight,
             labels,
             *ref,
             chunk_size=self.chunk_size,
-            normalization=self.normalization,
-            num_items_in_batch=num_items_in_batch,
-            position_ids=position_ids,
+            **shared,
             **head.head_kwargs(ref_head),
         )
 
@@ -370,14 +343,14 @@ def fused_head_loss(
         labels,
         *ref,
         chunk_size=chunk_size,
-        lm_head_bias=lm_head_bias,
-        ref_lm_head_bias=ref_lm_head_bias,
-        logit_scale=logit_scale,
-        final_logit_softcapping=final_logit_softcapping,
         normalization=normalization,
         ignore_index=ignore_index,
         num_items_in_batch=num_items_in_batch,
         position_ids=position_ids,
+        lm_head_bias=lm_head_bias,
+        ref_lm_head_bias=ref_lm_head_bias,
+        logit_scale=logit_scale,
+        final_logit_softcapping=final_logit_softcapping,
     )
 
 

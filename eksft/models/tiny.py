@@ -42,20 +42,16 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
+#: The tiny models' sizes, for any architecture's config (tests build Gemma2, Cohere, ... configs from them).
+TINY_SIZES = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
+
+
 def tiny_config(**overrides) -> LlamaConfig:
     """The tiny Llama's sizes (2 layers, hidden 32, 4 heads, untied head), any field overridden: the one place a
     tiny ``LlamaConfig`` is written (``eksft losses`` and the tests pass their own sizes)."""
-    kw = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
-    kw.update(overrides)
-    return LlamaConfig(**kw)
+    return LlamaConfig(**{**TINY_SIZES, "max_position_embeddings": 512, "tie_word_embeddings": False, **overrides})
 
 
 def tiny_random_llama(seed: int = 0, **overrides) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:

@@ -30,6 +30,7 @@ from trl import GRPOTrainer
 from eksft.compat import require
 
 from .dynamic_sampling import (
+    METRIC_PREFIX,
     choose_groups,
     group_rewards,
     groups_with_variance,
@@ -42,8 +43,6 @@ from .dynamic_sampling import (
 from .vllm_cpu import cpu_vllm_generation
 
 logger = logging.getLogger(__name__)
-
-METRIC_PREFIX = "dynamic_sampling/"
 
 
 class DAPOTrainer(GRPOTrainer):

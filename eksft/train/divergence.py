@@ -1,6 +1,7 @@
-"""Stopping a diverged run: :class:`TrainingDiverged` (never a match on an error's text) and its message, which names
-the quantity that went NaN/inf, the step, the newest checkpoint whose saved weights were read back finite
-(output_dir.py), and the fix. ``EKSFTTrainer`` raises it before the step that would write NaN into the weights.
+"""Stopping a diverged run: :class:`TrainingDiverged` (never a match on an error's text) and its message, which
+names the quantity that went NaN/inf, the step, the newest checkpoint whose saved weights were read back finite
+(eksft/jobs/output_dir.py), and the fix. ``EKSFTTrainer`` raises it before the step that would write NaN into the
+weights.
 """
 
 from __future__ import annotations

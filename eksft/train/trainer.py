@@ -21,8 +21,9 @@ A training step, top to bottom (one policy forward per micro-batch); every file 
 Divergence (divergence.py): ``TrainingDiverged`` when the logits or hidden states fed to the loss (the loss's own
 ``NonFiniteError``), the loss, or the gradient norm (checked before ``optimizer.step``) is NaN/inf, so the step that
 would write NaN into the weights never runs; a checkpoint (and the final model) is written only when every weight is
-finite. Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (output_dir.py); each checkpoint stores the
-unlogged part of the logging interval (interval.py). Data: sft_data.py. The trainer holds no loss maths.
+finite. Resume: ``resume_from_checkpoint`` may be ``latest``/``true`` (eksft/jobs/output_dir.py); each checkpoint
+stores the unlogged part of the logging interval (interval.py). Data: sft_data.py. The trainer holds no loss
+maths.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class EKSFTTrainer(SFTTrainer):
     # ------------------------------------------------------------------------------------------------------ train
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         """``resume_from_checkpoint``: a checkpoint folder, or ``latest``/``True`` for the newest complete one of
-        output_dir; an incomplete or missing folder is an error naming a complete one (output_dir.py)."""
+        output_dir; an incomplete or missing folder is an error naming a complete one (eksft/jobs/output_dir.py)."""
         resume_from_checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
         self._resumed_from = resume_from_checkpoint
         if self.args.loss_type == "sed_sft":

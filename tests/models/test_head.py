@@ -15,19 +15,12 @@ import transformers
 from eksft.losses import eksft_head_loss, eksft_loss
 from eksft.losses.fused import head_logits
 from eksft.models import backbone_hidden_states, lm_head_parts
+from eksft.models.tiny import TINY_SIZES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-SMALL = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=211,
-    max_position_embeddings=64,
-)
+SMALL = dict(TINY_SIZES, vocab_size=211, max_position_embeddings=64)
 
 
 def tiny(name, **extra):
