@@ -4,7 +4,7 @@ folder one process writes (docs/evaluation.md, "Evaluating across a node").
 
 Same numbers as one process: a problem's samples depend only on the seed and the ``generate`` call it is part of,
 and the workers make the calls one process makes. The HF backend seeds a call by its first problem and groups the
-problems in fixed slices of the benchmark (``runner._sample_benchmark``), so whole slices are dealt to the workers;
+problems in fixed slices of the benchmark (``samples.sample_benchmark``), so whole slices are dealt to the workers;
 vLLM seeds every problem itself (``SamplingParams(seed=...)``), so its problems are dealt one by one.
 
 Files: worker ``i`` appends each finished problem's samples to ``workers/worker-<i>.jsonl`` (samples.jsonl lines)
@@ -137,7 +137,7 @@ def worker_envs(count: int, tensor_parallel: int) -> tuple[list[dict], int | Non
 def sample_in_workers(cfg, benches: list, done: dict, samples_path: Path, backend: str, log=print) -> None:
     """Sample every problem ``done`` lacks in ``cfg.data_parallel`` worker processes; add them to samples.jsonl and
     ``done``. Raises :class:`WorkerFailed` when a worker fails (after keeping what every worker finished)."""
-    from .runner import model_source
+    from .samples import model_source
 
     folder = samples_path.parent / WORKERS
     kept = merge(folder, samples_path, cfg, benches, done)  # a run whose parent died too
@@ -215,7 +215,7 @@ def _failure(folder: Path, failed: list, count: int) -> Exception:
 def merge(folder: Path, samples_path: Path, cfg, benches: list, done: dict) -> int:
     """Append the complete problems of the workers' files that ``done`` lacks to samples.jsonl (benchmark order) and
     to ``done``; remove those files. Returns how many problems were added."""
-    from .runner import read_samples
+    from .samples import read_samples
 
     shards = sorted(folder.glob("worker-*.jsonl"))
     if not shards:
@@ -263,7 +263,8 @@ def worker_main(spec_path: str) -> int:
 
 
 def _work(spec: dict) -> int:
-    from .runner import EvalConfig, _sample_group
+    from .config import EvalConfig
+    from .samples import sample_group
     from .sampling import SamplingConfig, make_sampler
     from .verify import parse_gold
 
@@ -293,7 +294,7 @@ def _work(spec: dict) -> int:
         bench, problems = call["benchmark"], call["problems"]
         golds = {(bench, p["id"]): parse_gold(p["answer"], cfg.verify_timeout) for p in problems}
         done = {(model, bench, pid): None for pid in call["done"]}
-        finished += _sample_group(cfg, sampler, model, bench, problems, golds, done, samples)
+        finished += sample_group(cfg, sampler, model, bench, problems, golds, done, samples)
         print(f"[eval worker {index}] {finished}/{total} problems", flush=True)
         if die_after is not None and finished >= die_after:
             os._exit(FAULT_CODE)

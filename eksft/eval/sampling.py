@@ -154,7 +154,7 @@ class HFSampler:
 
     Several problems share one ``generate`` call (left-padded) when their samples fit in ``batch_size``: on a CPU,
     32 sequences per call cost little more per step than 4. A group is seeded by its first problem's seed, so the
-    runner must always form the same groups (it does: fixed slices of the benchmark, see ``runner.evaluate``).
+    runner must always form the same groups (it does: fixed slices of the benchmark, ``samples.sample_benchmark``).
     """
 
     def __init__(self, model, tokenizer, cfg: SamplingConfig):

@@ -13,7 +13,8 @@ import pytest
 
 from eksft import cli
 from eksft.eval import runner
-from eksft.eval.sampling import HFSampler, Sample
+from eksft.eval.samples import model_source
+from eksft.eval.sampling import HFSampler, Sample, SamplingConfig
 from eksft.models.tiny import save_tiny as save_tiny_random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -237,7 +238,7 @@ def test_pass_at_k_bookkeeping_with_scripted_samples(setup, tmp_path, monkeypatc
         benchmarks=[data],
         output_dir=str(tmp_path),
         ks=[1, 2, 4],
-        sampling=runner.SamplingConfig(n=4),
+        sampling=SamplingConfig(n=4),
         progress=False,
     )
     s = runner.evaluate(cfg, log=lambda *_: None)["three"]["scripted"]
@@ -309,7 +310,7 @@ def test_protocol_preset_and_both_answer_checks(setup, tmp_path, monkeypatch):
 def test_builtin_model_aliases_resolve(tmp_path, monkeypatch):
     """``eksft eval tiny-random-llama`` loads the built-in model (once written to the cache), not a hub name."""
     monkeypatch.setenv("EKSFT_CACHE", str(tmp_path))
-    path = runner.model_source("tiny-random-llama")
+    path = model_source("tiny-random-llama")
     assert path == str(tmp_path / "tiny-random-llama") and (tmp_path / "tiny-random-llama" / "config.json").is_file()
-    assert runner.model_source("tiny-random-llama") == path  # reused
-    assert runner.model_source("org/some-model") == "org/some-model"
+    assert model_source("tiny-random-llama") == path  # reused
+    assert model_source("org/some-model") == "org/some-model"

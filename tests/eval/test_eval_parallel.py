@@ -20,6 +20,7 @@ import pytest
 
 from eksft import cli
 from eksft.eval import parallel, runner
+from eksft.eval.samples import read_samples
 from eksft.eval.sampling import SamplingConfig, make_sampler
 from eksft.models.tiny import save_tiny
 
@@ -116,7 +117,7 @@ def test_merge_keeps_complete_problems_of_a_dead_run(setup, tmp_path):
     (tmp_path / "workers" / "worker-1.jsonl").write_text("".join(lines[4:6] + lines[0:2] + lines[6:7]))
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(lines[2:4]))
-    done = runner.read_samples(samples, 2)
+    done = read_samples(samples, 2)
     cfg = runner.EvalConfig(models=[model], benchmarks=[data], output_dir=str(tmp_path), sampling=SamplingConfig(n=2))
     benches, _ = runner._load_benchmarks(cfg)
     assert parallel.merge(tmp_path / "workers", samples, cfg, benches, done) == 2
