@@ -365,7 +365,7 @@ def test_train_step_trees_compares_two_checkouts(capsys):
     trees = load("train_step_trees")
     repo = str(BENCH.parent)
     trees.main(
-        ["--old", repo, "--new", repo, "--model", "tiny-random-llama", "--batch", "2", "--seq-len", "32"]
+        ["--old", repo, "--new", repo, "--model", "tiny-random-llama", "--batch", "2", "--seq-len", "64"]
         + ["--rounds", "1", "--repeats", "1", "--warmup", "0"]
     )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
