@@ -140,8 +140,8 @@ def blocks(summary: dict, out: Path) -> list[tuple]:
         (
             "p",
             f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs ({mach['torch_threads']} torch threads), "
-            f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min, peak memory "
-            f"{summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}",
+            f"torch {mach['torch']}. Wall time {summary['wall_seconds'] / 60:.1f} min{_resumed(summary)}, "
+            f"peak memory {summary['peak_rss_gb']:.2f} GiB (process peak RSS).{load_text}",
         )
     )
     b.append(("h2", "Results"))
@@ -290,3 +290,14 @@ def _problem_range(cfg: dict) -> str:
     """`` (problems 64-127 of the set)`` when the run skipped some (DemoConfig.eval_offset), else nothing."""
     first = cfg.get("eval_offset", 0)
     return f" (problems {first}-{first + cfg['eval_problems'] - 1} of the set)" if first else ""
+
+
+def _resumed(summary: dict) -> str:
+    """Say so when the wall time covers only part of the run (a rerun that reused models trained earlier)."""
+    n = summary.get("resumed_trainings", 0)
+    if not n:
+        return ""
+    return (
+        f" for this invocation, which reused {n} model{'s' if n > 1 else ''} trained into this folder by earlier"
+        " invocations (their training times are in the table; the whole run took longer)"
+    )

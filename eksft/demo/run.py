@@ -217,6 +217,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         "base_model": base,
         "machine": machine(),
         "wall_seconds": time.time() - start,
+        # models an earlier invocation trained into this folder: this invocation's wall time leaves them out
+        "resumed_trainings": sum(bool(r.get("resumed")) for s in seeds for r in s["runs"].values()),
         "peak_rss_gb": peak_rss_gb(),
         "load_average": [LOADS[0], max(LOADS), os.getloadavg()[0]],  # start, highest at a stage, end
         "seeds": seeds,

@@ -53,7 +53,7 @@ def train_method(
                 f"{[old.get(k) for k in diff]}); use a new DemoConfig.output_dir, or delete that folder"
             )
         log(f"[demo] {method.label} seed {seed}: already trained, skipping ({run_dir})")
-        return record
+        return {**record, "resumed": True}  # trained by an earlier invocation: not in this one's wall time
     from eksft.train.config import EKSFTConfig
     from eksft.train.run import train
 

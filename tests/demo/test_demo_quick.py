@@ -64,3 +64,6 @@ def test_rerun_skips_finished_training(report, capsys):
     out, _ = report
     assert main(["demo", "--quick", "--output-dir", str(out)]) == 0
     assert capsys.readouterr().out.count("already trained, skipping") == 2
+    # the rerun's wall time covers only this invocation, and its report says so
+    assert json.loads((out / "summary.json").read_text())["resumed_trainings"] == 2
+    assert "which reused 2 models trained into this folder by earlier invocations" in (out / "report.md").read_text()
