@@ -1,6 +1,7 @@
 """Links between the project's markdown files resolve: each relative file link names a file that exists, and each
 ``#anchor`` names a heading of its target, slugged as GitHub slugs headings (lower case, punctuation dropped, spaces
 to hyphens, repeats numbered)."""
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,8 @@ def anchors(path: Path) -> set[str]:
 
 
 def test_slug_follows_github():
-    assert slug("Choosing ρ on short answers: pre-registered study") == "choosing-ρ-on-short-answers-pre-registered-study"
+    heading = "Choosing ρ on short answers: pre-registered study"
+    assert slug(heading) == "choosing-ρ-on-short-answers-pre-registered-study"
     assert slug("The default demo (`make demo`)") == "the-default-demo-make-demo"
     assert slug("Selection run: results (seeds 0–2, problems 0–63)") == "selection-run-results-seeds-02-problems-063"
 
