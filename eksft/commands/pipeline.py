@@ -22,8 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="run only these of the config's methods (their folder names), e.g. to run methods in parallel "
-        "processes; the report still covers every method with finished stages",
+        help="run only these of the config's methods (as the config writes them, e.g. 'eksft[rho=0.1]', or their "
+        "folder names), e.g. to run methods in parallel processes; the report still covers every method with "
+        "finished stages",
     )
     p.add_argument("--report_only", action="store_true", help="rewrite the report from finished stages; train nothing")
     p.add_argument(

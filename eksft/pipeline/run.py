@@ -217,11 +217,12 @@ def run_stage(pc: PipelineConfig, method: str, stage: str, train_file: str | Non
 def run_pipeline(pc: PipelineConfig, log=print, only: list[str] | None = None) -> dict:
     """Every method (or the ``only`` ones) through ``pc.stages``, then the report; returns the report's JSON."""
     if only:
+        only = [_folder_name(pc, m) for m in only]
         unknown = [m for m in only if m not in pc.methods]
         if unknown:
             raise ValueError(
                 f"--methods: {', '.join(unknown)} not in the config's methods "
-                f"({', '.join(pc.methods)}); give their folder names."
+                f"({', '.join(pc.methods)}); give their folder names or the config's spelling."
             )
     check_eval_layout(pc)
     os.makedirs(pc.output_dir, exist_ok=True)
@@ -296,3 +297,15 @@ def check_stage_folders(pc, log=print) -> None:
             if complete is None:  # crashed before its first checkpoint: the stage starts again, in a clean folder
                 log(f"[pipeline] {out}: no complete checkpoint; the stage starts again")
                 remove_run(out)
+
+
+def _folder_name(pc: PipelineConfig, name: str) -> str:
+    """A method as the config writes it (``eksft[rho=0.1]``) -> its folder name (``eksft__rho-0.1``)."""
+    if name in pc.methods:
+        return name
+    from eksft.methods import parse_method
+
+    try:
+        return parse_method(name, "--methods").slug
+    except ValueError:
+        return name

@@ -208,3 +208,18 @@ def test_methods_flag_runs_only_the_named_methods(finished, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("eksft pipeline: --methods: dft not in the config's methods (") and "Traceback" not in err
     pipeline_run.mark_done(os.path.join(out, "sft", "rl_eval"), {"restored": True})  # leave the fixture finished
+
+
+def test_methods_flag_takes_the_configs_spelling(tmp_path):
+    """`--methods 'eksft[rho=0.1]'` (as the config writes it) names the folder eksft__rho-0.1, like the slug does."""
+    pc = pipeline_config_from({**tiny_pipeline(str(tmp_path)), "methods": ["sft", "eksft[rho=0.1]"]})
+    assert list(pc.methods) == ["sft", "eksft__rho-0.1"]
+    assert pipeline_run._folder_name(pc, "eksft[rho=0.1]") == "eksft__rho-0.1"
+    assert pipeline_run._folder_name(pc, "eksft__rho-0.1") == "eksft__rho-0.1"
+    assert (
+        pipeline_run._folder_name(pc, "eksft[rho=0.2]") == "eksft__rho-0.2"
+    )  # not in the config: run_pipeline refuses
+    with pytest.raises(
+        ValueError, match=r"--methods: eksft__rho-0.2 not in the config's methods \(sft, eksft__rho-0.1\)"
+    ):
+        run_pipeline(pc, only=["eksft[rho=0.2]"])
