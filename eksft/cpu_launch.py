@@ -99,5 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(argv)
 
 
+def exit_after_run(code) -> None:
+    """End a launched process: run Python's exit handlers (``eksft train``'s process-group shut-down among them),
+    flush, then ``os._exit``. Under load, gloo's C++ threads aborted a rank during the interpreter's own teardown
+    ("terminate called without an active exception", exit -6) after training had finished and the model was written;
+    accelerate then failed the whole launch. ``os._exit`` skips only that teardown."""
+    import atexit
+
+    if isinstance(code, str):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0 if code is None else int(code))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except SystemExit as stop:  # argparse errors, --help
+        status = stop.code
+    exit_after_run(status)

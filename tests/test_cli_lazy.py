@@ -4,6 +4,8 @@ imported (cli.py docstring); a command's own ``--help`` still lists its flags. C
 import subprocess
 import sys
 
+import pytest
+
 
 def test_top_level_help_imports_no_torch():
     code = (
@@ -37,3 +39,19 @@ def test_no_module_imports_the_cpu_launcher():
     imports = re.compile(r"^\s*(from\s+(eksft|\.)\S*\s+import\s+.*\bcpu_launch\b|(from|import)\s+\S*cpu_launch)", re.M)
     users = [p for p in package.rglob("*.py") if p.name != "cpu_launch.py" and imports.search(p.read_text())]
     assert not users, users
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["no-such-command"], 2)])
+def test_cpu_launcher_runs_exit_handlers_then_exits_with_the_commands_code(tmp_path, args, code):
+    """``python -m eksft.cpu_launch`` ends with ``os._exit`` (gloo's C++ teardown aborted a finished rank once):
+    Python's exit handlers still run first and the command's exit code is kept."""
+    marker = tmp_path / "atexit_ran"
+    script = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ok'))\n"
+        f"sys.argv = ['eksft.cpu_launch', *{args!r}]\n"
+        "runpy.run_module('eksft.cpu_launch', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert marker.read_text() == "ok"

@@ -207,7 +207,10 @@ def test_rerun_with_other_training_settings_is_refused(tmp_path):
     record = {"method": "eksft", "seed": 0, "run_dir": str(run_dir), "train_seconds": 1.0, "settings": settings}
     (run_dir / "demo_train.json").write_text(json.dumps(record))
     log = lambda *_: None  # noqa: E731
-    assert train_method(cfg, "m", Method("eksft"), 0, run_dir, tmp_path / "x.jsonl", log=log) == record
+    assert train_method(cfg, "m", Method("eksft"), 0, run_dir, tmp_path / "x.jsonl", log=log) == {
+        **record,
+        "resumed": True,
+    }
     other = DemoConfig(output_dir=str(tmp_path), learning_rate=5e-5)
     with pytest.raises(ValueError, match=r"other settings \(\['learning_rate'\]"):
         train_method(other, "m", Method("eksft"), 0, run_dir, tmp_path / "x.jsonl", log=log)
