@@ -1,4 +1,5 @@
-"""Every private attribute of transformers, TRL, accelerate, DeepSpeed and argparse that eksft overrides or calls.
+"""Every private attribute of transformers, TRL, accelerate, DeepSpeed, argparse and atexit that eksft overrides or
+calls.
 
 A private name can change in any release. pyproject.toml bounds the versions below the next minor release and
 constraints.txt pins the ones CI tested; this list is what a newer release must still provide. :func:`problems`
@@ -101,6 +102,7 @@ PRIVATE = (
     # Launch-only code (eksft/cpu_launch.py: ZeRO-3 / FSDP2 on CPU processes), never imported by a normal run.
     Private("accelerate.state:PartialState", "_shared_state", used_in="cpu_launch.enable_fsdp_on_cpu"),
     Private("deepspeed.ops", "__compatible_ops__", used_in="cpu_launch.skip_deepspeed_shm_op"),
+    Private("atexit", "_run_exitfuncs", used_in="cpu_launch.exit_after_run (exit handlers before os._exit)"),
 )
 
 
@@ -114,7 +116,7 @@ def _resolve(path: str):
 
 def _version(owner: str) -> str:
     top = owner.partition(":")[0].split(".")[0]
-    if top == "argparse":
+    if top in ("argparse", "atexit"):  # the standard library
         import platform
 
         return f"Python {platform.python_version()}"

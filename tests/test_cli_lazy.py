@@ -46,12 +46,18 @@ def test_cpu_launcher_runs_exit_handlers_then_exits_with_the_commands_code(tmp_p
     """``python -m eksft.cpu_launch`` ends with ``os._exit`` (gloo's C++ teardown aborted a finished rank once):
     Python's exit handlers still run first and the command's exit code is kept."""
     marker = tmp_path / "atexit_ran"
+    teardown = tmp_path / "teardown_ran"  # written by a finaliser only the interpreter's own teardown runs
     script = (
-        "import atexit, runpy, sys\n"
+        "import atexit, os, runpy, sys\n"
         f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ok'))\n"
+        "class Finalised:\n"  # bound os functions: the teardown clears module globals before this runs
+        "    def __del__(self, _open=os.open, _close=os.close, _flags=os.O_CREAT | os.O_WRONLY):\n"
+        f"        _close(_open({str(teardown)!r}, _flags))\n"
+        "probe = Finalised()\n"
         f"sys.argv = ['eksft.cpu_launch', *{args!r}]\n"
         "runpy.run_module('eksft.cpu_launch', run_name='__main__')\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stderr[-2000:]
     assert marker.read_text() == "ok"
+    assert not teardown.exists()  # os._exit: the teardown (where gloo's threads aborted) never ran
